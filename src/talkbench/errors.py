@@ -1,0 +1,47 @@
+"""Exception types shared by every talkbench package.
+
+The CLI turns any of these into one line and a non-zero exit; library code raises the most specific one
+and says what failed, what was expected and what was found.
+"""
+
+
+class TalkbenchError(Exception):
+    """Base class of every error talkbench raises on purpose."""
+
+
+class ManifestError(TalkbenchError):
+    """A manifest file is missing, truncated, or does not match its schema."""
+
+
+class SourceListError(TalkbenchError):
+    """A source list cannot be read at all (a single bad line is reported, not raised)."""
+
+
+class MediaError(TalkbenchError):
+    """A media file is corrupt, empty, or not what a stage needs."""
+
+
+class WeightsError(TalkbenchError):
+    """A pretrained weights file is missing, has the wrong checksum, or the wrong keys/shapes."""
+
+
+class MissingWeightsError(WeightsError):
+    """A weights entry is not installed; the message names the command that installs it."""
+
+
+class MissingDependencyError(TalkbenchError):
+    """An optional dependency is not installed; the message gives the exact install command."""
+
+
+class ConfigError(TalkbenchError):
+    """A configuration value or combination of options is invalid."""
+
+
+def require(module: str, install: str):
+    """Import an optional dependency or fail with the exact install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(f"{module} is not installed ({exc}); install it with: {install}") from exc

@@ -1,0 +1,257 @@
+"""Executors run a list of steps over N ranks, with per-rank stats, atomic completion markers and resume.
+
+Layout of ``logging_dir`` (one folder per stage):
+
+    stage.json             world size and hashes of the input rows and step config; a change restarts the stage
+    {rank:05d}.json        per-rank stats: rows in/out, drops by reason, seconds per step
+    completions/{rank:05d} written atomically after the rank's output; completed ranks are skipped on rerun
+    output/{rank:05d}.pkl  the rank's output rows and rejections
+
+Rank ``r`` of ``world_size`` gets ``rows[r::world_size]``. Outputs are merged in rank order and the caller sorts
+them by key before writing a manifest, so the result does not depend on the executor or the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Sequence
+
+from ..manifests.io import atomic_write_bytes, atomic_write_text
+from .step import Step, StepContext
+
+MAX_TASKS = 1024
+
+
+@dataclass
+class StageResult:
+    rows: list[dict]
+    rejections: list[dict]
+    stats: dict = field(default_factory=dict)
+    skipped_ranks: int = 0
+
+
+def stable_hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _counted(rows: Iterable[dict], ctx: StepContext, clock: list) -> Iterator[dict]:
+    """Count rows entering a step and measure the time spent pulling them (its upstream's time)."""
+    it = iter(rows)
+    while True:
+        t0 = time.perf_counter()
+        try:
+            row = next(it)
+        except StopIteration:
+            clock[0] += time.perf_counter() - t0
+            return
+        clock[0] += time.perf_counter() - t0
+        ctx.rows_in += 1
+        yield row
+
+
+def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int, logging_dir: str) -> dict:
+    """Run every step over one shard and persist its output, stats and completion marker. Module-level so it pickles."""
+    logging_dir = Path(logging_dir)
+    started = time.perf_counter()
+    contexts = []
+    data: Iterable[dict] = rows
+    clocks = []
+    for step in steps:
+        ctx = StepContext(step.name, rank, world_size)
+        step.ctx = ctx
+        upstream_clock = [0.0]
+        data = step.run(_counted(data, ctx, upstream_clock), rank, world_size)
+        contexts.append(ctx)
+        clocks.append(upstream_clock)
+    out = []
+    it = iter(data)
+    last_clock = [0.0]
+    while True:
+        t0 = time.perf_counter()
+        try:
+            row = next(it)
+        except StopIteration:
+            last_clock[0] += time.perf_counter() - t0
+            break
+        last_clock[0] += time.perf_counter() - t0
+        out.append(row)
+    # A step's own time is the time its output took minus the time it spent waiting on its input.
+    totals = [c[0] for c in clocks[1:]] + [last_clock[0]]
+    for ctx, total, upstream in zip(contexts, totals, clocks):
+        ctx.seconds = max(0.0, total - upstream[0])
+    for ctx, nxt in zip(contexts, contexts[1:]):
+        ctx.rows_out = nxt.rows_in
+    if contexts:
+        contexts[-1].rows_out = len(out)
+    rejections = [r for ctx in contexts for r in ctx.rejections]
+    stats = {
+        "rank": rank,
+        "world_size": world_size,
+        "rows_in": len(rows),
+        "rows_out": len(out),
+        "seconds": round(time.perf_counter() - started, 6),
+        "steps": [ctx.to_dict() for ctx in contexts],
+    }
+    atomic_write_bytes(logging_dir / "output" / f"{rank:05d}.pkl", pickle.dumps({"rows": out, "rejections": rejections}))
+    atomic_write_text(logging_dir / f"{rank:05d}.json", json.dumps(stats, indent=1, sort_keys=True))
+    atomic_write_text(logging_dir / "completions" / f"{rank:05d}", "done\n")
+    return stats
+
+
+class Executor:
+    """Base executor: plans ranks, skips completed ones, merges outputs. Subclasses run the pending ranks."""
+
+    name = "base"
+
+    def __init__(self, workers: int = 1, tasks: int | None = None, quiet: bool = False):
+        self.workers = max(1, int(workers))
+        self.tasks = tasks
+        self.quiet = quiet
+
+    def world_size_for(self, n_rows: int) -> int:
+        # One rank per row (capped) makes resume fine-grained and does not depend on the worker count.
+        return max(1, min(n_rows, self.tasks or MAX_TASKS))
+
+    def run(self, steps: Sequence[Step], rows: list[dict], logging_dir: str | Path, *, config: dict | None = None,
+            description: str = "") -> StageResult:
+        logging_dir = Path(logging_dir)
+        world_size = self.world_size_for(len(rows))
+        plan = {
+            "world_size": world_size,
+            "input_hash": stable_hash(rows),
+            "config_hash": stable_hash(config if config is not None else [type(s).__name__ for s in steps]),
+        }
+        stage_file = logging_dir / "stage.json"
+        if stage_file.exists():
+            try:
+                previous = json.loads(stage_file.read_text())
+            except (OSError, json.JSONDecodeError):
+                previous = None
+            if previous != plan:
+                # Different input, config or world size: the old ranks describe another job.
+                for sub in ("completions", "output"):
+                    shutil.rmtree(logging_dir / sub, ignore_errors=True)
+                for f in logging_dir.glob("[0-9][0-9][0-9][0-9][0-9].json"):
+                    f.unlink()
+        logging_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stage_file, json.dumps(plan, sort_keys=True))
+        pending = [r for r in range(world_size) if not (logging_dir / "completions" / f"{r:05d}").exists()]
+        shards = {r: rows[r::world_size] for r in pending}
+        if pending:
+            self.run_ranks(steps, shards, world_size, logging_dir, description or logging_dir.name)
+        return self.merge(logging_dir, world_size, skipped=world_size - len(pending))
+
+    def run_ranks(self, steps, shards: dict[int, list[dict]], world_size: int, logging_dir: Path, description: str):
+        raise NotImplementedError
+
+    def merge(self, logging_dir: Path, world_size: int, skipped: int = 0) -> StageResult:
+        rows, rejections, per_rank = [], [], []
+        for rank in range(world_size):
+            payload = pickle.loads((logging_dir / "output" / f"{rank:05d}.pkl").read_bytes())
+            rows.extend(payload["rows"])
+            rejections.extend(payload["rejections"])
+            per_rank.append(json.loads((logging_dir / f"{rank:05d}.json").read_text()))
+        stats = summarise_stats(per_rank)
+        atomic_write_text(logging_dir / "summary.json", json.dumps(stats, indent=1, sort_keys=True))
+        return StageResult(rows, rejections, stats, skipped)
+
+    def progress(self, total: int, description: str):
+        return _Progress(total, description, self.quiet)
+
+
+def summarise_stats(per_rank: list[dict]) -> dict:
+    """Sum per-rank stats into one stage summary (counts and drops by reason per step)."""
+    steps: dict[str, dict] = {}
+    order: list[str] = []
+    for stats in per_rank:
+        for s in stats["steps"]:
+            if s["name"] not in steps:
+                order.append(s["name"])
+                steps[s["name"]] = {"name": s["name"], "rows_in": 0, "rows_out": 0, "dropped": {}, "counters": {},
+                                    "seconds": 0.0}
+            agg = steps[s["name"]]
+            agg["rows_in"] += s["rows_in"]
+            agg["rows_out"] += s["rows_out"]
+            agg["seconds"] = round(agg["seconds"] + s["seconds"], 6)
+            for key in ("dropped", "counters"):
+                for k, v in s[key].items():
+                    agg[key][k] = agg[key].get(k, 0) + v
+    return {
+        "ranks": len(per_rank),
+        "rows_in": sum(s["rows_in"] for s in per_rank),
+        "rows_out": sum(s["rows_out"] for s in per_rank),
+        "steps": [steps[n] for n in order],
+    }
+
+
+class _Progress:
+    """A rich progress bar over ranks, or nothing when quiet."""
+
+    def __init__(self, total: int, description: str, quiet: bool):
+        self.total, self.description, self.quiet = total, description, quiet
+        self._progress = None
+
+    def __enter__(self):
+        if not self.quiet:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=self.total)
+        return self
+
+    def advance(self, n: int = 1):
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.stop()
+
+
+class LocalExecutor(Executor):
+    """Runs ranks in this process (workers=1) or in a spawn-based process pool."""
+
+    name = "local"
+
+    def run_ranks(self, steps, shards, world_size, logging_dir, description):
+        with self.progress(len(shards), description) as bar:
+            if self.workers == 1:
+                for rank, shard in shards.items():
+                    run_rank(steps, shard, rank, world_size, str(logging_dir))
+                    bar.advance()
+                return
+            import multiprocessing as mp
+            from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+            # spawn, not fork: torch, onnxruntime and mediapipe hold threads that fork would copy in a bad state.
+            with ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn")) as pool:
+                futures = [pool.submit(run_rank, steps, shard, rank, world_size, str(logging_dir))
+                           for rank, shard in shards.items()]
+                not_done = set(futures)
+                while not_done:
+                    done, not_done = wait(not_done, return_when=FIRST_EXCEPTION)
+                    for future in done:
+                        future.result()  # re-raises a rank's failure; completed ranks stay marked for the rerun
+                        bar.advance()
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+
+
+def make_executor(name: str = "local", *, workers: int = 1, tasks: int | None = None, quiet: bool = False,
+                  ray_address: str | None = None) -> Executor:
+    if name == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(workers=workers, tasks=tasks, quiet=quiet, address=ray_address)
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; choose from {sorted([*EXECUTORS, 'ray'])}")
+    return EXECUTORS[name](workers=workers, tasks=tasks, quiet=quiet)

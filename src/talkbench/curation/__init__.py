@@ -1,0 +1,1 @@
+"""Curation: source lists → downloaded, probed, normalised videos → identity-tagged clip dataset."""

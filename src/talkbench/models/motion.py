@@ -1,0 +1,308 @@
+"""Identity-decoupled motion encoder + LIA-style warping renderer (AniTalker stage 1 on a LIA backbone).
+
+References (layer structure read, code written here):
+- LIA, Wang et al., "Latent Image Animator", ICLR 2022 (wyhsirius/LIA networks/{encoder,styledecoder}.py):
+  StyleGAN2 residual encoder, linear motion decomposition (QR-orthogonalised directions), a synthesis network that
+  predicts a flow + occlusion mask at every scale and warps the encoder's skip features with it.
+- AniTalker, Liu et al. 2024 (X-LANCE/AniTalker code/networks/encoder.py): the hierarchical aggregation layer (HAL,
+  softmax-weighted sum of pooled features of every encoder stage) and the identity / motion decoupling heads.
+
+Conventions: images are float in [-1, 1], (B, 3, S, S). ``alpha`` is the 20-number motion code, ``w`` the appearance
+code (style_dim). Rendering uses ``latent = w_source + D(alpha)`` where D is the orthogonal direction basis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layers import ConvLayer, EqualConv2d, EqualLinear, ModulatedConv2d, ResBlock, StyledConv, upsample2x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config and presets
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MotionConfig:
+    size: int = 256  # image side; a power of two >= 16
+    style_dim: int = 512  # appearance code / direction length (LIA: 512)
+    motion_dim: int = 20  # number of orthogonal motion directions (LIA, AniTalker: 20)
+    channel_base: int = 16384  # channels at resolution r = min(max_channels, channel_base // r) (StyleGAN2, cm=1)
+    max_channels: int = 512
+    head_hidden: int = 512  # width of the identity / motion decoupling MLPs (AniTalker: 512)
+    motion_layers: int = 4  # hidden layers of the motion MLP before the motion_dim projection (LIA: 4)
+    disc_channel_base: int = 16384  # discriminator, same rule
+    disc_max_channels: int = 512
+
+    def channels(self, res: int, disc: bool = False) -> int:
+        base, cap = (self.disc_channel_base, self.disc_max_channels) if disc else (self.channel_base, self.max_channels)
+        return int(min(cap, base // res))
+
+    def __post_init__(self):
+        if self.size < 16 or self.size & (self.size - 1):
+            raise ValueError(f"size must be a power of two >= 16, got {self.size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MotionConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+PRESETS: dict[str, MotionConfig] = {
+    # ~47 M generator parameters at 256 px, as in AniTalker / LIA (channel_multiplier 1).
+    "base": MotionConfig(),
+    # Small enough to overfit a clip on a laptop CPU in a minute; same topology, 64 px, narrow channels.
+    "tiny": MotionConfig(size=64, style_dim=128, channel_base=2048, max_channels=128, head_hidden=128,
+                         motion_layers=2, disc_channel_base=1024, disc_max_channels=64),
+}
+
+
+def get_config(preset: str) -> MotionConfig:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    return PRESETS[preset]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoder: StyleGAN2 residual downsampling + HAL + identity / motion heads
+# ----------------------------------------------------------------------------------------------------------------
+
+class EncoderOutput(NamedTuple):
+    w: torch.Tensor  # (B, style_dim) HAL appearance code
+    feats: list  # skip features at 8, 16, ..., size px (coarse → fine), channels(r) each
+    identity: torch.Tensor  # (B, style_dim) identity embedding
+    motion: torch.Tensor  # (B, style_dim) identity-excluded motion embedding
+    alpha: torch.Tensor  # (B, motion_dim) motion magnitudes along the direction basis
+
+
+def mlp(in_dim: int, hidden: int, out_dim: int, layers: int = 1) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = in_dim
+    for _ in range(layers):
+        mods.append(EqualLinear(d, hidden, activate=True))
+        d = hidden
+    mods.append(EqualLinear(d, out_dim))
+    return nn.Sequential(*mods)
+
+
+class HierarchicalAggregation(nn.Module):
+    """AniTalker's HAL: global-average-pool every stage, project to style_dim, softmax-weighted sum."""
+
+    def __init__(self, stage_channels: list[int], style_dim: int):
+        super().__init__()
+        self.proj = nn.ModuleList(
+            nn.Identity() if c == style_dim else EqualLinear(c, style_dim) for c in stage_channels)
+        self.logits = nn.Parameter(torch.zeros(len(stage_channels)))  # uniform weights at init
+
+    def forward(self, stages: list[torch.Tensor]) -> torch.Tensor:
+        weights = torch.softmax(self.logits, 0)
+        pooled = [p(s.mean((2, 3))) for p, s in zip(self.proj, stages)]  # each (B, style_dim)
+        return sum(wt * v for wt, v in zip(weights, pooled))
+
+
+class MotionEncoder(nn.Module):
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        log = int(math.log2(cfg.size))
+        self.stem = ConvLayer(3, cfg.channels(cfg.size), 1)
+        blocks, stage_ch = [], [cfg.channels(cfg.size)]
+        for i in range(log, 2, -1):  # size → 4 px
+            blocks.append(ResBlock(cfg.channels(2 ** i), cfg.channels(2 ** (i - 1))))
+            stage_ch.append(cfg.channels(2 ** (i - 1)))
+        self.blocks = nn.ModuleList(blocks)
+        self.final = EqualConv2d(cfg.channels(4), cfg.style_dim, 4, bias=False)  # 4×4 → 1×1
+        stage_ch.append(cfg.style_dim)
+        self.hal = HierarchicalAggregation(stage_ch, cfg.style_dim)
+        self.identity_head = mlp(cfg.style_dim, cfg.head_hidden, cfg.style_dim)
+        self.motion_head = mlp(cfg.style_dim, cfg.head_hidden, cfg.style_dim)
+        self.motion_fc = mlp(cfg.style_dim, cfg.style_dim, cfg.motion_dim, layers=cfg.motion_layers)
+
+    def forward(self, img: torch.Tensor) -> EncoderOutput:
+        h = self.stem(img)  # (B, C_size, S, S)
+        stages = [h]
+        for block in self.blocks:
+            h = block(h)  # halves the side each time, down to 4 px
+            stages.append(h)
+        stages.append(self.final(h))  # (B, style_dim, 1, 1)
+        w = self.hal(stages)  # (B, style_dim)
+        identity = self.identity_head(w)  # (B, style_dim)
+        motion = self.motion_head(w)  # (B, style_dim)
+        alpha = self.motion_fc(motion)  # (B, motion_dim)
+        feats = stages[:-2][::-1]  # skip features at 8 … size px (the 4 px stage feeds nothing)
+        return EncoderOutput(w, feats, identity, motion, alpha)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Linear motion decomposition and the warping synthesis network
+# ----------------------------------------------------------------------------------------------------------------
+
+class MotionDirections(nn.Module):
+    """A learnable style_dim × motion_dim matrix, orthogonalised by QR: D(alpha) = Q @ alpha (LIA's LMD)."""
+
+    def __init__(self, style_dim: int, motion_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(style_dim, motion_dim))
+
+    def basis(self) -> torch.Tensor:
+        q, _ = torch.linalg.qr(self.weight.float() + 1e-8)  # (style_dim, motion_dim), orthonormal columns
+        return q
+
+    def forward(self, alpha: torch.Tensor) -> torch.Tensor:
+        return alpha.float() @ self.basis().t()  # (B, style_dim)
+
+
+class ToFlow(nn.Module):
+    """Predict a flow (2) + occlusion mask (1) at this scale, refine the coarser one, warp the skip feature."""
+
+    def __init__(self, in_ch: int, style_dim: int):
+        super().__init__()
+        self.conv = ModulatedConv2d(in_ch, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(self, x, style, feat, prev=None):
+        out = self.conv(x, style) + self.bias.to(x.dtype)  # (B, 3, H, W)
+        if prev is not None:
+            out = out + upsample2x(prev)
+        b, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h, device=x.device)
+        xs = torch.linspace(-1, 1, w, device=x.device)
+        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
+        grid = base + torch.tanh(out[:, :2].float()).permute(0, 2, 3, 1)  # (B, H, W, 2)
+        mask = torch.sigmoid(out[:, 2:3])  # (B, 1, H, W)
+        warped = F.grid_sample(feat.float(), grid, align_corners=True).to(x.dtype) * mask
+        return warped, warped + x * (1 - mask), out
+
+
+class WarpingSynthesis(nn.Module):
+    """Constant 4 px input → modulated convs up to ``size``; at each scale ≥ 8 px a flow warps the encoder feature."""
+
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        self.directions = MotionDirections(cfg.style_dim, cfg.motion_dim)
+        self.input = nn.Parameter(torch.randn(1, cfg.channels(4), 4, 4))
+        self.conv1 = StyledConv(cfg.channels(4), cfg.channels(4), 3, cfg.style_dim)
+        self.up_convs, self.convs, self.to_flows, self.to_rgbs = (nn.ModuleList() for _ in range(4))
+        in_ch = cfg.channels(4)
+        for i in range(3, int(math.log2(cfg.size)) + 1):
+            out_ch = cfg.channels(2 ** i)
+            self.up_convs.append(StyledConv(in_ch, out_ch, 3, cfg.style_dim, upsample=True))
+            self.convs.append(StyledConv(out_ch, out_ch, 3, cfg.style_dim))
+            self.to_flows.append(ToFlow(out_ch, cfg.style_dim))
+            self.to_rgbs.append(EqualConv2d(out_ch, 3, 1))
+            in_ch = out_ch
+
+    def forward(self, latent: torch.Tensor, feats: list[torch.Tensor], return_flows: bool = False):
+        x = self.conv1(self.input.expand(latent.shape[0], -1, -1, -1), latent)  # (B, C4, 4, 4)
+        rgb = flow = None
+        flows = []
+        for up, conv, to_flow, to_rgb, feat in zip(self.up_convs, self.convs, self.to_flows, self.to_rgbs, feats):
+            x = conv(up(x, latent), latent)  # (B, C_r, r, r)
+            warped, x, flow = to_flow(x, latent, feat, flow)
+            rgb = to_rgb(warped) if rgb is None else to_rgb(warped) + upsample2x(rgb)  # (B, 3, r, r)
+            flows.append(flow)
+        return (rgb, flows) if return_flows else rgb
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generator (encoder + renderer) and discriminator
+# ----------------------------------------------------------------------------------------------------------------
+
+class MotionGenerator(nn.Module):
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = MotionEncoder(cfg)
+        self.synthesis = WarpingSynthesis(cfg)
+
+    def render(self, w: torch.Tensor, alpha: torch.Tensor, feats: list[torch.Tensor]) -> torch.Tensor:
+        latent = (w.float() + self.synthesis.directions(alpha)).to(w.dtype)  # (B, style_dim)
+        return self.synthesis(latent, feats)  # (B, 3, S, S)
+
+    def forward(self, source: torch.Tensor, driving: torch.Tensor) -> torch.Tensor:
+        """Reconstruct ``driving`` from ``source``'s appearance and ``driving``'s motion (training objective)."""
+        src = self.encoder(source)
+        alpha = self.encoder(driving).alpha  # (B, motion_dim)
+        return self.render(src.w, alpha, src.feats)
+
+    @staticmethod
+    def relative_alpha(alpha_source, alpha_driving, alpha_first):
+        """Relative driving: the source's own code plus the driver's motion change since its first frame."""
+        return alpha_source + (alpha_driving - alpha_first)
+
+
+class Discriminator(nn.Module):
+    """StyleGAN2 residual discriminator with minibatch-stddev (group 4) and a 2-layer head."""
+
+    def __init__(self, cfg: MotionConfig):
+        super().__init__()
+        log = int(math.log2(cfg.size))
+        layers: list[nn.Module] = [ConvLayer(3, cfg.channels(cfg.size, True), 1)]
+        for i in range(log, 2, -1):
+            layers.append(ResBlock(cfg.channels(2 ** i, True), cfg.channels(2 ** (i - 1), True)))
+        self.convs = nn.Sequential(*layers)
+        c4 = cfg.channels(4, True)
+        self.final_conv = ConvLayer(c4 + 1, c4, 3)
+        self.final_linear = nn.Sequential(EqualLinear(c4 * 16, c4, activate=True), EqualLinear(c4, 1))
+        self.stddev_group = 4
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        out = self.convs(img)  # (B, C4, 4, 4)
+        b, c, h, w = out.shape
+        g = min(b, self.stddev_group)
+        while b % g:
+            g -= 1
+        std = out.float().view(g, -1, c, h, w).var(0, unbiased=False).add(1e-8).sqrt().mean((1, 2, 3))  # (B/g,)
+        std = std.view(1, -1, 1, 1, 1).expand(g, -1, 1, h, w).reshape(b, 1, h, w).to(out.dtype)
+        out = self.final_conv(torch.cat([out, std], 1))  # (B, C4, 4, 4)
+        return self.final_linear(out.flatten(1))  # (B, 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sizes and FLOPs
+# ----------------------------------------------------------------------------------------------------------------
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def param_table(cfg: MotionConfig) -> list[tuple[str, int]]:
+    """Parameter count by module: generator parts, generator total, discriminator."""
+    gen, disc = MotionGenerator(cfg), Discriminator(cfg)
+    enc, syn = gen.encoder, gen.synthesis
+    rows = [
+        ("encoder.backbone (stem+resblocks+final)", count_params(enc.stem) + count_params(enc.blocks)
+         + count_params(enc.final)),
+        ("encoder.hal", count_params(enc.hal)),
+        ("encoder.identity_head", count_params(enc.identity_head)),
+        ("encoder.motion_head", count_params(enc.motion_head)),
+        ("encoder.motion_fc", count_params(enc.motion_fc)),
+        ("synthesis.directions", count_params(syn.directions)),
+        ("synthesis.convs", syn.input.numel() + count_params(syn.conv1) + count_params(syn.up_convs)
+         + count_params(syn.convs)),
+        ("synthesis.to_flows", count_params(syn.to_flows)),
+        ("synthesis.to_rgbs", count_params(syn.to_rgbs)),
+        ("generator total", count_params(gen)),
+        ("discriminator", count_params(disc)),
+    ]
+    return rows
+
+
+def conv_flops(module: nn.Module, size: int, inputs: int = 1) -> float:
+    """Forward FLOPs (2·MACs) of one image through a module, measured with torch's FLOP counter on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        x = torch.zeros(1, 3, size, size)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            module(*([x] * inputs))
+    return float(counter.get_total_flops())

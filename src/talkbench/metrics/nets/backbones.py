@@ -1,0 +1,102 @@
+"""AlexNet and VGG in torchvision's key layout (``features.N.weight``, ``classifier.N.weight``).
+
+The ImageNet files (alexnet-owt-7be5be79.pth, vgg16-397923af.pth, vgg19-dcbb9e9d.pth) load unchanged, and
+LPIPS reads the ReLU outputs it needs through ``taps``. Classifier layers are kept so that key names and
+parameter counts equal the official files'.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Parameter counts of the official torchvision files (alexnet 61,100,840; vgg16 138,357,544; vgg19 143,667,240).
+PARAM_COUNTS = {"alexnet": 61_100_840, "vgg16": 138_357_544, "vgg19": 143_667_240}
+
+VGG_CONFIGS = {
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+}
+
+
+class AlexNet(nn.Module):
+    # LPIPS taps: relu1..relu5 are features.1, .4, .7, .9, .11 (channels 64, 192, 384, 256, 256).
+    taps = (1, 4, 7, 9, 11)
+    tap_channels = (64, 192, 384, 256, 256)
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(3, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(), nn.Linear(256 * 6 * 6, 4096), nn.ReLU(),
+            nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x)).flatten(1)  # (N, 9216)
+        return self.classifier(x)  # (N, 1000)
+
+
+class VGG(nn.Module):
+    def __init__(self, config: str = "vgg16", num_classes: int = 1000):
+        super().__init__()
+        if config not in VGG_CONFIGS:
+            raise ValueError(f"unknown method {config!r}; choose from {sorted(VGG_CONFIGS)}")
+        layers: list[nn.Module] = []
+        relus: list[int] = []
+        channels = 3
+        for item in VGG_CONFIGS[config]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
+                relus.append(len(layers) - 1)
+                channels = item
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(),
+            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(),
+            nn.Linear(4096, num_classes),
+        )
+        # LPIPS taps: the last ReLU of each of the five stages (relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 for VGG16).
+        pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        self.taps = tuple(max(r for r in relus if r < p) for p in pools)
+        self.tap_channels = (64, 128, 256, 512, 512)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x)).flatten(1)  # (N, 25088)
+        return self.classifier(x)
+
+
+def tap_features(net: AlexNet | VGG, x: torch.Tensor) -> list[torch.Tensor]:
+    """Run ``net.features`` only as far as the last tap and return the tapped activations."""
+    outs = []
+    last = net.taps[-1]
+    for i, layer in enumerate(net.features):
+        x = layer(x)
+        if i in net.taps:
+            outs.append(x)
+        if i == last:
+            break
+    return outs
+
+
+BACKBONES = {"alexnet": AlexNet, "vgg16": lambda: VGG("vgg16"), "vgg19": lambda: VGG("vgg19")}
+
+
+def build_backbone(name: str) -> AlexNet | VGG:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(BACKBONES)}")
+    return BACKBONES[name]()

@@ -1,0 +1,389 @@
+"""Face detection on sampled frames, IoU tracking within a shot, per-sample landmarks and head pose.
+
+``FaceStep`` turns one shot row into one candidate row per face track. Frames are decoded at ``faces.sample_fps``
+(5 fps by default) so the detector only sees sampled frames; a track is followed between samples by box IoU. Each
+track's clip box is the union of its boxes, enlarged by ``faces.crop_margin`` of its side on every side and made
+square: the camera stays fixed over the clip (no alignment), so natural head motion is kept.
+
+Backends (a plain registry): ``mediapipe`` (BlazeFace full-range detector + 468-point face mesh; the models ship in
+the mediapipe 0.10.21 wheel, so it works offline) and ``insightface`` (SCRFD det_10g + 1k3d68 landmarks from the
+``buffalo_l`` pack installed through the weights registry).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, MissingDependencyError, MissingWeightsError
+from ..runtime import Step
+from . import pose as pose_mod
+
+# Detection runs on frames whose longer side is at most this (boxes are scaled back to source pixels):
+# both detectors resize to ≤ 640 px internally, so decoding 4K at full size would only cost time.
+MAX_DETECT_SIDE = 1280
+MESH_CROP = 256  # face-mesh input crop side (the mesh model itself runs at 192)
+MESH_ROI_SCALE = 1.6  # crop side / detector box side, as MediaPipe's own detection → landmark ROI (≈1.5)
+
+
+@dataclass
+class Detection:
+    box: list[float]  # x0, y0, x1, y1 in source pixels
+    score: float
+    landmarks5: list[list[float]]
+    yaw: float
+    pitch: float
+    roll: float
+
+    @property
+    def size(self) -> float:
+        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+# ----------------------------------------------------------------------------------------------- backends
+
+
+class MediaPipeBackend:
+    """BlazeFace (full range) boxes, then the face mesh on a roll-corrected crop of each box for landmarks + pose."""
+
+    name = "mediapipe"
+    model = "blazeface_full_range_sparse+face_mesh_468"
+
+    def __init__(self, min_confidence: float = 0.5):
+        self.min_confidence = min_confidence
+        mp = _require_mediapipe()
+        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
+                                                                   min_detection_confidence=min_confidence)
+        # static_image_mode: every crop is a new image (no tracking state leaks between faces or shots).
+        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
+                                                     refine_landmarks=False, min_detection_confidence=0.3)
+        self.stats = {"mesh_failed": 0}
+
+    def close(self) -> None:
+        self._detector.close()
+        self._mesh.close()
+
+    def boxes(self, frame: np.ndarray) -> list[tuple[list[float], float, np.ndarray]]:
+        """[(box xyxy, score, (6, 2) keypoints)] from the detector alone (the 'detect' stage)."""
+        h, w = frame.shape[:2]
+        result = self._detector.process(frame)
+        out = []
+        for det in result.detections or []:
+            rb = det.location_data.relative_bounding_box
+            box = [rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h]
+            kps = np.array([[k.x * w, k.y * h] for k in det.location_data.relative_keypoints])
+            out.append((box, float(det.score[0]), kps))
+        return out
+
+    def landmarks(self, frame: np.ndarray, box: list[float], kps: np.ndarray) -> np.ndarray | None:
+        """(468, 3) mesh points in frame pixels (z in the same scale), or None when the mesh finds no face."""
+        import cv2
+
+        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+        side = MESH_ROI_SCALE * max(box[2] - box[0], box[3] - box[1])
+        # Keypoints 0/1 are the subject's right/left eye: rotate the crop so the eyes are level (as MediaPipe's own
+        # detection-to-ROI step does), which keeps the mesh working on strongly rolled heads.
+        (rx, ry), (lx, ly) = kps[0], kps[1]
+        roll = math.degrees(math.atan2(-(ly - ry), lx - rx))
+        mat = cv2.getRotationMatrix2D((cx, cy), -roll, MESH_CROP / side)
+        mat[:, 2] += (MESH_CROP / 2 - cx, MESH_CROP / 2 - cy)
+        crop = cv2.warpAffine(frame, mat, (MESH_CROP, MESH_CROP), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT)
+        result = self._mesh.process(crop)
+        if not result.multi_face_landmarks:
+            self.stats["mesh_failed"] += 1
+            return None
+        pts = np.array([[p.x, p.y, p.z] for p in result.multi_face_landmarks[0].landmark]) * MESH_CROP
+        inv = cv2.invertAffineTransform(mat)
+        xy = pts[:, :2] @ inv[:, :2].T + inv[:, 2]
+        z = pts[:, 2] * side / MESH_CROP
+        return np.column_stack([xy, z])
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        out = []
+        for box, score, kps in self.boxes(frame):
+            pts = self.landmarks(frame, box, kps)
+            if pts is None:
+                continue  # a box the mesh cannot fit is not a usable face (profile, occluded, false positive)
+            yaw, pitch, roll = pose_mod.pose_from_points(pts)
+            out.append(Detection(box, score, pose_mod.landmarks5_from_mesh(pts).tolist(), yaw, pitch, roll))
+        return out
+
+
+class InsightFaceBackend:
+    """SCRFD (det_10g) + 1k3d68 3-D landmarks from the ``buffalo_l`` pack installed via the weights registry."""
+
+    name = "insightface"
+    model = "buffalo_l:det_10g+1k3d68"
+
+    def __init__(self, min_confidence: float = 0.5, pack_dir: str | None = None):
+        self.min_confidence = min_confidence
+        pack_dir = pack_dir or _buffalo_dir()
+        insightface = _require("insightface.app", "pip install --no-deps insightface==0.7.3 onnxruntime")
+        self._app = insightface.FaceAnalysis(name=pack_dir, root=pack_dir,
+                                             allowed_modules=["detection", "landmark_3d_68"],
+                                             providers=["CPUExecutionProvider"])
+        self._app.prepare(ctx_id=-1, det_thresh=min_confidence, det_size=(640, 640))
+        self.stats = {}
+
+    def close(self) -> None:
+        pass
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        out = []
+        for face in self._app.get(frame[:, :, ::-1].copy()):  # insightface expects BGR
+            pts = getattr(face, "landmark_3d_68", None)
+            if pts is None:
+                continue
+            # 1k3d68's z grows away from the camera in the image scale, like the mesh's; reuse the geometric estimate.
+            yaw, pitch, roll = pose_mod.pose_from_points(pts, pose_mod.IBUG_PAIRS, pose_mod.IBUG_UP)
+            out.append(Detection([float(v) for v in face.bbox[:4]], float(face.det_score),
+                                 np.asarray(face.kps, float).tolist(), yaw, pitch, roll))
+        return out
+
+
+BACKENDS = {"mediapipe": MediaPipeBackend, "insightface": InsightFaceBackend}
+
+
+def make_backend(name: str, min_confidence: float = 0.5):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(BACKENDS)}")
+    return BACKENDS[name](min_confidence=min_confidence)
+
+
+def _require(module: str, install: str):
+    from ..errors import require
+
+    return require(module, install)
+
+
+def _require_mediapipe():
+    try:
+        import mediapipe as mp
+    except ImportError as exc:
+        raise MissingDependencyError(f"mediapipe is not installed ({exc}); install it with: "
+                                     "pip install mediapipe==0.10.21") from exc
+    if not hasattr(mp, "solutions"):
+        raise MissingDependencyError(f"mediapipe {getattr(mp, '__version__', '?')} has no legacy solutions "
+                                     "(models ship only up to 0.10.21); install it with: pip install mediapipe==0.10.21")
+    return mp
+
+
+def _buffalo_dir() -> str:
+    try:
+        from ..metrics import weights
+    except ImportError as exc:
+        raise MissingDependencyError(f"the insightface backend needs talkbench.metrics.weights ({exc})") from exc
+    if not weights.is_installed("buffalo_l"):
+        raise MissingWeightsError("weights entry 'buffalo_l' (insightface SCRFD + landmarks) is not installed; "
+                                  "install it with: talkbench weights import /path/to/buffalo_l.zip "
+                                  "(or use faces.backend=mediapipe, the offline default)")
+    path = weights.weights_path("buffalo_l")
+    return str(path if path.is_dir() else path.parent)
+
+
+# ----------------------------------------------------------------------------------------------- tracking
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class Track:
+    track_id: int
+    samples: list[dict] = field(default_factory=list)
+    missed: int = 0
+
+
+def track_faces(per_sample: list[tuple[int, list[Detection]]], iou_threshold: float = 0.3,
+                max_gap_samples: int = 2) -> list[Track]:
+    """Greedy IoU tracking over sampled frames: each detection continues the best-overlapping live track.
+
+    A track survives ``max_gap_samples`` samples without a match (a blink of the detector), then ends.
+    Every sample also records ``other_face``: the largest other detection's size in that frame.
+    """
+    tracks: list[Track] = []
+    live: list[Track] = []
+    for frame, dets in per_sample:
+        pairs = sorted(((iou(t.samples[-1]["box"], d.box), ti, di) for ti, t in enumerate(live)
+                        for di, d in enumerate(dets)), reverse=True)
+        used_t, used_d, matched = set(), set(), {}
+        for score, ti, di in pairs:
+            if score < iou_threshold or ti in used_t or di in used_d:
+                continue
+            used_t.add(ti)
+            used_d.add(di)
+            matched[di] = live[ti]
+        for di, det in enumerate(dets):
+            track = matched.get(di)
+            if track is None:
+                track = Track(len(tracks))
+                tracks.append(track)
+                live.append(track)
+            others = [d.size for dj, d in enumerate(dets) if dj != di]
+            track.samples.append({"frame": int(frame), "box": [round(v, 2) for v in det.box],
+                                  "score": round(det.score, 4),
+                                  "landmarks5": [[round(x, 2), round(y, 2)] for x, y in det.landmarks5],
+                                  "yaw": round(det.yaw, 3), "pitch": round(det.pitch, 3), "roll": round(det.roll, 3),
+                                  "other_face": round(max(others), 2) if others else 0.0})
+            track.missed = 0
+        for ti, track in enumerate(live):
+            if track not in matched.values():
+                track.missed += 1
+        live = [t for t in live if t.missed <= max_gap_samples]
+    return tracks
+
+
+def sampled_frame_index(k: int, fps: float, sample_fps: float) -> int:
+    """Source frame (from the decode start) of the k-th frame out of ffmpeg's ``fps`` filter.
+
+    The filter rounds each input timestamp to the nearest output slot and emits the last input frame of a slot,
+    so slot k holds the last frame i with i·sample_fps/fps < k + ½ (checked against decoded frames in the tests).
+    """
+    return int(math.ceil((k + 0.5) * fps / sample_fps - 1e-9)) - 1
+
+
+def square_crop(box, margin: float, width: int, height: int) -> tuple[int, int, int, bool]:
+    """(x0, y0, side, padded): the box enlarged by ``margin`` × its longer side on every side, made square.
+
+    The square may leave the frame (``padded``); export pads it, or the crop filter rejects it.
+    """
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    side_i = int(round(side))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    sx, sy = int(round(cx - side_i / 2)), int(round(cy - side_i / 2))
+    padded = sx < 0 or sy < 0 or sx + side_i > width or sy + side_i > height
+    return sx, sy, side_i, bool(padded)
+
+
+def sharpness(frame: np.ndarray, box) -> float:
+    """Variance of the Laplacian of the face box, resized to 128 px so faces of any size compare."""
+    import cv2
+
+    h, w = frame.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return 0.0
+    gray = cv2.cvtColor(np.ascontiguousarray(frame[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY)
+    gray = cv2.resize(gray, (128, 128), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def summarise_track(track: Track, shot: dict, margin: float, shot_samples: tuple[int, int],
+                    sharp: list[float]) -> dict:
+    """The candidate row of one track (see CURATION_CONTRACT.md)."""
+    samples = track.samples
+    fps = float(shot["fps"])
+    width, height = int(shot["width"]), int(shot["height"])
+    boxes = np.array([s["box"] for s in samples])
+    union = [boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]
+    x0, y0, side, padded = square_crop(union, margin, width, height)
+    sizes = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    # A track seen at the shot's first (last) sample covers the shot from its start (to its end); otherwise the
+    # clip starts (ends) at the first (last) sample where the face was seen, never beyond unseen frames.
+    first, last = samples[0]["frame"], samples[-1]["frame"]
+    start = int(shot["shot_start_frame"]) if first == shot_samples[0] else first
+    end = int(shot["shot_end_frame"]) if last == shot_samples[1] else last + 1
+    ratio = max(s["other_face"] / max(sz, 1e-6) for s, sz in zip(samples, sizes))
+    row = dict(shot)
+    row.update(
+        candidate_id=f"{shot['source_id']}/{shot['segment_index']}/{shot['shot_index']}/{track.track_id}",
+        track_id=track.track_id, start_frame=int(start), end_frame=int(end),
+        start_s=round(start / fps, 6), end_s=round(end / fps, 6), frame_width=width, frame_height=height,
+        samples=samples, crop_x0=x0, crop_y0=y0, crop_size=side, crop_margin=float(margin), crop_padded=padded,
+        face_size_median=float(np.median(sizes)), face_size_min=float(sizes.min()), face_size_max=float(sizes.max()),
+        second_face_ratio=round(float(ratio), 4),
+        sharpness=round(float(np.median(sharp)), 3) if sharp else None,
+    )
+    for angle in ("yaw", "pitch", "roll"):
+        values = np.abs([s[angle] for s in samples])
+        row[f"{angle}_max"] = round(float(values.max()), 3)
+        row[f"{angle}_mean"] = round(float(values.mean()), 3)
+    return row
+
+
+# ----------------------------------------------------------------------------------------------- step
+
+
+class FaceStep(Step):
+    """Shot row → one candidate row per face track; a shot without any face is rejected as ``no_face``."""
+
+    def __init__(self, config):
+        self.faces = config.faces
+        if self.faces.backend not in BACKENDS:
+            raise ConfigError(f"unknown face backend {self.faces.backend!r}; choose from {sorted(BACKENDS)}")
+
+    def _backend(self):
+        if getattr(self, "_lazy_backend", None) is None:
+            self._lazy_backend = make_backend(self.faces.backend, self.faces.min_confidence)
+        return self._lazy_backend
+
+    def detect_shot(self, shot: dict) -> tuple[list[tuple[int, list[Detection]]], list[np.ndarray]]:
+        """Decode the shot at the sample rate and detect every sampled frame: [(frame_index, detections)]."""
+        from ..media import iter_frames
+
+        backend = self._backend()
+        fps = float(shot["fps"])
+        width, height = int(shot["width"]), int(shot["height"])
+        start, end = int(shot["shot_start_frame"]), int(shot["shot_end_frame"])
+        sample_fps = min(self.faces.sample_fps, fps)
+        scale = min(1.0, MAX_DETECT_SIDE / max(width, height))
+        size = None if scale == 1.0 else (int(round(width * scale / 2)) * 2, int(round(height * scale / 2)) * 2)
+        per_sample, frames_kept = [], []
+        k = 0
+        for chunk in iter_frames(shot["abs_path"], fps=sample_fps, size=size,
+                                 start=start / fps, duration=(end - start) / fps):
+            for frame in chunk:
+                index = start + sampled_frame_index(k, fps, sample_fps)
+                k += 1
+                if index >= end:
+                    break
+                dets = backend.detect(frame)
+                if scale != 1.0:
+                    sx, sy = width / frame.shape[1], height / frame.shape[0]
+                    for d in dets:
+                        d.box = [d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy]
+                        d.landmarks5 = [[x * sx, y * sy] for x, y in d.landmarks5]
+                per_sample.append((index, dets))
+                frames_kept.append(frame)
+        return per_sample, frames_kept
+
+    def run(self, rows, rank=0, world_size=1):
+        backend = None
+        for shot in rows:
+            backend = backend or self._backend()
+            per_sample, frames = self.detect_shot(shot)
+            tracks = track_faces(per_sample, self.faces.iou_threshold, self.faces.max_gap_samples)
+            shot_id = f"{shot['source_id']}/{shot['segment_index']}/{shot['shot_index']}"
+            if self.ctx is not None:
+                self.ctx.count("samples", len(per_sample))
+                self.ctx.count("detections", sum(len(d) for _, d in per_sample))
+            if not tracks:
+                if self.ctx is not None:
+                    self.ctx.reject(shot_id, "no_face", source_id=shot["source_id"], value=0.0,
+                                    samples=len(per_sample))
+                continue
+            frame_pos = {index: i for i, (index, _) in enumerate(per_sample)}
+            scale_x = frames[0].shape[1] / int(shot["width"]) if frames else 1.0
+            for track in tracks:
+                sharp = [sharpness(frames[frame_pos[s["frame"]]], [v * scale_x for v in s["box"]])
+                         for s in track.samples]
+                row = summarise_track(track, shot, self.faces.crop_margin,
+                                      (per_sample[0][0], per_sample[-1][0]), sharp)
+                row["detector_backend"] = backend.name
+                row["detector_model"] = backend.model
+                if self.ctx is not None:
+                    self.ctx.count("tracks")
+                yield row
+        if self.ctx is not None and backend is not None:
+            for key, value in backend.stats.items():
+                self.ctx.count(key, value)

@@ -33,10 +33,8 @@ class PyramidPerceptualLoss(nn.Module):
             try:
                 self.vgg = load_vgg19()
             except TalkbenchError as exc:
-                raise ConfigError(
-                    f"perceptual='vgg19' needs the VGG19 ImageNet weights ({exc}); install them with "
-                    "`talkbench weights fetch vgg19` (or `talkbench weights import vgg19-dcbb9e9d.pth`), "
-                    "or train with --perceptual none-l1-pyramid") from exc
+                raise ConfigError(f"perceptual='vgg19' needs the VGG19 ImageNet weights: {exc}; "
+                                  "or train with --perceptual none-l1-pyramid (documented fallback)") from exc
         elif kind == "vgg19-random":
             self.vgg = VGG19Features().eval().requires_grad_(False)
 

@@ -1,0 +1,191 @@
+"""The acquisition stage as executor steps: download → probe → normalise, one ``videos`` row per source.
+
+A source that fails keeps its row (status ``failed`` or ``rejected`` with ``error_class`` and the first
+``error_message``) and gets a rejection record, so the funnel counts it. Steps pass failed rows through untouched.
+Paths in rows are relative to the output folder; the steps get that folder as an absolute path.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..manifests.io import atomic_write_text
+from ..runtime import Step
+from .config import PIPELINE_VERSION, CurationConfig
+from .download import DownloadOptions, DownloadResult, fetch_source
+from .normalise import NormaliseError, normalise_span
+from .probe import ProbeError, display_size, probe_video
+
+PROBE_FIELDS = ("size_bytes", "container", "video_codec", "pix_fmt", "bit_depth", "width", "height", "rotation",
+                "avg_fps", "real_fps", "is_vfr", "duration", "n_frames", "has_audio", "audio_codec", "audio_rate",
+                "audio_channels")
+
+
+def segment_path(source_id: str, span_index: int) -> str:
+    return f"media/normalised/{source_id}/{span_index}.mp4"
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return path.resolve().relative_to(out_dir.resolve()).as_posix()
+
+
+class _AcquireStep(Step):
+    stage = "acquire"
+
+    def __init__(self, out_dir: str | Path, config: CurationConfig):
+        self.out_dir = str(Path(out_dir).resolve())
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.stage
+
+    def fail(self, row: dict, status: str, error_class: str, message: str, **detail) -> dict:
+        row.update(status=status, error_class=error_class, error_message=message)
+        self.ctx.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
+        return row
+
+
+class DownloadStep(_AcquireStep):
+    """Source row → video row with the download result (yt-dlp for urls, a hard link for local files)."""
+
+    stage = "download"
+
+    def run(self, rows, rank=0, world_size=1):
+        out_dir = Path(self.out_dir)
+        opts = DownloadOptions.from_config(self.config.acquire)
+        for src in rows:
+            row = {k: src.get(k) for k in ("source_id", "dataset", "platform", "video_id", "url", "source_label",
+                                            "licence")}
+            row.update(config_hash=self.config.hash("acquire"), pipeline_version=PIPELINE_VERSION, segments=[],
+                       _spans=src.get("spans") or [])
+            result = self._fetch(src, out_dir, opts)
+            row["attempts"] = result.attempts
+            if result.status != "ok":
+                self.ctx.count(f"failed_{result.error_class}")
+                detail = {"attempts": result.attempts}
+                if result.last_error:
+                    detail["last_error"] = result.last_error
+                yield self.fail(row, "failed", result.error_class, result.error_message, **detail)
+                continue
+            self.ctx.count("downloaded")
+            row.update(status="ok", download_path=_rel(result.path, out_dir))
+            yield row
+
+    def _fetch(self, src: dict, out_dir: Path, opts: DownloadOptions) -> DownloadResult:
+        # The result of a finished download is kept beside it, so a rerun after a crash reports the same attempts.
+        record = out_dir / "media" / "downloads" / f".{src['source_id']}.result.json"
+        if record.exists():
+            try:
+                saved = json.loads(record.read_text())
+                path = out_dir / saved["path"]
+                if path.exists():
+                    return DownloadResult("ok", path, attempts=saved["attempts"])
+            except (OSError, ValueError, KeyError):
+                pass
+        result = fetch_source(src, out_dir, opts)
+        if result.status == "ok":
+            atomic_write_text(record, json.dumps({"path": _rel(result.path, out_dir), "attempts": result.attempts}))
+        return result
+
+
+class ProbeStep(_AcquireStep):
+    """Adds the probe fields; an empty, corrupt or video-less file is rejected with its reason."""
+
+    stage = "probe"
+
+    def run(self, rows, rank=0, world_size=1):
+        out_dir = Path(self.out_dir)
+        acquire = self.config.acquire
+        for row in rows:
+            if row["status"] != "ok":
+                yield row
+                continue
+            path = out_dir / row["download_path"]
+            try:
+                probe = probe_video(path)
+            except ProbeError as exc:
+                row["size_bytes"] = path.stat().st_size if path.exists() else None
+                yield self.fail(row, "rejected", exc.reason, str(exc))
+                continue
+            from ..media import sha256_file
+
+            row.update(probe)
+            row["sha256"] = sha256_file(path)
+            w, h = display_size(probe)
+            row.update(norm_fps=float(acquire.fps), norm_audio_rate=int(acquire.audio_rate) if probe["has_audio"]
+                       else None, norm_width=w - w % 2, norm_height=h - h % 2)
+            for flag in ("is_vfr", "has_audio"):
+                if probe[flag]:
+                    self.ctx.count(flag)
+            if probe["rotation"]:
+                self.ctx.count("rotated")
+            if (probe["bit_depth"] or 8) > 8:
+                self.ctx.count("high_bit_depth")
+            yield row
+
+
+class NormaliseStep(_AcquireStep):
+    """Cuts every span to DIR/media/normalised/<source_id>/<span_index>.mp4 (the whole video when there is none)."""
+
+    stage = "normalise"
+
+    def run(self, rows, rank=0, world_size=1):
+        out_dir = Path(self.out_dir)
+        acquire = self.config.acquire
+        for row in rows:
+            spans = row.pop("_spans", None) or []
+            if row["status"] != "ok":
+                yield row
+                continue
+            if not spans:
+                spans = [{"index": 0, "start": None, "end": None}]
+            segments = []
+            for span in spans:
+                rel = segment_path(row["source_id"], int(span["index"]))
+                start = float(span["start"] or 0.0)
+                end = float(span["end"]) if span.get("end") is not None else row["duration"]
+                seg = {"index": int(span["index"]), "start": start, "end": end, "path": rel, "n_frames": None,
+                       "expected_frames": int(round((end - start) * acquire.fps)), "sha256": None,
+                       "status": "ok", "error_message": None}
+                try:
+                    seg.update(normalise_span(out_dir / row["download_path"], out_dir / rel, start=span["start"],
+                                              end=span.get("end"), source_duration=row["duration"],
+                                              has_audio=row["has_audio"], fps=acquire.fps,
+                                              audio_rate=acquire.audio_rate))
+                    self.ctx.count("segments_ok")
+                except NormaliseError as exc:
+                    seg.update(status="failed", path=None, error_message=str(exc))
+                    self.ctx.reject(f"{row['source_id']}/{seg['index']}", exc.reason, source_id=row["source_id"],
+                                    message=str(exc), start=start, end=end)
+                segments.append(seg)
+            row["segments"] = segments
+            if not any(s["status"] == "ok" for s in segments):
+                first = next(s for s in segments if s["status"] != "ok")
+                row.update(status="rejected", error_class="no_usable_segment", error_message=first["error_message"])
+                self.ctx.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
+                                message=first["error_message"])
+            yield row
+
+
+def acquire_steps(out_dir: str | Path, config: CurationConfig) -> list[Step]:
+    return [DownloadStep(out_dir, config), ProbeStep(out_dir, config), NormaliseStep(out_dir, config)]
+
+
+def segment_rows(videos: list[dict], out_dir: str | Path) -> list[dict]:
+    """Explode ``videos`` rows into the segment rows the clip stages consume (see CURATION_CONTRACT.md)."""
+    out_dir = Path(out_dir).resolve()
+    rows = []
+    for video in videos:
+        if video.get("status") != "ok":
+            continue
+        for seg in video.get("segments") or []:
+            if seg["status"] != "ok":
+                continue
+            rows.append({"source_id": video["source_id"], "segment_index": seg["index"], "path": seg["path"],
+                         "abs_path": str(out_dir / seg["path"]), "fps": video["norm_fps"], "n_frames": seg["n_frames"],
+                         "has_audio": bool(video["has_audio"]), "source_label": video["source_label"],
+                         "width": video["norm_width"], "height": video["norm_height"], "segment_start": seg["start"],
+                         "out_dir": str(out_dir)})
+    return sorted(rows, key=lambda r: (r["source_id"], r["segment_index"]))

@@ -1,0 +1,269 @@
+"""Methods a benchmark can score: ground truth, a static baseline, an external method's output folder, our model.
+
+A method turns one job's inputs into generated frames at the protocol's fps and size. A problem with a single
+clip's output (missing, corrupt, wrong length) raises :class:`OutputError`; the runner records a null row per metric
+with that reason and scores the other clips. Problems with the method itself (no checkpoint, no folder) raise
+:class:`~talkbench.errors.ConfigError` before anything is written.
+
+``folder:PATH`` policy for outputs that do not match the protocol (documented in the README):
+
+- layout: ``PATH/<clip_id>.mp4`` (any container ffmpeg reads), or ``PATH/<clip_id>/`` holding PNG frames whose
+  sorted file names give the frame order. The mp4 wins when both exist. Their audio is ignored: audio metrics use
+  the clip's own audio, which is what drove the method.
+- frame rate: a video at another fps is resampled to the protocol fps by ffmpeg's ``fps`` filter (frames dropped or
+  repeated on the output time grid); PNG frames are taken to be at the protocol fps. Both are recorded in ``extra``.
+- resolution: a square frame of another size is resized (bicubic) to the protocol size and recorded in ``extra``;
+  a non-square frame is an error for that clip (crop it to the face square the clip uses first).
+- frame count: after fps resampling it must equal the clip's frame count. Otherwise the clip gets null rows with
+  ``frame_count_mismatch`` (``--length-policy error``, the default), or, with ``--length-policy trim``, both videos
+  are cut to the shorter length and the cut is recorded in ``extra`` and ``flags`` (``length_trimmed``).
+- a missing file gives ``missing_output``; an unreadable one ``corrupt_output`` with ffmpeg's message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, MediaError, TalkbenchError
+
+LENGTH_POLICIES = ("error", "trim")
+
+
+class OutputError(TalkbenchError):
+    """One clip's generated output cannot be scored; ``reason`` is the short code stored in ``null_reason``."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclass
+class Inputs:
+    job: dict
+    source: np.ndarray  # (H, W, 3) uint8: the portrait to animate
+    driver: np.ndarray  # (T, H, W, 3) uint8: the clip itself (ground truth) or the cross-reenactment driver
+    audio: np.ndarray | None  # float32 mono at the protocol's audio rate
+    fps: float
+    size: int
+
+
+@dataclass
+class Generated:
+    frames: np.ndarray  # (T, H, W, 3) uint8 at the protocol fps and size
+    extra: dict = field(default_factory=dict)  # recorded resampling, trimming, model details
+    flags: list[str] = field(default_factory=list)
+    reference_frames: int | None = None  # when trimmed, how many ground-truth frames to compare with
+
+
+class Method:
+    name = "base"
+    tasks: tuple[str, ...] = ()
+    description = ""
+
+    def generate(self, inputs: Inputs) -> Generated:
+        raise NotImplementedError
+
+    def run_key(self) -> dict:
+        """What identifies this method's outputs, for resume: a change means cached clip results are stale."""
+        return {"method": self.name}
+
+    def check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise ConfigError(f"method {self.name!r} does not support task {task!r}; it supports {sorted(self.tasks)}")
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_lazy")}
+
+
+class GroundTruth(Method):
+    name = "gt"
+    tasks = ("self-reenact", "audio-driven", "upper-body")
+    description = "returns the ground-truth clip: the sanity ceiling that makes metric bugs visible"
+
+    def generate(self, inputs):
+        return Generated(inputs.driver.copy())
+
+
+class Static(Method):
+    name = "static"
+    tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
+    description = "repeats the source frame for the whole clip: the lower baseline"
+
+    def generate(self, inputs):
+        frames = np.repeat(inputs.source[None], len(inputs.driver), axis=0)
+        return Generated(frames)
+
+
+def _resize(frames: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
+
+
+class Folder(Method):
+    tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
+    description = "outputs of an external method: PATH/<clip_id>.mp4 or PATH/<clip_id>/*.png"
+
+    def __init__(self, path: str | Path, length_policy: str = "error"):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise ConfigError(f"folder method: {self.path} is not a folder (expected PATH/<clip_id>.mp4 files)")
+        if length_policy not in LENGTH_POLICIES:
+            raise ValueError(f"unknown length policy {length_policy!r}; choose from {sorted(LENGTH_POLICIES)}")
+        self.length_policy = length_policy
+        self.name = f"folder:{self.path.name}"
+
+    def run_key(self):
+        return {"method": self.name, "path": str(self.path.resolve()), "length_policy": self.length_policy}
+
+    def generate(self, inputs):
+        clip_id = inputs.job["clip_id"]
+        video, frames_dir = self.path / f"{clip_id}.mp4", self.path / clip_id
+        extra: dict = {"output": None}
+        if video.is_file():
+            frames = self._read_video(video, inputs, extra)
+        elif frames_dir.is_dir():
+            frames = self._read_pngs(frames_dir, inputs, extra)
+        else:
+            raise OutputError("missing_output", f"neither {video.name} nor {clip_id}/ in {self.path}")
+        return self._match_length(frames, len(inputs.driver), extra)
+
+    def _read_video(self, video: Path, inputs: Inputs, extra: dict) -> np.ndarray:
+        from ..media import probe_json, read_frames
+
+        extra["output"] = video.name
+        try:
+            stream = next((s for s in probe_json(video).get("streams", []) if s.get("codec_type") == "video"), None)
+            if stream is None:
+                raise OutputError("corrupt_output", f"{video.name} has no video stream")
+            w, h = int(stream["width"]), int(stream["height"])
+            num, den = (stream.get("avg_frame_rate") or stream.get("r_frame_rate") or "0/1").split("/")
+            fps = float(num) / float(den) if float(den) else 0.0
+            if w != h:
+                raise OutputError("not_square", f"{video.name} is {w}x{h}; expected a square frame "
+                                                f"({inputs.size}x{inputs.size})")
+            resample = {}
+            if fps and abs(fps - inputs.fps) > 1e-3:
+                resample["fps"] = [round(fps, 4), inputs.fps]
+            if w != inputs.size:
+                resample["size"] = [w, inputs.size]
+            frames = read_frames(video, fps=inputs.fps if "fps" in resample else None,
+                                 size=inputs.size if "size" in resample else None)
+        except MediaError as exc:
+            raise OutputError("corrupt_output", str(exc)) from exc
+        if resample:
+            extra["resampled"] = resample
+        return frames
+
+    def _read_pngs(self, folder: Path, inputs: Inputs, extra: dict) -> np.ndarray:
+        from PIL import Image
+
+        files = sorted(folder.glob("*.png"))
+        extra["output"] = f"{folder.name}/ ({len(files)} png)"
+        extra["fps_assumed"] = inputs.fps  # PNG frames carry no frame rate
+        if not files:
+            raise OutputError("missing_output", f"{folder} holds no PNG frames")
+        frames = []
+        try:
+            for f in files:
+                with Image.open(f) as img:
+                    frames.append(np.asarray(img.convert("RGB")))
+        except (OSError, ValueError) as exc:
+            raise OutputError("corrupt_output", f"{f.name}: {exc}") from exc
+        shapes = {fr.shape for fr in frames}
+        if len(shapes) != 1:
+            raise OutputError("corrupt_output", f"{folder.name}: frames of different sizes {sorted(shapes)}")
+        h, w = frames[0].shape[:2]
+        if w != h:
+            raise OutputError("not_square", f"{folder.name} frames are {w}x{h}; expected a square frame")
+        out = np.stack(frames)
+        if w != inputs.size:
+            extra["resampled"] = {"size": [w, inputs.size]}
+            out = _resize(out, inputs.size)
+        return out
+
+    def _match_length(self, frames: np.ndarray, expected: int, extra: dict) -> Generated:
+        found = len(frames)
+        if found == expected:
+            return Generated(frames, extra)
+        if self.length_policy == "error":
+            raise OutputError("frame_count_mismatch",
+                              f"expected {expected} frames at the protocol fps, found {found} "
+                              f"(use --length-policy trim to score the common prefix)")
+        n = min(found, expected)
+        extra["trimmed"] = {"generated_frames": found, "reference_frames": expected, "scored_frames": n}
+        return Generated(frames[:n], extra, ["length_trimmed"], reference_frames=n)
+
+
+class Ours(Method):
+    name = "ours"
+    tasks = ("self-reenact", "cross-reenact", "upper-body")
+    description = "the bundled reference model (motion encoder + warping renderer), needs --checkpoint PATH"
+
+    def __init__(self, checkpoint: str | Path | None, device: str = "cpu", batch_size: int = 8):
+        if not checkpoint:
+            raise ConfigError("no checkpoint given: method 'ours' needs --checkpoint PATH")
+        self.checkpoint = Path(checkpoint)
+        if not self.checkpoint.is_file():
+            raise ConfigError(f"checkpoint {self.checkpoint} does not exist")
+        self.device, self.batch_size = device, batch_size
+
+    def run_key(self):
+        from ..media import sha256_file
+
+        return {"method": self.name, "checkpoint_sha256": sha256_file(self.checkpoint)}
+
+    def _model(self):
+        if getattr(self, "_lazy_model", None) is None:
+            from ..models.inference import ReenactModel
+
+            self._lazy_model = ReenactModel.from_checkpoint(self.checkpoint, self.device)
+        return self._lazy_model
+
+    def generate(self, inputs):
+        model = self._model()
+        size = int(getattr(model, "size", inputs.size))
+        source, driver = inputs.source, inputs.driver
+        extra = {"checkpoint": self.checkpoint.name}
+        if size != inputs.size:
+            # The model runs at its own resolution; the protocol scores at its own. Both resizes are recorded.
+            source, driver = _resize(source[None], size)[0], _resize(driver, size)
+            extra["resampled"] = {"model_size": size, "size": [size, inputs.size]}
+        frames = np.stack(list(model.reenact(source, driver, batch_size=self.batch_size)))
+        if size != inputs.size:
+            frames = _resize(frames, inputs.size)
+        return Generated(frames.astype(np.uint8), extra)
+
+
+METHODS: dict[str, type[Method]] = {"gt": GroundTruth, "static": Static, "folder": Folder, "ours": Ours}
+
+
+def make_method(name: str, *, checkpoint: str | None = None, device: str = "cpu", batch_size: int = 8,
+                length_policy: str = "error") -> Method:
+    """``gt`` | ``static`` | ``folder:PATH`` | ``ours`` (with a checkpoint)."""
+    key, _, arg = name.partition(":")
+    if key not in METHODS or (key == "folder") != bool(arg):
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(['gt', 'static', 'folder:PATH', 'ours'])}")
+    if key == "folder":
+        return Folder(arg, length_policy=length_policy)
+    if key == "ours":
+        return Ours(checkpoint, device=device, batch_size=batch_size)
+    return METHODS[key]()
+
+
+def method_table() -> list[dict]:
+    """Rows for ``bench methods``."""
+    rows = []
+    for key, cls in METHODS.items():
+        label = "folder:PATH" if key == "folder" else key
+        rows.append({"method": label, "tasks": list(cls.tasks), "description": cls.description})
+    return rows
+
+
+def dumps_extra(extra: dict) -> str | None:
+    return json.dumps(extra, sort_keys=True) if extra else None

@@ -1,0 +1,129 @@
+"""Benchmark tasks: what a method is given, what it is compared with, and which metrics score it.
+
+A task turns the clips of a split into *jobs*, one per scored video. Every job is keyed by a ``clip_id`` (the clip
+whose frames the generated video is compared with or driven by), so result rows, generated videos and external
+method folders all use the same name.
+
+Cross-reenactment pairing rule (deterministic): each test clip drives once. Its source is the first frame of a clip
+of *another* identity, chosen by a generator seeded with ``(seed, sha256(driver clip_id))``. A driver's source
+therefore depends only on the seed, the driver and the set of candidate clips, so ``--limit`` takes a prefix of the
+full pairing and a resumed run pairs the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+# Metrics computed over the whole set of generated videos (features of every clip); the rest are per clip.
+SET_LEVEL = ("fid", "fid_clean", "fvd")
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    metrics: tuple[str, ...]  # metric names as they appear in result rows
+    needs_audio: bool = False
+    has_ground_truth: bool = True  # the generated video has a frame-aligned ground truth
+    experimental: bool = False
+    # result-row metric name -> Evaluator metric name, where the task relabels a metric (e.g. psnr_vs_gt)
+    renames: dict[str, str] = field(default_factory=dict)
+
+    def evaluator_metrics(self) -> tuple[str, ...]:
+        return tuple(self.renames.get(m, m) for m in self.metrics)
+
+    def per_clip_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in self.metrics if m not in SET_LEVEL)
+
+    def set_metrics(self) -> tuple[str, ...]:
+        return tuple(m for m in self.metrics if m in SET_LEVEL)
+
+    def result_name(self, evaluator_metric: str) -> str:
+        inverse = {v: k for k, v in self.renames.items()}
+        return inverse.get(evaluator_metric, evaluator_metric)
+
+
+TASKS: dict[str, Task] = {
+    "self-reenact": Task(
+        "self-reenact",
+        "drive the first frame of a test clip with the clip itself; compare frames 1..T-1 with the clip",
+        ("psnr", "ssim", "lpips", "csim", "akd", "aed", "fid", "fvd"),
+    ),
+    "cross-reenact": Task(
+        "cross-reenact",
+        "source = first frame of clip A, driver = clip B of another identity (seeded pairing); no ground truth. "
+        "CSIM is against the source; akd_driver is the keypoint distance to the driver after per-video normalisation",
+        ("csim", "akd_driver", "fid", "fvd"),
+        has_ground_truth=False,
+        renames={"akd_driver": "akd"},
+    ),
+    "audio-driven": Task(
+        "audio-driven",
+        "first frame + the clip's audio (frame 0, the input, is not scored); *_vs_gt metrics compare with the ground-truth clip, which a speech-driven "
+        "method is not expected to reproduce",
+        ("sync_c", "sync_d", "av_offset", "csim", "fid", "fvd", "diversity", "psnr_vs_gt", "ssim_vs_gt",
+         "lpips_vs_gt"),
+        needs_audio=True,
+        renames={"psnr_vs_gt": "psnr", "ssim_vs_gt": "ssim", "lpips_vs_gt": "lpips"},
+    ),
+    "upper-body": Task(
+        "upper-body",
+        "self-reenactment of upper-body clips, plus hand keypoint confidence (HKC); experimental",
+        ("psnr", "ssim", "lpips", "csim", "akd", "aed", "fid", "fvd", "hkc"),
+        experimental=True,
+    ),
+}
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose from {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def _pair_rng(seed: int, clip_id: str) -> np.random.Generator:
+    digest = int(hashlib.sha256(clip_id.encode()).hexdigest()[:15], 16)
+    return np.random.default_rng([int(seed), digest])
+
+
+def cross_pairs(clips: list[dict], seed: int = 0) -> dict[str, str]:
+    """driver clip_id -> source clip_id, the source always of another identity (see the module docstring)."""
+    ordered = sorted(clips, key=lambda c: c["clip_id"])
+    identities = {c["clip_id"]: c.get("identity_id") or c["clip_id"] for c in ordered}
+    if len(set(identities.values())) < 2:
+        raise ConfigError(f"cross-reenact needs clips of at least 2 identities in the split; found "
+                          f"{len(set(identities.values()))}")
+    pairs = {}
+    for driver in ordered:
+        others = [c["clip_id"] for c in ordered if identities[c["clip_id"]] != identities[driver["clip_id"]]]
+        pairs[driver["clip_id"]] = others[int(_pair_rng(seed, driver["clip_id"]).integers(len(others)))]
+    return pairs
+
+
+def make_jobs(task: Task, clips: list[dict], manifest_dir: Path, *, seed: int = 0, limit: int | None = None) -> list[dict]:
+    """One job per scored video, sorted by clip_id; ``limit`` keeps the first N (pairing is computed before it)."""
+    ordered = sorted(clips, key=lambda c: c["clip_id"])
+    by_id = {c["clip_id"]: c for c in ordered}
+    pairs = cross_pairs(ordered, seed) if task.name == "cross-reenact" else {}
+    jobs = []
+    for clip in ordered[: limit if limit else None]:
+        cid = clip["clip_id"]
+        source = by_id[pairs.get(cid, cid)]
+        path = str((manifest_dir / clip["path"]).resolve())
+        jobs.append({
+            "clip_id": cid,
+            "identity_id": clip.get("identity_id"),
+            "clip_path": path,  # ground truth (self/audio/upper) or driver (cross)
+            "source_clip_id": source["clip_id"],
+            "source_path": str((manifest_dir / source["path"]).resolve()),
+            "has_audio": bool(clip.get("has_audio")),
+            "n_frames": clip.get("n_frames"),
+            "fps": clip.get("fps"),
+        })
+    return jobs

@@ -124,7 +124,7 @@ def _row(raw_id: str, *, dataset: str, url: str | None, local_path: str | None, 
         "url": url,
         "local_path": local_path,
         "spans": spans,
-        "ref_width": None if ref_height is None else int(round(ref_height * 16 / 9)),
+        "ref_width": None,  # HDTF gives only the height; nothing else gives either
         "ref_height": ref_height,
         "source_label": label,
         "licence": licence,
@@ -223,7 +223,7 @@ def read_hdtf(folder: str | Path) -> tuple[list[dict], list[Issue]]:
             ref_height = None
             if name in resolutions:
                 try:
-                    ref_height = int(resolutions[name][1][0])
+                    ref_height = int(resolutions[name][1][0]) or None  # KevinMcCarthy1 lists 0: unknown
                 except ValueError:
                     issues.append(Issue(f"{prefix}_resolution.txt", resolutions[name][0], "resolution is not an integer"))
             rows.append(_row(name, dataset="hdtf", url=url, local_path=None, spans=spans, label=name,
@@ -236,9 +236,12 @@ def read_hdtf(folder: str | Path) -> tuple[list[dict], list[Issue]]:
 
 
 def _table_records(path: Path) -> list[tuple[int, dict]]:
-    """(line, record) pairs: CSV lines, Parquet rows (1-based) or YAML list items (their line in the file)."""
+    """(line, record) pairs: CSV lines, Parquet rows (1-based) or YAML list items (their line in the file).
+
+    Parquet and YAML are known by their extension; anything else is read as comma-separated text.
+    """
     suffix = path.suffix.lower()
-    if suffix in (".csv", ".tsv"):
+    if suffix not in (".parquet", ".yaml", ".yml"):  # .csv, .tsv, or any text list read with --format table
         text = path.read_text(encoding="utf-8-sig")
         lines = text.splitlines()
         first = next((i for i, l in enumerate(lines) if l.strip() and not l.lstrip().startswith("#")), None)
@@ -297,7 +300,6 @@ def _table_records(path: Path) -> list[tuple[int, dict]]:
                 continue
             out.append((line, {str(k).lower(): v for k, v in value.items()}))
         return out
-    raise SourceListError(f"{path}: unknown table format {suffix!r}; expected one of {list(TABLE_EXTENSIONS)}")
 
 
 def read_table_list(path: str | Path) -> tuple[list[dict], list[Issue]]:

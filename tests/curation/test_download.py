@@ -1,0 +1,180 @@
+"""The real yt-dlp against a local HTTP server on 127.0.0.1: direct mp4, 404, dropped connections, 429 + backoff."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+
+import pytest
+
+from acq_media import make_media
+from talkbench.curation.download import (
+    DownloadOptions,
+    OutputWriteError,
+    classify_error,
+    download_url,
+    fetch_source,
+    format_selector,
+    link_local,
+)
+from talkbench.media import sha256_file
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves the media folder, plus scripted failures: /drop/* closes the socket, /limit/N/* answers 429 N times."""
+
+    hits: dict[str, int] = {}
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
+        if self.path.startswith("/drop/"):
+            self.connection.close()  # no status line at all
+            return
+        if self.path.startswith("/short/"):
+            # Promise the whole file, send a third of it, hang up.
+            data = (self.server.root / "base.mp4").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 3])
+            self.wfile.flush()
+            self.connection.close()
+            return
+        if self.path.startswith("/limit/"):
+            _, _, n, rest = self.path.split("/", 3)
+            if _Handler.hits[self.path] <= int(n):
+                self.send_error(429, "Too Many Requests")
+                return
+            if rest.startswith("gone"):
+                self.send_error(404, "Not Found")
+                return
+            self.path = "/" + rest
+        return super().do_GET()
+
+    def translate_path(self, path):
+        return str(self.server.root / path.lstrip("/").split("?")[0])
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    return make_media(str(tmp_path_factory.getbasetemp() / "acq_media"))
+
+
+@pytest.fixture(scope="module")
+def server(media):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.root = media["base"].parent
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def _opts(**kw):
+    base = dict(min_height=720, timeout=5.0, retries=2, backoff=0.5)
+    base.update(kw)
+    return DownloadOptions(**base)
+
+
+class _Sleeps(list):
+    def __call__(self, seconds):
+        self.append(seconds)  # record the backoff instead of waiting it out
+
+
+def test_direct_mp4_passes_the_height_floor(server, media, tmp_path):
+    assert format_selector(720) == "bv*[height>=?720]+ba/b[height>=?720]"
+    result = download_url(f"{server}/base.mp4", tmp_path, "clip", _opts(), tmp_path / "archive.txt")
+    assert (result.status, result.attempts, result.error_message) == ("ok", 1, None)
+    assert result.path == tmp_path / "clip.mp4"
+    assert sha256_file(result.path) == sha256_file(media["base"])
+    assert (tmp_path / "archive.txt").read_text().split() == ["generic", "base"]
+    # Skip on rerun: the finished file is reused, yt-dlp is not called.
+    again = download_url(f"{server}/base.mp4", tmp_path, "clip", _opts(), tmp_path / "archive.txt")
+    assert (again.status, again.attempts, again.path) == ("ok", 0, result.path)
+
+
+def test_archive_entry_without_file_downloads_again(server, tmp_path):
+    (tmp_path / "archive.txt").write_text("generic noaudio\n")
+    result = download_url(f"{server}/noaudio.mp4", tmp_path, "n", _opts(), tmp_path / "archive.txt")
+    assert result.status == "ok" and result.path.exists() and result.attempts == 1
+
+
+def test_404_is_unavailable_and_not_retried(server, tmp_path):
+    sleeps = _Sleeps()
+    result = download_url(f"{server}/missing.mp4", tmp_path, "m", _opts(), None, sleep=sleeps)
+    assert (result.status, result.error_class, result.attempts) == ("failed", "unavailable", 1)
+    assert "HTTP Error 404" in result.error_message and sleeps == []
+    assert not list(tmp_path.iterdir())
+
+
+def test_dropped_connection_is_network_retried_with_backoff(server, tmp_path):
+    sleeps = _Sleeps()
+    result = download_url(f"{server}/drop/base.mp4", tmp_path, "d", _opts(retries=3), None, sleep=sleeps)
+    assert (result.status, result.error_class, result.attempts) == ("failed", "network", 4)
+    assert "Remote end closed connection" in result.error_message
+    assert sleeps == [0.5, 1.0, 2.0]  # exponential backoff between the 4 attempts
+    assert _Handler.hits["/drop/base.mp4"] == 4
+
+
+def test_short_body_is_network(server, tmp_path):
+    sleeps = _Sleeps()
+    result = download_url(f"{server}/short/base.mp4", tmp_path, "s", _opts(retries=1), None, sleep=sleeps)
+    assert (result.status, result.error_class, result.attempts) == ("failed", "network", 2)
+    assert sleeps == [0.5]
+
+
+def test_rate_limit_then_success(server, media, tmp_path):
+    sleeps = _Sleeps()
+    result = download_url(f"{server}/limit/1/base.mp4", tmp_path, "r", _opts(), None, sleep=sleeps)
+    assert (result.status, result.attempts, sleeps) == ("ok", 2, [0.5])
+    assert sha256_file(result.path) == sha256_file(media["base"])
+
+
+def test_first_error_is_kept_when_a_retry_fails_differently(server, tmp_path):
+    result = download_url(f"{server}/limit/1/gone.mp4", tmp_path, "g", _opts(), None, sleep=_Sleeps())
+    assert (result.status, result.error_class, result.attempts) == ("failed", "rate_limited", 2)
+    assert "HTTP Error 429" in result.error_message  # the original error...
+    assert "HTTP Error 404" in result.last_error  # ...and the later one only beside it
+
+
+@pytest.mark.parametrize("message, cls", [
+    ("[youtube] abc: Video unavailable. This video has been removed by the uploader", "unavailable"),
+    ("[youtube] abc: Private video. Sign in if you've been granted access to this video", "private"),
+    ("[youtube] abc: Sign in to confirm you're not a bot. Use --cookies-from-browser", "bot_check"),
+    ("[youtube] abc: Sign in to confirm you’re not a bot", "bot_check"),
+    ("Unable to download webpage: HTTP Error 429: Too Many Requests", "rate_limited"),
+    ("[youtube] abc: The uploader has not made this video available in your country", "geo"),
+    ("[youtube] abc: Requested format is not available. Use --list-formats", "format"),
+    ("Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>", "network"),
+    ("Read timed out.", "network"),
+    ("HTTP Error 503: Service Unavailable", "network"),
+    ("Something odd happened", "other"),
+])
+def test_error_classes(message, cls):
+    assert classify_error(message) == cls
+
+
+def test_local_sources_are_hard_linked(media, tmp_path):
+    row = {"source_id": "local", "local_path": str(media["base"]), "url": None}
+    result = fetch_source(row, tmp_path, _opts())
+    assert (result.status, result.attempts) == ("ok", 1)
+    assert result.path == tmp_path / "media" / "downloads" / "local.mp4"
+    assert os.stat(result.path).st_ino == os.stat(media["base"]).st_ino
+    copy = link_local(media["base"], tmp_path / "copy.mp4", hard_link=False)
+    assert os.stat(copy).st_ino != os.stat(media["base"]).st_ino and sha256_file(copy) == sha256_file(media["base"])
+    missing = fetch_source({"source_id": "gone", "local_path": str(tmp_path / "nope.mp4"), "url": None}, tmp_path,
+                           _opts())
+    assert (missing.status, missing.error_class) == ("failed", "unavailable")
+
+
+def test_unwritable_download_folder_stops_the_run(server, tmp_path):
+    (tmp_path / "blocker").write_text("a file where the output folder should be")
+    with pytest.raises(OutputWriteError, match="Not a directory"):
+        fetch_source({"source_id": "x", "local_path": None, "url": f"{server}/base.mp4"}, tmp_path / "blocker",
+                     _opts())

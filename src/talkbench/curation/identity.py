@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import ConfigError, MediaError, MissingDependencyError, MissingWeightsError, WeightsError, require
-from ..runtime.step import Step
+from ..runtime.step import Step, StepContext
 
 # ArcFace's canonical landmark positions in a 112×112 crop: left eye, right eye, nose tip, left/right mouth corner.
 ARCFACE_TEMPLATE = np.array(
@@ -127,6 +127,8 @@ def _find_recognition_onnx(path: Path) -> Path:
     """A pack folder holds several ONNX files; the recognition model is the one with a square ≥112 input and one output."""
     if path.is_file():
         return path
+    if (path / "w600k_r50.onnx").is_file():
+        return path / "w600k_r50.onnx"
     onnx = require("onnx", "pip install onnx")
     for f in sorted(path.rglob("*.onnx")):
         model = onnx.load(str(f), load_external_data=False)
@@ -150,7 +152,8 @@ class ArcFaceEmbedder:
             if not weights.is_installed(ARCFACE_ENTRY):
                 raise MissingWeightsError(f"weights entry {ARCFACE_ENTRY!r} is not installed; install it with: "
                                           f"talkbench weights fetch {ARCFACE_ENTRY}")
-            model_path = weights.weights_path(ARCFACE_ENTRY)
+            # The entry is the pack's zip; the registry extracts it once and returns the folder.
+            model_path = weights.pack_dir(ARCFACE_ENTRY)
         self.path = _find_recognition_onnx(Path(model_path))
         self.model = f"{ARCFACE_ENTRY}/{self.path.name}"
         self._session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
@@ -239,6 +242,7 @@ class EmbedStep(Step):
         return self._lazy_embedder
 
     def run(self, rows, rank=0, world_size=1):
+        ctx = self.ctx or StepContext(self.name)
         embedder = None
         for row in rows:
             embedder = embedder or self._embedder()
@@ -249,10 +253,10 @@ class EmbedStep(Step):
                 image = read_frame(row["abs_path"], int(sample["frame"]), float(row.get("fps") or 25.0))
                 vectors.append(embedder.embed(image, sample["box"], sample.get("landmarks5")))
             if not vectors:
-                self.ctx.reject(row["candidate_id"], "no_embedding", source_id=row.get("source_id"),
+                ctx.reject(row["candidate_id"], "no_embedding", source_id=row.get("source_id"),
                                 backend=self.backend)
                 continue
-            self.ctx.count("embedded")
+            ctx.count("embedded")
             out = dict(row)
             out["embedding"] = [float(v) for v in _unit(np.mean(vectors, axis=0))]
             out["identity_backend"] = embedder.backend

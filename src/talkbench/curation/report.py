@@ -1,0 +1,219 @@
+"""Curation report: DIR/report.html plus PNG plots in DIR/report/, built only from the manifests and stage stats.
+
+The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out per stage) and the manifests; drops per reason come
+from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ManifestError
+from ..manifests.io import atomic_write_text, read_rows
+
+PLOTS = ("funnel", "pose", "face_size", "duration", "clips_per_identity", "contact_sheet")
+
+
+def _summary(out_dir: Path, stage: str) -> dict | None:
+    path = out_dir / "stats" / stage / "summary.json"
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _rows(out_dir: Path, name: str) -> list[dict] | None:
+    path = out_dir / f"{name}.parquet"
+    return read_rows(path, name) if path.exists() else None
+
+
+def funnel(out_dir: Path, clips: list[dict], videos: list[dict] | None, sources: list[dict] | None) -> list[tuple]:
+    """[(step, count)] from sources to kept clips; steps whose numbers are unknown are left out."""
+    steps = []
+    if sources is not None:
+        steps.append(("sources", len(sources)))
+    if videos is not None:
+        steps.append(("downloaded", sum(1 for v in videos if v.get("status") == "ok")))
+    scenes = _summary(out_dir, "scenes")
+    if scenes:
+        steps.append(("segments", scenes["rows_in"]))
+        steps.append(("shots", scenes["rows_out"]))
+    for stage, label in (("faces", "tracks"), ("filters", "passed filters"), ("identity", "embedded"),
+                         ("select", "selected")):
+        summary = _summary(out_dir, stage)
+        if summary:
+            steps.append((label, summary["rows_out"]))
+    steps.append(("kept", len(clips)))
+    return steps
+
+
+def _hist(ax, values, title, xlabel, bins=20):
+    values = [v for v in values if v is not None]
+    if values:
+        ax.hist(values, bins=bins, color="#4477aa", edgecolor="white")
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("clips")
+
+
+def _save(fig, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+    tmp.replace(path)
+
+
+def contact_sheet(out_dir: Path, clips: list[dict], thumb: int = 128, cols: int = 6) -> np.ndarray | None:
+    """First frame of every kept clip, tiled (clip_id order)."""
+    from ..media import iter_frames
+
+    thumbs = []
+    for clip in clips:
+        path = out_dir / clip["path"] if clip.get("path") else None
+        if path is None or not path.exists():
+            continue
+        for chunk in iter_frames(path, size=thumb, duration=0.04, chunk=1):
+            thumbs.append(chunk[0])
+            break
+    if not thumbs:
+        return None
+    rows = (len(thumbs) + cols - 1) // cols
+    sheet = np.full((rows * thumb, min(cols, len(thumbs)) * thumb, 3), 255, np.uint8)
+    for i, t in enumerate(thumbs):
+        r, c = divmod(i, cols)
+        sheet[r * thumb:(r + 1) * thumb, c * thumb:(c + 1) * thumb] = t
+    return sheet
+
+
+def make_plots(out_dir: Path, clips: list[dict], steps: list[tuple], drops: Counter) -> dict[str, str]:
+    """Write the PNG plots into DIR/report/; returns {plot: relative path}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = out_dir / "report"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
+    labels = [s for s, _ in steps][::-1]
+    axes[0].barh(labels, [n for _, n in steps][::-1], color="#228833")
+    for i, (_, n) in enumerate(steps[::-1]):
+        axes[0].text(n, i, f" {n}", va="center")
+    axes[0].set_title("funnel")
+    reasons = sorted(drops.items(), key=lambda kv: (-kv[1], kv[0]))
+    if reasons:
+        axes[1].barh([f"{s}: {r}" for (s, r), _ in reasons][::-1], [n for _, n in reasons][::-1], color="#cc6677")
+    else:
+        axes[1].text(0.5, 0.5, "no rejections", ha="center", va="center", transform=axes[1].transAxes)
+    axes[1].set_title("drops by stage: reason")
+    fig.tight_layout()
+    _save(fig, folder / "funnel.png")
+    plt.close(fig)
+    written["funnel"] = "report/funnel.png"
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    for ax, angle in zip(axes, ("yaw", "pitch", "roll")):
+        _hist(ax, [c.get(f"{angle}_max") for c in clips], f"max |{angle}| per clip", "degrees")
+    fig.tight_layout()
+    _save(fig, folder / "pose.png")
+    plt.close(fig)
+    written["pose"] = "report/pose.png"
+
+    for name, key, title, xlabel in (("face_size", "face_size_median", "median face size", "pixels (source)"),
+                                     ("duration", None, "clip duration", "seconds")):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        values = ([c.get(key) for c in clips] if key else
+                  [c["end_s"] - c["start_s"] for c in clips if c.get("end_s") is not None])
+        _hist(ax, values, title, xlabel)
+        fig.tight_layout()
+        _save(fig, folder / f"{name}.png")
+        plt.close(fig)
+        written[name] = f"report/{name}.png"
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    per_id = Counter(c["identity_id"] for c in clips)
+    counts = Counter(per_id.values())
+    if counts:
+        xs = sorted(counts)
+        ax.bar([str(x) for x in xs], [counts[x] for x in xs], color="#aa3377")
+    ax.set_title("clips per identity")
+    ax.set_xlabel("clips")
+    ax.set_ylabel("identities")
+    fig.tight_layout()
+    _save(fig, folder / "clips_per_identity.png")
+    plt.close(fig)
+    written["clips_per_identity"] = "report/clips_per_identity.png"
+
+    sheet = contact_sheet(out_dir, clips)
+    if sheet is not None:
+        from PIL import Image
+
+        tmp = folder / ".contact_sheet.png.tmp"
+        Image.fromarray(sheet).save(tmp, format="PNG")
+        tmp.replace(folder / "contact_sheet.png")
+        written["contact_sheet"] = "report/contact_sheet.png"
+    return written
+
+
+def _table(headers, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def build_report(out_dir: str | Path) -> Path:
+    """(Re)build DIR/report.html and DIR/report/*.png from DIR's manifests and stats; returns the HTML path."""
+    out_dir = Path(out_dir)
+    clips = _rows(out_dir, "clips")
+    if clips is None:
+        raise ManifestError(f"{out_dir}: no clips.parquet; run `curate build-manifest` first")
+    rejections = _rows(out_dir, "rejections") or []
+    videos = _rows(out_dir, "videos")
+    sources = _rows(out_dir, "sources")
+    steps = funnel(out_dir, clips, videos, sources)
+    drops = Counter((r["stage"], r["reason"]) for r in rejections)
+    plots = make_plots(out_dir, clips, steps, drops)
+
+    per_id = Counter(c["identity_id"] for c in clips)
+    ident_rows = []
+    for ident in sorted(per_id):
+        members = [c for c in clips if c["identity_id"] == ident]
+        labels = sorted({c["source_label"] for c in members if c.get("source_label")})
+        ident_rows.append((ident, per_id[ident], members[0]["split"], ", ".join(labels),
+                           f"{min(c['identity_score'] for c in members if c['identity_score'] is not None):.3f}"
+                           if any(c["identity_score"] is not None for c in members) else ""))
+    split_counts = Counter(c["split"] for c in clips)
+    backends = sorted({(c["detector_backend"], c["identity_backend"]) for c in clips})
+    clip_rows = [(c["clip_id"], c["source_id"], c["identity_id"], c["split"], f"{c['start_s']:.2f}–{c['end_s']:.2f}",
+                  c["n_frames"], c["crop_size"], c["crop_padded"], f"{c['yaw_max']:.1f}/{c['pitch_max']:.1f}/"
+                  f"{c['roll_max']:.1f}", c["path"]) for c in clips]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>talkbench curation report</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%;margin:0.5em 0}</style>",
+        "</head><body><h1>talkbench curation report</h1>",
+        f"<p>{len(clips)} clips, {len(per_id)} identities, split: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(split_counts.items()))
+        + (f"; backends (detector, identity): {html.escape(str(backends))}" if backends else "") + "</p>",
+        "<h2>Funnel</h2>", _table(["step", "count"], steps),
+        "<h2>Drops by reason</h2>",
+        _table(["stage", "reason", "count"], [(s, r, n) for (s, r), n in sorted(drops.items())]),
+    ]
+    for name in PLOTS:
+        if name in plots:
+            parts.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3><img src='{plots[name]}' alt='{name}'>")
+    parts += ["<h2>Identities</h2>", _table(["identity_id", "clips", "split", "source labels", "min score"], ident_rows),
+              "<h2>Clips</h2>", _table(["clip_id", "source", "identity", "split", "seconds", "frames", "crop",
+                                        "padded", "max |yaw/pitch/roll|", "path"], clip_rows),
+              "</body></html>\n"]
+    target = out_dir / "report.html"
+    atomic_write_text(target, "\n".join(parts))
+    return target

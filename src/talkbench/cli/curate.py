@@ -90,6 +90,19 @@ def build_manifest_command(
                       + f" → {result.out_dir}", markup=False)
 
 
+@app.command("report")
+def report_command(
+    out: Path = typer.Argument(..., help="A curated folder (the --out of build-manifest)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+):
+    """Rebuild OUT/report.html and OUT/report/*.png (funnel, drops, histograms, contact sheet) from the manifests."""
+    from ..curation.report import build_report
+
+    path = build_report(out)
+    if not quiet:
+        console.print(f"report → {path}", markup=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     code = run_app(app, argv, "curate")
     if argv is None:

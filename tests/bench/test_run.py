@@ -92,9 +92,13 @@ def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path):
     assert len(akd) == 4
     for r in akd:
         extra = json.loads(r["extra"])
-        assert extra["compared_with"] == "driver"
+        assert extra["compared_with"] == "driver" and "inter-ocular" in extra["normalisation"]
         assert extra["source_clip_id"][:4] != r["clip_id"][:4]  # another identity (c-as vs c-mm)
         assert "scored_frames" not in extra  # the source is not a frame of the driver: every frame is scored
+        assert extra["frames"] == 20
+    # Face Mesh finds the astronaut in the 64 px frames: a static video scores the driver's own (non-zero) motion
+    astronaut = next(r for r in akd if r["clip_id"] == "c-as-0")
+    assert astronaut["value"] is not None and 0.01 < astronaut["value"] < 1.0
     audio = run_bench(cfg(clip_manifest, tmp_path / "audio", method="gt", task="audio-driven"))
     names = {r["metric"] for r in audio.rows}
     assert {"psnr_vs_gt", "sync_c", "fid"} <= names and "psnr" not in names

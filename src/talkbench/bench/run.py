@@ -152,7 +152,7 @@ class ScoreClips(Step):
     def _evaluator(self):
         if getattr(self, "_lazy_evaluator", None) is None:
             cls = load_evaluator_class(self.cfg.evaluator)
-            metrics = [self.task.renames.get(m, m) for m in self.task.per_clip_metrics()]
+            metrics = [m for m in self.task.evaluator_metrics() if self.task.result_name(m) not in self.task.set_metrics()]
             self._lazy_evaluator = cls(protocol_id=self.cfg.protocol, metrics=metrics, device=self.cfg.device)
         return self._lazy_evaluator
 
@@ -236,6 +236,10 @@ class ScoreClips(Step):
         except TalkbenchError as exc:
             raw = [{"metric": m, "value": None, "null_reason": "metric_error", "extra": json.dumps({"error": str(exc)})}
                    for m in self.task.evaluator_metrics() if self.task.result_name(m) not in self.task.set_metrics()]
+        if "akd_driver" in self.task.bench_metrics:
+            from .motion import motion_agreement
+
+            raw.append(motion_agreement(frames, reference))
         timing["metrics"] = time.perf_counter() - t0
         wanted = set(self.task.per_clip_metrics())
         for r in raw:
@@ -244,8 +248,6 @@ class ScoreClips(Step):
             if row["metric"] not in wanted:
                 continue
             more = dict(base_extra, **gen.extra)
-            if self.task.name == "cross-reenact" and row["metric"] == "akd_driver":
-                more["compared_with"] = "driver"
             if self.task.name == "audio-driven" and row["metric"].endswith("_vs_gt"):
                 more["compared_with"] = "ground truth"
             row["extra"] = _merge_extra(row["extra"], {k: v for k, v in more.items() if v is not None})
@@ -254,6 +256,7 @@ class ScoreClips(Step):
         return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": True, "reason": None, "rows": rows,
                 "timing": timing, "n_frames": int(len(frames)),
                 "missing_weights": dict(evaluator.missing_weights() or {}),
+                "protocol_id": getattr(evaluator, "protocol_id", self.cfg.protocol),
                 "protocol_standard": bool(getattr(evaluator, "protocol_standard", True))}
 
 
@@ -288,6 +291,7 @@ class SetMetrics(Step):
                 out = _row(r)
                 out["metric"] = self.task.result_name(out["metric"])
                 out["protocol_standard"] = bool(getattr(evaluator, "protocol_standard", True))
+                out["protocol_id"] = getattr(evaluator, "protocol_id", self.cfg.protocol)
                 out["missing_weights"] = dict(evaluator.missing_weights() or {})
                 yield out
 
@@ -381,8 +385,11 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     rows: list[dict] = []
     standard = True
     missing: dict[str, str] = {}
+    protocol_ids = set()
     for job in jobs:
         record = records[job["clip_id"]]
+        if record.get("protocol_id"):
+            protocol_ids.add(record["protocol_id"])
         if record.get("protocol_standard") is False:
             standard = False
         missing.update(record.get("missing_weights") or {})
@@ -397,6 +404,7 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         set_stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
                                  config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")
         for r in set_stage.rows:
+            protocol_ids.add(r.pop("protocol_id", None) or protocol.protocol_id)
             if r.pop("protocol_standard", True) is False:
                 standard = False
             missing.update(r.pop("missing_weights", None) or {})
@@ -405,11 +413,16 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
                 r["flags"] = _merge_flags(r.get("flags"), ["clips_excluded"])
             rows.append({**r, "clip_id": None})
 
-    common = {"protocol_id": protocol.protocol_id, "protocol_standard": standard, "method": method.name,
+    # The Evaluator names the protocol it really ran: a non-official weights file gives "<id>+nonstd.<digest>".
+    if len(protocol_ids) > 1:
+        raise ConfigError(f"clips of this run were scored under several protocols {sorted(protocol_ids)} (weights "
+                          f"changed between runs?); delete {out / 'clips'} and rerun")
+    protocol_id = protocol_ids.pop() if protocol_ids else protocol.protocol_id
+    common = {"protocol_id": protocol_id, "protocol_standard": standard, "method": method.name,
               "task": task.name, "split": cfg.split, "talkbench_version": __version__}
     rows = [{**common, **r} for r in rows]
     write_table(rows, out / "results.parquet", "results")
-    summary = summarise(rows, run_info, missing, records, n_boot=cfg.n_boot)
+    summary = summarise(rows, {**run_info, "protocol_id": protocol_id}, missing, records, n_boot=cfg.n_boot)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     return BenchResult(out, rows, summary, len(jobs), n_cached)
 

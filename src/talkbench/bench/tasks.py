@@ -34,9 +34,10 @@ class Task:
     experimental: bool = False
     # result-row metric name -> Evaluator metric name, where the task relabels a metric (e.g. psnr_vs_gt)
     renames: dict[str, str] = field(default_factory=dict)
+    bench_metrics: tuple[str, ...] = ()  # computed by talkbench.bench itself, not the Evaluator
 
     def evaluator_metrics(self) -> tuple[str, ...]:
-        return tuple(self.renames.get(m, m) for m in self.metrics)
+        return tuple(self.renames.get(m, m) for m in self.metrics if m not in self.bench_metrics)
 
     def per_clip_metrics(self) -> tuple[str, ...]:
         return tuple(m for m in self.metrics if m not in SET_LEVEL)
@@ -58,10 +59,11 @@ TASKS: dict[str, Task] = {
     "cross-reenact": Task(
         "cross-reenact",
         "source = first frame of clip A, driver = clip B of another identity (seeded pairing); no ground truth. "
-        "CSIM is against the source; akd_driver is the keypoint distance to the driver after per-video normalisation",
+        "CSIM is against the source; akd_driver is the keypoint distance to the driver after per-video normalisation "
+        "(displacements from the first frame / inter-ocular distance)",
         ("csim", "akd_driver", "fid", "fvd"),
         has_ground_truth=False,
-        renames={"akd_driver": "akd"},
+        bench_metrics=("akd_driver",),
     ),
     "audio-driven": Task(
         "audio-driven",

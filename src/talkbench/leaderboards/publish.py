@@ -89,8 +89,12 @@ def _resolve(path: str) -> Path:
 def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Path, list[dict]]]:
     """Read and check every results file before anything is written."""
     loaded, seen = [], {}
+    done = set()
     for path in paths:
         p = _resolve(path)
+        if p.resolve() in done:  # the same file named twice (a folder and its results.parquet) counts once
+            continue
+        done.add(p.resolve())
         rows = read_table(p, "results").to_pylist()
         if not rows:
             raise ManifestError(f"{p}: the results file holds no rows")

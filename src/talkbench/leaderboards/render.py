@@ -108,7 +108,7 @@ def markdown(board: Leaderboard) -> str:
                 cells.append(text)
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
-    out += ["### Notes", ""] + [f"- {_md_escape(line)}" for line in notes(board)] + [""]
+    out += ["### Notes", ""] + [f"- {_md_escape(line).replace('*', chr(92) + '*')}" for line in notes(board)] + [""]
     return "\n".join(out)
 
 

@@ -1,0 +1,146 @@
+"""LocalExecutor and RayExecutor: identical outputs for any worker count, per-rank stats, completion markers, resume."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+from pathlib import Path
+
+import pytest
+
+from talkbench.errors import MissingDependencyError
+from talkbench.runtime import Filter, Step, make_executor
+
+
+class Square(Step):
+    """Squares ``x``; appends every row it sees to a log file so tests can tell which ranks really ran."""
+
+    def __init__(self, log: str | None = None, fail_on: int | None = None):
+        self.log, self.fail_on = log, fail_on
+
+    def run(self, rows, rank=0, world_size=1):
+        for row in rows:
+            if self.log:
+                with open(self.log, "a") as handle:
+                    handle.write(f"{row['id']}\n")
+            if row["id"] == self.fail_on:
+                raise RuntimeError(f"row {row['id']} is broken")
+            self.ctx.count("squared")
+            yield {**row, "sq": row["x"] * row["x"]}
+
+
+class DropOdd(Filter):
+    def filter(self, row):
+        return True if row["x"] % 2 == 0 else (False, "odd", row["x"], 0)
+
+
+class BadFilter(Filter):
+    def filter(self, row):
+        return "yes"
+
+
+def _counts(stats: dict) -> dict:
+    """Stats without timings, which differ from run to run."""
+    return {**stats, "steps": [{k: v for k, v in s.items() if k != "seconds"} for s in stats["steps"]]}
+
+
+def _rows(n=12):
+    return [{"id": i, "item_id": f"r{i}", "x": (i * 7) % 11} for i in range(n)]
+
+
+def _run(tmp_path, name, workers, steps=None, rows=None, tasks=None, config=None):
+    executor = make_executor("local", workers=workers, quiet=True, tasks=tasks)
+    return executor.run(steps or [Square(), DropOdd()], rows or _rows(), tmp_path / name, config=config)
+
+
+def test_workers_1_and_2_give_the_same_output(tmp_path):
+    one = _run(tmp_path, "w1", 1)
+    two = _run(tmp_path, "w2", 2)
+    key = lambda r: r["id"]  # noqa: E731
+    assert sorted(one.rows, key=key) == sorted(two.rows, key=key)
+    assert sorted(one.rejections, key=lambda r: r["item_id"]) == sorted(two.rejections, key=lambda r: r["item_id"])
+    assert _counts(one.stats) == _counts(two.stats)
+    kept = [r for r in _rows() if r["x"] % 2 == 0]
+    assert sorted(r["id"] for r in one.rows) == [r["id"] for r in kept]
+    assert all(r["sq"] == r["x"] ** 2 for r in one.rows)
+    assert {r["reason"] for r in one.rejections} == {"odd"} and len(one.rejections) == 12 - len(kept)
+    assert one.rejections[0]["stage"] == "DropOdd" and one.rejections[0]["threshold"] == 0.0
+    steps = {s["name"]: s for s in one.stats["steps"]}
+    assert steps["Square"]["counters"] == {"squared": 12}
+    assert steps["DropOdd"]["dropped"] == {"odd": 12 - len(kept)}
+    assert steps["DropOdd"]["counters"] == {"kept": len(kept)}
+    assert (steps["DropOdd"]["rows_in"], steps["DropOdd"]["rows_out"]) == (12, len(kept))
+
+
+def test_per_rank_files_and_completion_markers(tmp_path):
+    result = _run(tmp_path, "s", 1, tasks=4)
+    d = tmp_path / "s"
+    assert sorted(p.name for p in d.glob("0*.json")) == [f"{r:05d}.json" for r in range(4)]
+    assert sorted(p.name for p in (d / "completions").iterdir()) == [f"{r:05d}" for r in range(4)]
+    stats = json.loads((d / "00001.json").read_text())
+    assert (stats["rank"], stats["world_size"], stats["rows_in"]) == (1, 4, 3)  # rows[1::4]
+    shard = pickle.loads((d / "output" / "00001.pkl").read_bytes())
+    assert [r["id"] for r in shard["rows"]] == [i for i in (1, 5, 9) if _rows()[i]["x"] % 2 == 0]
+    assert json.loads((d / "summary.json").read_text()) == result.stats
+    assert json.loads((d / "stage.json").read_text())["world_size"] == 4
+
+
+def test_completed_ranks_are_skipped(tmp_path):
+    log = tmp_path / "log.txt"
+    first = _run(tmp_path, "s", 1, steps=[Square(str(log)), DropOdd()], tasks=4)
+    assert sorted(int(x) for x in log.read_text().split()) == list(range(12))
+    log.write_text("")
+    (tmp_path / "s" / "completions" / "00002").unlink()  # as if rank 2 had been killed
+    again = _run(tmp_path, "s", 2, steps=[Square(str(log)), DropOdd()], tasks=4)
+    assert sorted(int(x) for x in log.read_text().split()) == [2, 6, 10]
+    assert again.skipped_ranks == 3 and again.rows == first.rows and _counts(again.stats) == _counts(first.stats)
+    log.write_text("")
+    _run(tmp_path, "s", 1, steps=[Square(str(log)), DropOdd()], tasks=4)
+    assert log.read_text() == ""  # all complete: nothing runs
+
+
+def test_changed_input_or_config_restarts_the_stage(tmp_path):
+    log = tmp_path / "log.txt"
+    _run(tmp_path, "s", 1, steps=[Square(str(log))], tasks=3, config={"v": 1})
+    log.write_text("")
+    _run(tmp_path, "s", 1, steps=[Square(str(log))], tasks=3, config={"v": 2})
+    assert len(log.read_text().split()) == 12
+    log.write_text("")
+    result = _run(tmp_path, "s", 1, steps=[Square(str(log))], rows=_rows(5), tasks=3, config={"v": 2})
+    assert len(log.read_text().split()) == 5 and len(result.rows) == 5
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_failing_rank_raises_and_the_rest_resume(tmp_path, workers):
+    log = tmp_path / "log.txt"
+    with pytest.raises(RuntimeError, match="row 5 is broken"):
+        _run(tmp_path, "s", workers, steps=[Square(str(log), fail_on=5)], tasks=12)
+    done = {p.name for p in (tmp_path / "s" / "completions").iterdir()}
+    assert "00005" not in done and "00000" in done
+    log.write_text("")
+    result = _run(tmp_path, "s", workers, steps=[Square(str(log))], tasks=12)
+    ran = {int(x) for x in log.read_text().split()}
+    assert 5 in ran and ran.isdisjoint(int(n) for n in done)
+    assert sorted(r["id"] for r in result.rows) == list(range(12))
+
+
+def test_filter_must_return_true_or_a_reason(tmp_path):
+    with pytest.raises(TypeError, match="must return True or"):
+        _run(tmp_path, "s", 1, steps=[BadFilter()])
+
+
+def test_unknown_executor_and_missing_ray(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown executor 'dask'; choose from \['local', 'ray'\]"):
+        make_executor("dask")
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    with pytest.raises(MissingDependencyError, match=r"pip install 'talkbench\[ray\]'"):
+        make_executor("ray")
+
+
+def test_steps_pickle_without_their_context(tmp_path):
+    step = Square()
+    _run(tmp_path, "s", 1, steps=[step])
+    step._lazy_model = object()  # loaded models never travel to workers
+    state = pickle.loads(pickle.dumps(step)).__dict__
+    assert "ctx" not in state and "_lazy_model" not in state

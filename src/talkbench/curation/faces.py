@@ -121,7 +121,7 @@ class InsightFaceBackend:
     def __init__(self, min_confidence: float = 0.5, pack_dir: str | None = None):
         self.min_confidence = min_confidence
         pack_dir = pack_dir or _buffalo_dir()
-        insightface = _require("insightface.app", "pip install --no-deps insightface==0.7.3 onnxruntime")
+        insightface = _require("insightface.app", "pip install --no-deps insightface onnxruntime")
         self._app = insightface.FaceAnalysis(name=pack_dir, root=pack_dir,
                                              allowed_modules=["detection", "landmark_3d_68"],
                                              providers=["CPUExecutionProvider"])
@@ -137,7 +137,8 @@ class InsightFaceBackend:
             pts = getattr(face, "landmark_3d_68", None)
             if pts is None:
                 continue
-            # 1k3d68's z grows away from the camera in the image scale, like the mesh's; reuse the geometric estimate.
+            # 1k3d68 gives x, y in image pixels and a depth in the same scale, like the mesh; the same geometric
+            # estimate applies. Its depth sign is taken to match the mesh's (not verified: no pack offline).
             yaw, pitch, roll = pose_mod.pose_from_points(pts, pose_mod.IBUG_PAIRS, pose_mod.IBUG_UP)
             out.append(Detection([float(v) for v in face.bbox[:4]], float(face.det_score),
                                  np.asarray(face.kps, float).tolist(), yaw, pitch, roll))
@@ -172,16 +173,16 @@ def _require_mediapipe():
 
 
 def _buffalo_dir() -> str:
+    """The extracted buffalo_l pack folder (insightface's FaceAnalysis sorts its ONNX files by shape)."""
     try:
         from ..metrics import weights
     except ImportError as exc:
         raise MissingDependencyError(f"the insightface backend needs talkbench.metrics.weights ({exc})") from exc
     if not weights.is_installed("buffalo_l"):
-        raise MissingWeightsError("weights entry 'buffalo_l' (insightface SCRFD + landmarks) is not installed; "
-                                  "install it with: talkbench weights import /path/to/buffalo_l.zip "
-                                  "(or use faces.backend=mediapipe, the offline default)")
-    path = weights.weights_path("buffalo_l")
-    return str(path if path.is_dir() else path.parent)
+        raise MissingWeightsError("weights entry 'buffalo_l' (insightface SCRFD + 3-D landmarks) is not installed; "
+                                  "install it with: talkbench weights fetch buffalo_l (or talkbench weights import "
+                                  "/path/to/buffalo_l.zip), or use faces.backend=mediapipe, the offline default")
+    return str(weights.pack_dir("buffalo_l"))
 
 
 # ----------------------------------------------------------------------------------------------- tracking
@@ -214,7 +215,7 @@ def track_faces(per_sample: list[tuple[int, list[Detection]]], iou_threshold: fl
     for frame, dets in per_sample:
         pairs = sorted(((iou(t.samples[-1]["box"], d.box), ti, di) for ti, t in enumerate(live)
                         for di, d in enumerate(dets)), reverse=True)
-        used_t, used_d, matched = set(), set(), {}
+        used_t, used_d, matched, seen = set(), set(), {}, set()
         for score, ti, di in pairs:
             if score < iou_threshold or ti in used_t or di in used_d:
                 continue
@@ -234,8 +235,9 @@ def track_faces(per_sample: list[tuple[int, list[Detection]]], iou_threshold: fl
                                   "yaw": round(det.yaw, 3), "pitch": round(det.pitch, 3), "roll": round(det.roll, 3),
                                   "other_face": round(max(others), 2) if others else 0.0})
             track.missed = 0
-        for ti, track in enumerate(live):
-            if track not in matched.values():
+            seen.add(track.track_id)
+        for track in live:
+            if track.track_id not in seen:
                 track.missed += 1
         live = [t for t in live if t.missed <= max_gap_samples]
     return tracks

@@ -65,7 +65,16 @@ def ffmpeg_command(src: str | os.PathLike, dst: str | os.PathLike, *, start: flo
 
 
 def count_frames(path: str | os.PathLike) -> int:
-    """Video packets in the file (one per frame for the H.264 we write); cheap, no decode."""
+    """Video packets in the file (one per frame for the H.264 we write); demuxed in-process, no decode."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return sum(1 for packet in container.demux(video=0) if packet.size)
+    except ImportError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - PyAV raises its own error types for unreadable files
+        raise MediaError(f"{path}: cannot count frames: {exc}") from exc
     cmd = [ffmpeg_bin("ffprobe"), "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
            "stream=nb_read_packets", "-of", "csv=p=0", str(path)]
     proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -60,16 +60,31 @@ def _rotation(stream: dict) -> int:
 
 
 def frame_durations(path: str | os.PathLike, stream_index: int, limit: int = VFR_PACKETS) -> list[float]:
-    """Differences of the first ``limit`` video packet timestamps, in presentation order."""
-    cmd = [ffmpeg_bin("ffprobe"), "-v", "error", "-select_streams", str(stream_index), "-read_intervals",
-           f"%+#{limit}", "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    times = []
-    for line in proc.stdout.split():
-        try:
-            times.append(float(line.strip(",")))
-        except ValueError:
-            continue
+    """Differences of the first ``limit`` video packet timestamps, in presentation order.
+
+    Demuxed in-process with PyAV (no decode, no extra process); ffprobe is the fallback.
+    """
+    times: list[float] = []
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams[stream_index]
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.size:
+                    times.append(float(packet.pts * packet.time_base))
+                    if len(times) >= limit:
+                        break
+    except Exception:  # noqa: BLE001 - PyAV missing or a container it rejects: ask ffprobe instead
+        cmd = [ffmpeg_bin("ffprobe"), "-v", "error", "-select_streams", str(stream_index), "-read_intervals",
+               f"%+#{limit}", "-show_entries", "packet=pts_time", "-of", "csv=p=0", str(path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        times = []
+        for line in proc.stdout.split():
+            try:
+                times.append(float(line.strip(",")))
+            except ValueError:
+                continue
     times.sort()
     return [b - a for a, b in zip(times, times[1:])]
 

@@ -61,3 +61,57 @@ def get_protocol(protocol_id: str) -> EvalProtocol:
     if protocol_id not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol_id!r}; choose from {sorted(PROTOCOLS)}")
     return PROTOCOLS[protocol_id]
+
+
+# ----------------------------------------------------------------------------- registered protocols (metrics owner)
+# Hashes: full SHA-256 where published, the torch.hub filename prefix where only that is published, "" where the
+# upstream publishes none (the result rows then carry the installed file's SHA-256; see talkbench.metrics.weights).
+
+TALKBENCH_METRICS = ("psnr", "ssim", "lpips", "fid", "fid_clean", "fvd", "sync_c", "sync_d", "av_offset", "csim",
+                     "hkc", "diversity", "akd", "aed")
+
+STANDARD_FEATURE_NETS = (
+    ("lpips", FeatureNet("lpips-alex", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0")),
+    ("lpips_backbone", FeatureNet("alexnet", "7be5be79")),
+    ("fid", FeatureNet("fid-inception", "6726825d")),
+    ("fid_clean", FeatureNet("clean-fid-inception", "")),
+    ("fvd", FeatureNet("i3d", "")),
+    ("sync", FeatureNet("syncnet", "")),
+    ("csim", FeatureNet("buffalo_l", "")),
+    ("aed", FeatureNet("buffalo_l", "")),
+)
+
+
+def _standard(protocol_id: str, size: int, **kw) -> EvalProtocol:
+    return register_protocol(EvalProtocol(
+        protocol_id=protocol_id, fps=25.0, size=size, metrics=TALKBENCH_METRICS, feature_nets=STANDARD_FEATURE_NETS,
+        notes="DESIGN.md 'Metric protocols': pytorch-fid FID, StyleGAN-V FVD, syncnet_python LSE, ArcFace CSIM", **kw))
+
+
+_standard("talkbench-v1-256", 256)
+_standard("talkbench-v1-512", 512)
+_standard("talkbench-v1-256-dwpose", 256, hkc_detector="dwpose")
+
+NONSTANDARD_SEPARATOR = "+nonstd."
+
+
+def nonstandard_protocol(base_id: str, overrides: dict[str, str]) -> EvalProtocol:
+    """The variant of a protocol that uses non-official files ({entry: sha256}); its id names their hashes' digest.
+
+    ``talkbench-v1-256+nonstd.<12 hex>``: rows made with a re-trained SyncNet, say, never share an id with standard
+    rows, and two runs with the same replacement files share one id.
+    """
+    base = get_protocol(base_id)
+    if not overrides:
+        return base
+    digest = hashlib.sha256(json.dumps(sorted(overrides.items())).encode()).hexdigest()[:12]
+    nets = tuple((m, FeatureNet(n.weights, overrides.get(n.weights, n.sha256))) for m, n in base.feature_nets)
+    extras = base.extras + tuple(sorted((f"nonstandard:{k}", v) for k, v in overrides.items()))
+    variant = EvalProtocol(**{**asdict(base), "protocol_id": f"{base_id}{NONSTANDARD_SEPARATOR}{digest}",
+                              "feature_nets": nets, "extras": extras,
+                              "notes": base.notes + "; NON-STANDARD weights: " + ", ".join(sorted(overrides))})
+    return register_protocol(variant)
+
+
+def is_standard_protocol(protocol_id: str) -> bool:
+    return NONSTANDARD_SEPARATOR not in protocol_id

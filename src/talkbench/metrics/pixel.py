@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import torch
 import torch.nn.functional as F
 from torchmetrics import Metric
@@ -43,21 +45,45 @@ def gaussian_window(sigma: float = SIGMA, size: int = WIN) -> torch.Tensor:
     return w / w.sum()
 
 
+def _ssim_map_stats(ux, uy, uxx, uyy, uxy):
+    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def _ssim_frame_numpy(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
+    """One frame, (3, H, W) float64 each: the five moment maps filtered in two C passes, valid region only.
+
+    Working one frame at a time keeps the ~8 MB of maps in cache; batching all frames is slower on a CPU.
+    """
+    from scipy import ndimage
+
+    r = WIN // 2
+    maps = np.stack([x, y, x * x, y * y, x * y])  # (5, 3, H, W)
+    maps = ndimage.correlate1d(maps, g, axis=-1, mode="constant")[..., r:-r]
+    maps = ndimage.correlate1d(maps, g, axis=-2, mode="constant")[..., r:-r, :]
+    return float(_ssim_map_stats(*maps).mean(axis=(1, 2)).mean())
+
+
 def ssim_frames(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-frame SSIM (N,) of uint8 RGB frames, mean over the valid region and the 3 channels."""
+    """Per-frame SSIM (N,) float64 of uint8 RGB frames, mean over the valid region and the 3 channels.
+
+    On a GPU the frames are filtered as one batch of separable float64 convolutions; on the CPU one frame at a
+    time with scipy.ndimage (faster there, see benchmarks/metrics_cpu.py). Both give skimage's numbers.
+    """
     x, y = _as_frames(pred), _as_frames(target)
     n, c, h, w = x.shape
     if h < WIN or w < WIN:
         raise ValueError(f"SSIM needs frames of at least {WIN}x{WIN}, found {h}x{w}")
     g = gaussian_window().to(x.device)
+    if x.device.type == "cpu":
+        xs, ys, gn = x.numpy(), y.numpy(), g.numpy()
+        return torch.tensor([_ssim_frame_numpy(xs[i], ys[i], gn) for i in range(n)], dtype=torch.float64)
     # Stack the five moment maps of every channel and filter them in one separable pass ("valid" region only).
     maps = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(n * 5 * c, 1, h, w)
     maps = F.conv2d(maps, g.view(1, 1, 1, WIN))
     maps = F.conv2d(maps, g.view(1, 1, WIN, 1))
-    ux, uy, uxx, uyy, uxy = maps.reshape(n, 5, c, h - WIN + 1, w - WIN + 1).unbind(1)
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-    c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
-    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    s = _ssim_map_stats(*maps.reshape(n, 5, c, h - WIN + 1, w - WIN + 1).unbind(1))
     return s.mean(dim=(2, 3)).mean(1)
 
 

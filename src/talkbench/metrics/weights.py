@@ -14,6 +14,7 @@ Every install checks structure too, so an ``--unverified`` file is only accepted
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -223,24 +224,29 @@ def is_standard(name: str) -> bool:
 # ----------------------------------------------------------------------------- structure checks
 
 
-def expected_state_dict(name: str) -> tuple[dict[str, tuple[int, ...]], set[str]]:
-    """(required key -> shape, optional keys) of a state-dict entry, from the architecture written here."""
+@functools.lru_cache(maxsize=None)
+def _module_shapes(name: str) -> dict[str, tuple[int, ...]]:
+    import torch
+
     from .nets import backbones, inception, syncnet
 
-    if name in ("alexnet", "vgg16", "vgg19"):
-        module = backbones.build_backbone(name)
-    elif name == "fid-inception":
-        module = inception.FIDInceptionV3()
-    elif name == "syncnet":
-        module = syncnet.SyncNet()
-    elif name in ("lpips-alex", "lpips-vgg"):
+    builders = {"fid-inception": inception.FIDInceptionV3, "syncnet": syncnet.SyncNet,
+                **{n: (lambda n=n: backbones.build_backbone(n)) for n in ("alexnet", "vgg16", "vgg19")}}
+    if name not in builders:
+        raise ValueError(f"{name!r} is not a state-dict entry")
+    with torch.device("meta"):  # shapes only: no memory, no random init
+        module = builders[name]()
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def expected_state_dict(name: str) -> tuple[dict[str, tuple[int, ...]], set[str]]:
+    """(required key -> shape, optional keys) of a state-dict entry, from the architecture written here."""
+    if name in ("lpips-alex", "lpips-vgg"):
         from .lpips import LPIPS_CHANNELS
 
         chans = LPIPS_CHANNELS[name.split("-")[1]]
         return {f"lin{k}.model.1.weight": (1, c, 1, 1) for k, c in enumerate(chans)}, set()
-    else:
-        raise ValueError(f"{name!r} is not a state-dict entry")
-    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    shapes = _module_shapes(name)
     # Files older than torch 0.4.1 have no BatchNorm num_batches_tracked buffers; both forms are official.
     optional = {k for k in shapes if k.endswith("num_batches_tracked")}
     return {k: s for k, s in shapes.items() if k not in optional}, optional

@@ -22,7 +22,8 @@ class RayExecutor(Executor):
                 if self.address:
                     ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
                 else:
-                    ray.init(num_cpus=self.workers, log_to_driver=False, logging_level="ERROR",
+                    # address="local": always a fresh cluster, even when another one runs on this machine.
+                    ray.init(address="local", num_cpus=self.workers, log_to_driver=False, logging_level="ERROR",
                              include_dashboard=False)
             except ConnectionError as exc:
                 raise MissingDependencyError(

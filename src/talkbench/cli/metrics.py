@@ -1,9 +1,86 @@
-"""CLI commands for talkbench.metrics (being written; see the issue that owns it)."""
+"""`talkbench metrics ...`: score generated videos against ground truth under a pinned protocol."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Optional
+
 import typer
+from rich.table import Table
+
+from ._app import console, new_app
+
+app = new_app("Compute talking-head metrics under a pinned protocol (per-video rows in the results schema).")
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+@app.command("compute")
+def compute_cmd(
+    pred: Path = typer.Option(..., help="generated video, folder of PNG frames, or folder of videos"),
+    gt: Optional[Path] = typer.Option(None, help="ground truth in the same layout (paired by clip id)"),
+    metrics: str = typer.Option("psnr,ssim,lpips", help="comma-separated metrics, or 'all'"),
+    protocol: str = typer.Option("talkbench-v1-256", help="evaluation protocol id"),
+    source: Optional[Path] = typer.Option(None, help="source portrait image (CSIM)"),
+    audio: Optional[Path] = typer.Option(None, help="audio file for Sync (default: the pred video's own track)"),
+    face_cropped: bool = typer.Option(False, "--face-cropped", help="inputs are 224x224 face crops: skip detection for Sync"),
+    method: str = typer.Option("pred", help="method name written in the rows"),
+    device: str = typer.Option("cpu", help="torch device"),
+    out: Path = typer.Option(..., help="output Parquet file (results schema)"),
+) -> None:
+    """Score every clip of --pred (against --gt), write per-video and set-level rows, print a summary."""
+    import talkbench
+
+    from ..errors import ConfigError
+    from ..manifests.io import write_table
+    from ..manifests.protocols import get_protocol
+    from ..media import read_audio
+    from ..metrics.evaluate import METRIC_NAMES, Evaluator
+    from ..metrics.inputs import list_clips, read_clip, read_image
+
+    proto = get_protocol(protocol)
+    names = list(METRIC_NAMES) if metrics == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
+    evaluator = Evaluator(protocol, metrics=names, device=device, face_cropped=face_cropped)
+    for metric, hint in evaluator.missing_weights().items():
+        console.print(f"[yellow]{metric}: weights missing, its rows will be null ({hint})[/yellow]")
+    pred_clips = list_clips(pred)
+    gt_clips = list_clips(gt) if gt else {}
+    if gt and len(pred_clips) == 1 and len(gt_clips) == 1:
+        gt_clips = {next(iter(pred_clips)): next(iter(gt_clips.values()))}  # one pair: ids need not match
+    unpaired = sorted(set(pred_clips) - set(gt_clips)) if gt else []
+    if gt and unpaired:
+        raise ConfigError(f"no ground truth for clip(s) {unpaired[:5]} in {gt}; ids are file stems")
+    source_img = read_image(source) if source else None
+    audio_override = read_audio(audio, rate=proto.audio_rate) if audio else None
+    rows = []
+    for clip_id, path in sorted(pred_clips.items()):
+        clip = read_clip(clip_id, path, proto.fps, proto.size, proto.audio_rate)
+        gt_frames = read_clip(clip_id, gt_clips[clip_id], proto.fps, proto.size, proto.audio_rate).frames if gt else None
+        clip_audio = audio_override if audio_override is not None else clip.audio
+        rows += evaluator.add_video(clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
+    rows += evaluator.finalize()
+    for row in rows:
+        row.update(method=method, task=None, split=None, talkbench_version=talkbench.__version__)
+    write_table(rows, out, "results")
+    _print_summary(rows, evaluator.protocol_id)
+    console.print(f"wrote {len(rows)} rows to {out}")
+
+
+def _print_summary(rows: list[dict], protocol_id: str) -> None:
+    table = Table(title=f"metrics ({protocol_id})")
+    for col in ("metric", "mean", "videos", "null", "note"):
+        table.add_column(col)
+    by_metric: dict[str, list[dict]] = {}
+    for row in rows:
+        by_metric.setdefault(row["metric"], []).append(row)
+    for metric, group in by_metric.items():
+        values = [r["value"] for r in group if r["value"] is not None]
+        mean = sum(values) / len(values) if values else None
+        notes = sorted({r["null_reason"] for r in group if r["null_reason"]} | {r["flags"] for r in group if r["flags"]})
+        text = "—" if mean is None else ("inf" if math.isinf(mean) else f"{mean:.4f}")
+        table.add_row(metric, text, str(len(values)), str(len(group) - len(values)), "; ".join(notes)[:80])
+    console.print(table)
+
+
+def register(root: typer.Typer) -> None:
+    """Add the `metrics` group to the root app."""
+    root.add_typer(app, name="metrics")

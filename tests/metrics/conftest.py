@@ -1,0 +1,32 @@
+"""Shared fixtures: a fresh weights home per test, random official-format files written once per session."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from talkbench.metrics import fakes, weights
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """An empty TALKBENCH_HOME for one test."""
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path / "tbhome"))
+    return tmp_path / "tbhome"
+
+
+@pytest.fixture(scope="session")
+def fake_files(tmp_path_factory):
+    """name -> path of a random-weight file in that entry's official container."""
+    folder = tmp_path_factory.mktemp("fake-weights")
+    return {name: fakes.write_random(name, folder / entry.filename) for name, entry in weights.REGISTRY.items()}
+
+
+@pytest.fixture(scope="session")
+def face_frames():
+    """A real portrait (skimage astronaut), face-centred and resized to 128x128, as 8 slightly moving frames."""
+    from PIL import Image
+    from skimage import data
+
+    face = np.asarray(Image.fromarray(data.astronaut()[0:300, 80:380]).resize((128, 128), Image.BICUBIC))
+    return np.stack([np.roll(face, (i % 3) - 1, axis=1) for i in range(8)])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import sys
 import tempfile
@@ -66,6 +67,8 @@ def main(argv=None):
             startup = None
             if kind == "ray":
                 import ray
+
+                os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway loopback cluster: no token file in ~
 
                 s0 = time.perf_counter()
                 ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")

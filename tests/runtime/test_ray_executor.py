@@ -28,8 +28,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A head node in its own process group, stopped by killing that group (never `ray stop`, which would also
-    stop other people's clusters on this machine)."""
+    stop other people's clusters on this machine). Token authentication is off for both sides: ray turns it on
+    whenever ~/.ray/auth_token exists, and a loopback test cluster must not depend on that file."""
     pytest.importorskip("ray")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RAY_AUTH_MODE", "disabled")
     ray_bin = shutil.which("ray") or str(Path(sys.executable).with_name("ray"))
     port = _free_port()
     temp = Path("/tmp") / f"tbray-{os.getpid()}"  # short: ray's socket paths must stay under 107 characters
@@ -63,6 +66,7 @@ def ray_cluster(tmp_path_factory):
     except ProcessLookupError:
         pass
     shutil.rmtree(temp, ignore_errors=True)
+    mp.undo()
 
 
 def test_ray_and_local_give_byte_identical_manifests(ray_cluster, tmp_path_factory, tmp_path):

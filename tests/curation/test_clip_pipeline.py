@@ -184,3 +184,19 @@ def test_segment_rows_explode_ok_segments_only(tmp_path):
     b = clip_id_for({"source_id": "b", "fps": 25.0, "segment_start": 0.0, "start_frame": 250, "end_frame": 300}, "h")
     assert a == b and a != clip_id_for({"source_id": "b", "fps": 25.0, "segment_start": 0.0, "start_frame": 0,
                                         "end_frame": 50}, "h")
+
+
+def test_no_usable_video_gives_empty_manifests_and_a_report(tmp_path):
+    from talkbench.curation.clip_pipeline import run_clip_stages
+    from talkbench.curation.config import CurationConfig
+    from talkbench.runtime import make_executor
+
+    prior = [{"stage": "acquire", "item_id": "v1", "source_id": "v1", "reason": "unavailable", "value": None,
+              "threshold": None, "detail": None}]
+    videos = [{"source_id": "v1", "status": "failed", "segments": []}]
+    clips, rejections = run_clip_stages(tmp_path, videos, CurationConfig(), make_executor("local", quiet=True), prior)
+    assert clips == [] and rejections == prior
+    assert read_rows(tmp_path / "clips.parquet", "clips") == []
+    assert read_rows(tmp_path / "rejections.parquet", "rejections") == prior
+    html = (tmp_path / "report.html").read_text()
+    assert "<tr><td>kept</td><td>0</td></tr>" in html and "<td>acquire</td><td>unavailable</td><td>1</td>" in html

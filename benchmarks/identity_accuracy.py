@@ -186,6 +186,9 @@ def main(argv=None):
         print(f"{backend:8} {embedder.model:40} {thr:5.2f} {r['clusters']:8d} {r['pair_p']:7.3f} {r['pair_r']:7.3f} "
               f"{r['pair_f1']:7.3f} {r['b3_p']:6.3f} {r['b3_r']:6.3f} {same_max:8.3f} {diff_min:8.3f}")
         sweeps[backend] = (emb, labels)
+    if args.arcface_onnx:
+        print(f"\nnote: arcface used {args.arcface_onnx}, not the installed buffalo_l entry; unless that file is the "
+              "real w600k_r50.onnx (random-weight test files are not) its figures are meaningless.")
     if args.sweep:
         for backend, (emb, labels) in sweeps.items():
             print(f"\nthreshold sweep ({backend}):")

@@ -77,6 +77,13 @@ def export_clip(row: dict, out_dir: str | os.PathLike, size: int = 256, crf: int
     audio = None
     if row.get("has_audio"):
         audio = read_audio(row["abs_path"], audio_rate, start=start / fps, duration=dur)
+        if audio is not None and len(audio) == 0:
+            audio = None
+        elif audio is not None:
+            # write_video muxes with -shortest: a short audio tail would cut video frames, so pad it with silence.
+            need = int(round(dur * audio_rate))
+            if len(audio) < need:
+                audio = np.concatenate([audio, np.zeros(need - len(audio), np.float32)])
     rel = Path("clips") / f"{clip_id}.mp4"
     write_video(out_dir / rel, frames, fps, audio=audio, audio_rate=audio_rate, crf=crf)
     written = count_frames(out_dir / rel)

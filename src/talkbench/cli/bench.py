@@ -86,7 +86,9 @@ def summary_table(summary: dict) -> Table:
         ci = "set-level" if m["level"] == "set" else (
             f"[{format_number(name, m['ci_low'])}, {format_number(name, m['ci_high'])}]" if m["ci_low"] is not None
             else "—")
-        nulls = ", ".join(f"{k} ×{v}" for k, v in m["null_reasons"].items()) or ""
+        # "missing weights: <install hint>": the hints are printed once below the table
+        nulls = ", ".join(f"{k.split(':')[0] if k.startswith('missing weights') else k} ×{v}"
+                          for k, v in m["null_reasons"].items())
         table.add_row(f"{label(name)} {arrow(name)}", format_number(name, m["mean"]), ci, str(m["n"] or 0), nulls)
     return table
 

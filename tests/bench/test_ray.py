@@ -1,0 +1,33 @@
+"""`bench run --executor ray` gives the same results file as the local executor."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import FAKE, HERE
+from talkbench.bench.run import BenchConfig, run_bench
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_and_local_give_identical_results(clip_manifest, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    # ray workers import the stand-in evaluator by name: put its folder on their path
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")])))
+
+    def cfg(out, executor, workers):
+        return BenchConfig(method="static", task="self-reenact", manifest=str(clip_manifest), out=str(out),
+                           protocol="stand-in-64", evaluator=FAKE, quiet=True, executor=executor, workers=workers)
+
+    local = run_bench(cfg(tmp_path / "local", "local", 1))
+    import ray
+
+    try:
+        remote = run_bench(cfg(tmp_path / "ray", "ray", 2))
+    finally:
+        ray.shutdown()
+    assert (tmp_path / "ray" / "results.parquet").read_bytes() == (tmp_path / "local" / "results.parquet").read_bytes()
+    assert remote.summary["metrics"] == local.summary["metrics"]
+    assert sorted(p.name for p in (tmp_path / "ray" / "stats" / "clips" / "completions").iterdir()) == ["00000", "00001"]

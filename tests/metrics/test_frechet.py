@@ -1,0 +1,96 @@
+"""Frechet distance against scipy, FID/clean-FID/FVD metric classes with random official-format networks."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from skimage import data
+
+from talkbench.errors import ConfigError
+from talkbench.metrics import fakes, weights
+from talkbench.metrics.frechet import FID, FVD, CleanFID, frechet_distance, gaussian_stats
+from talkbench.metrics.nets.inception import FIDInceptionV3
+
+
+def reference_fid(a, b):
+    """The formula written directly with scipy.linalg.sqrtm."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frechet_matches_scipy(seed):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(400, 32))
+    b = rng.normal(0.3, 1.2, size=(300, 32)) @ rng.normal(size=(32, 32)) * 0.3
+    ours = frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+    assert ours == pytest.approx(reference_fid(a, b), abs=1e-6)
+    assert frechet_distance(*gaussian_stats(a), *gaussian_stats(a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_streaming_states_equal_one_update_and_pickle():
+    rng = np.random.default_rng(0)
+    real, fake = torch.from_numpy(rng.normal(size=(200, 16))), torch.from_numpy(rng.normal(0.2, 1, size=(150, 16)))
+    whole = FID(extractor=torch.nn.Identity())
+    whole.dim = 16
+    for m in ("real", "fake"):
+        setattr(whole, f"{m}_sum", torch.zeros(16, dtype=torch.float64))
+        setattr(whole, f"{m}_outer", torch.zeros(16, 16, dtype=torch.float64))
+    chunked = pickle.loads(pickle.dumps(whole))
+    whole.update_features(real, True)
+    whole.update_features(fake, False)
+    for i in range(0, 200, 64):
+        chunked.update_features(real[i:i + 64], True)
+    for i in range(0, 150, 64):
+        chunked.update_features(fake[i:i + 64], False)
+    expected = frechet_distance(*gaussian_stats(real.numpy()), *gaussian_stats(fake.numpy()))
+    assert float(whole.compute()) == pytest.approx(expected, abs=1e-8)
+    assert float(chunked.compute()) == pytest.approx(expected, abs=1e-8)
+    clone = pickle.loads(pickle.dumps(chunked))
+    assert float(clone.compute()) == pytest.approx(expected, abs=1e-8)
+    chunked.reset()
+    assert int(chunked.real_n) == 0 and float(chunked.real_outer.abs().sum()) == 0.0
+
+
+def _frames(n=6, size=48):
+    img = data.astronaut()[100:100 + size * 4:4, 180:180 + size * 4:4]
+    return torch.from_numpy(np.stack([np.roll(img, i, axis=0) for i in range(n)]).copy())
+
+
+def test_fid_identity_with_random_inception_from_official_file(fake_files):
+    net = FIDInceptionV3()
+    net.load_state_dict(torch.load(fake_files["fid-inception"], map_location="cpu", weights_only=True), strict=False)
+    fid = FID(extractor=net)
+    x = _frames()
+    fid.update(x, real=True)
+    fid.update(x, real=False)
+    assert int(fid.fake_n) == 6 and FID.higher_is_better is False
+    assert abs(float(fid.compute())) < 1e-3
+
+
+def test_clean_fid_and_fvd_identity_with_torchscript_fakes(fake_files):
+    clean = CleanFID(extractor=weights.load_torchscript_file(fake_files["clean-fid-inception"]))
+    x = _frames()
+    clean.update(x, real=True)
+    clean.update(x, real=False)
+    assert abs(float(clean.compute())) < 1e-3
+    fvd = FVD(extractor=weights.load_torchscript_file(fake_files["i3d"]))
+    clips = torch.stack([_frames(16, 32), _frames(16, 32).flip(1), _frames(16, 32).roll(1, 2)])
+    fvd.update(clips, real=True)
+    fvd.update(clips, real=False)
+    assert abs(float(fvd.compute())) < 1e-3
+    fvd.update(clips[:1], real=False)
+    with pytest.raises(ConfigError, match="equal real/fake"):
+        fvd.compute()
+    with pytest.raises(ConfigError, match="at least 16 frames"):
+        fvd.update(clips[:, :8], real=True)
+
+
+def test_fvd_uses_population_covariance():
+    assert FVD.ddof == 0 and FID.ddof == 1

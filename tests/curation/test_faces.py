@@ -10,7 +10,7 @@ from talkbench.curation.config import CurationConfig
 from talkbench.curation.faces import (Detection, FaceStep, MediaPipeBackend, iou, make_backend, sampled_frame_index,
                                       square_crop, track_faces)
 from talkbench.demo import load_photo
-from talkbench.errors import ConfigError, MissingWeightsError
+from talkbench.errors import ConfigError, MissingWeightsError, WeightsError
 from talkbench.media import iter_frames, read_frames, write_video
 
 MEGAMIND = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi"
@@ -79,6 +79,18 @@ def test_unknown_backend_and_missing_insightface_pack():
         make_backend("dlib")
     # TALKBENCH_HOME is an empty folder in tests: the error names the weights entry and how to install it
     with pytest.raises(MissingWeightsError, match="buffalo_l.*talkbench weights"):
+        make_backend("insightface")
+
+
+def test_insightface_backend_loads_a_pack_folder_and_needs_3d_landmarks(tmp_path, monkeypatch):
+    """A buffalo_l zip in the official layout (random SCRFD + ArcFace ONNX files) goes through the weights registry
+    and insightface's FaceAnalysis; without 1k3d68.onnx the backend refuses to run rather than skip the pose."""
+    pytest.importorskip("insightface")
+    from talkbench.metrics.fakes import install_random
+
+    monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
+    install_random(["buffalo_l"])
+    with pytest.raises(WeightsError, match="no 3-D landmark model \\(1k3d68.onnx, found tasks \\['detection'\\]"):
         make_backend("insightface")
 
 

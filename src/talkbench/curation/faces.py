@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, MissingWeightsError
+from ..errors import ConfigError, MissingDependencyError, MissingWeightsError, WeightsError
 from ..runtime import Step
 from . import pose as pose_mod
 
@@ -125,6 +125,10 @@ class InsightFaceBackend:
         self._app = insightface.FaceAnalysis(name=pack_dir, root=pack_dir,
                                              allowed_modules=["detection", "landmark_3d_68"],
                                              providers=["CPUExecutionProvider"])
+        if "landmark_3d_68" not in self._app.models:
+            # Without 3-D landmarks there is no pose, and the pose filter would pass faces it never measured.
+            raise WeightsError(f"the insightface pack in {pack_dir} has no 3-D landmark model (1k3d68.onnx, "
+                               f"found tasks {sorted(self._app.models)}); install the full buffalo_l pack")
         self._app.prepare(ctx_id=-1, det_thresh=min_confidence, det_size=(640, 640))
         self.stats = {}
 

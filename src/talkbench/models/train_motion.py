@@ -264,7 +264,7 @@ def main(cfg: TrainConfig) -> dict:
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             now = time.perf_counter()
             row = {"step": done, **{k: float(v.detach()) for k, v in losses.items()}, "g_total": float(g_total.detach()),
-                   "d_loss": float(d_loss), "club_nll": float(club_nll), "grad_norm": float(g_norm),
+                   "d_loss": float(d_loss.detach()), "club_nll": float(club_nll.detach()), "grad_norm": float(g_norm),
                    "psnr": float(psnr(recon.detach(), tgt)),
                    "sec_per_step": (now - t_last) / (cfg.log_every if history else max(1, done - start))}
             t_last = now

@@ -25,12 +25,28 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     """Serves the media folder, plus scripted failures: /drop/* closes the socket, /limit/N/* answers 429 N times."""
 
     hits: dict[str, int] = {}
+    headers_seen: dict[str, dict] = {}
+    release = threading.Event()  # /hang/* waits on this until the module's tests are done
 
     def log_message(self, *args):
         pass
 
     def do_GET(self):
+        proxied = self.path.startswith("http://")
+        if proxied:  # a proxy request carries the absolute url; serve it like the origin would, and record it
+            self.path = "/proxied/" + self.path.split("/", 3)[3]
         _Handler.hits[self.path] = _Handler.hits.get(self.path, 0) + 1
+        _Handler.headers_seen[self.path] = dict(self.headers)
+        if self.path.startswith("/proxied/"):
+            self.path = self.path[len("/proxied"):]
+        if self.path.startswith("/hang/"):
+            _Handler.release.wait(30)  # accept the connection, never answer
+            return
+        if self.path.startswith("/cookie/"):
+            if "session=letmein" not in self.headers.get("Cookie", ""):
+                self.send_error(403, "Forbidden")
+                return
+            self.path = self.path[len("/cookie"):]
         if self.path.startswith("/drop/"):
             self.connection.close()  # no status line at all
             return
@@ -72,6 +88,7 @@ def server(media):
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"
+    _Handler.release.set()
     srv.shutdown()
     srv.server_close()
 
@@ -178,3 +195,29 @@ def test_unwritable_download_folder_stops_the_run(server, tmp_path):
     with pytest.raises(OutputWriteError, match="Not a directory"):
         fetch_source({"source_id": "x", "local_path": None, "url": f"{server}/base.mp4"}, tmp_path / "blocker",
                      _opts())
+
+
+def test_socket_timeout_applies_to_every_call(server, tmp_path):
+    result = download_url(f"{server}/hang/base.mp4", tmp_path, "h", _opts(timeout=1.0, retries=0), None)
+    assert (result.status, result.error_class, result.attempts) == ("failed", "network", 1)
+    assert "timed out" in result.error_message
+
+
+def test_cookies_file_is_sent(server, media, tmp_path):
+    host_port = server.split("//")[1]
+    host = host_port.split(":")[0]
+    jar = tmp_path / "cookies.txt"
+    jar.write_text("# Netscape HTTP Cookie File\n"
+                   f"{host}\tFALSE\t/\tFALSE\t0\tsession\tletmein\n")
+    refused = download_url(f"{server}/cookie/base.mp4", tmp_path / "a", "c", _opts(), None)
+    assert (refused.status, refused.error_class) == ("failed", "bot_check")  # 403 without the cookie
+    result = download_url(f"{server}/cookie/base.mp4", tmp_path / "b", "c", _opts(cookies_file=str(jar)), None)
+    assert result.status == "ok" and sha256_file(result.path) == sha256_file(media["base"])
+
+
+def test_proxy_is_used(server, media, tmp_path):
+    # The test server doubles as an HTTP proxy: a proxied request arrives with the absolute url as its path.
+    origin = "http://talkbench-origin.invalid/base.mp4"  # unresolvable: only the proxy can fetch it
+    result = download_url(origin, tmp_path, "p", _opts(proxy=server), None)
+    assert result.status == "ok" and sha256_file(result.path) == sha256_file(media["base"])
+    assert _Handler.hits.get("/proxied/base.mp4", 0) >= 1

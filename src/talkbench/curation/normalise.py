@@ -107,7 +107,9 @@ def normalise_span(src: str | os.PathLike, dst: str | os.PathLike, *, start: flo
         if proc.returncode != 0:
             err = proc.stderr.strip().splitlines()
             if any(s in proc.stderr for s in ("No space left", "Read-only file system", "Permission denied")):
-                raise OSError(f"ffmpeg cannot write {dst}: {err[-1] if err else ''}")
+                from .download import OutputWriteError  # our folder, not the video: stop the run
+
+                raise OutputWriteError(f"ffmpeg cannot write {dst}: {err[-1] if err else ''}")
             raise NormaliseError("ffmpeg_failed", f"ffmpeg failed: {err[-1] if err else f'exit {proc.returncode}'}")
         got = count_frames(tmp)
         if got != n:

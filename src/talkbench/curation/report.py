@@ -195,6 +195,13 @@ def build_report(out_dir: str | Path) -> Path:
     clip_rows = [(c["clip_id"], c["source_id"], c["identity_id"], c["split"], f"{c['start_s']:.2f}–{c['end_s']:.2f}",
                   c["n_frames"], c["crop_size"], c["crop_padded"], f"{c['yaw_max']:.1f}/{c['pitch_max']:.1f}/"
                   f"{c['roll_max']:.1f}", c["path"]) for c in clips]
+    cluster = _summary(out_dir, "cluster")
+    identity_note = ""
+    if cluster and cluster.get("steps"):
+        counters = cluster["steps"][0].get("counters", {})
+        identity_note = (f"<p>identity clustering: {counters.get('identities', '?')} identities from "
+                         f"{cluster['rows_in']} candidates, average linkage cut at cosine distance "
+                         f"{counters.get('threshold_x1000', 0) / 1000:.3f}</p>")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>talkbench curation report</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
@@ -203,6 +210,7 @@ def build_report(out_dir: str | Path) -> Path:
         f"<p>{len(clips)} clips, {len(per_id)} identities, split: "
         + ", ".join(f"{k} {v}" for k, v in sorted(split_counts.items()))
         + (f"; backends (detector, identity): {html.escape(str(backends))}" if backends else "") + "</p>",
+        identity_note,
         "<h2>Funnel</h2>", _table(["step", "count"], steps),
         "<h2>Drops by reason</h2>",
         _table(["stage", "reason", "count"], [(s, r, n) for (s, r), n in sorted(drops.items())]),

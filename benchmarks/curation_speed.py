@@ -6,7 +6,7 @@ insightface's t1.jpg) with a face of about 300 px and espeak-ng speech. Stages, 
 - decode:    ffmpeg decode of every frame at full size (the limit: nothing can curate faster than it decodes);
 - scenes:    SceneStep's shot detection (its own decode, scaled to 256 px wide, + PySceneDetect ContentDetector);
 - detect:    decode at the sample rate (5 fps) + the face detector on each sampled frame;
-- landmarks: the face mesh on each detected box + the head-pose estimate;
+- landmarks: the face mesh on each detected box + the head-pose estimate + the face's sharpness;
 - track:     IoU tracking and the candidate summary (crop box, statistics);
 - clip stage: SceneStep → FaceStep → filters end to end, as the pipeline runs it.
 
@@ -32,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from talkbench.curation.config import CurationConfig  # noqa: E402
-from talkbench.curation.faces import (FaceStep, MediaPipeBackend, sampled_frame_index, summarise_track,  # noqa: E402
-                                      track_faces)
+from talkbench.curation.faces import (FaceStep, MediaPipeBackend, sampled_frame_index, sharpness,  # noqa: E402
+                                      summarise_track, track_faces)
 from talkbench.curation.filters import make_filters  # noqa: E402
 from talkbench.curation.pose import landmarks5_from_mesh, pose_from_points  # noqa: E402
 from talkbench.curation.scenes import SceneStep, detect_cuts, segment_row  # noqa: E402
@@ -103,7 +103,8 @@ def run_stages(path: Path, config: CurationConfig, clock: Clock) -> float:
                 pts = backend.landmarks(frame, box, kps)
                 if pts is not None:
                     yaw, pitch, roll = pose_from_points(pts)
-                    dets.append(Detection(box, score, landmarks5_from_mesh(pts).tolist(), yaw, pitch, roll))
+                    dets.append(Detection(box, score, landmarks5_from_mesh(pts).tolist(), yaw, pitch, roll,
+                                          sharpness(frame, box)))
             t2 = time.perf_counter()
             t_detect += t1 - t0
             t_mesh += t2 - t1
@@ -115,7 +116,7 @@ def run_stages(path: Path, config: CurationConfig, clock: Clock) -> float:
     tracks = track_faces(per_sample, config.faces.iou_threshold, config.faces.max_gap_samples)
     shot = dict(seg, shot_index=0, shot_start_frame=0, shot_end_frame=n)
     for track in tracks:
-        summarise_track(track, shot, config.faces.crop_margin, (per_sample[0][0], per_sample[-1][0]), [])
+        summarise_track(track, shot, config.faces.crop_margin, (per_sample[0][0], per_sample[-1][0]))
     t_track = time.perf_counter() - t0
     backend.close()
     share = cpu_faces / max(wall_faces, 1e-9)  # CPU per wall second in the face loop, split over its parts

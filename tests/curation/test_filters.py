@@ -136,3 +136,24 @@ def test_street_scene_without_faces_is_rejected_as_no_face(make_face_video, step
     assert kept == []
     assert [(r["stage"], r["item_id"], r["reason"]) for r in rejections] == [("FaceStep", "street/0/0", "no_face")]
     assert np.isfinite(rejections[0]["value"])
+
+
+def test_blurred_face_has_lower_sharpness_and_the_optional_floor_rejects_it(make_face_video, steps_runner):
+    import cv2
+
+    def frames(sigma):
+        clip = render_portrait("astronaut", "sway", 2.2, face_size=270, size=(480, 480))[0]
+        return clip if sigma == 0 else np.stack([cv2.GaussianBlur(f, (0, 0), sigma) for f in clip])
+
+    config = CurationConfig().with_overrides({"filters.min_sharpness": 0.0})
+    sharp_path = make_face_video("astro_sharp.mp4", lambda: frames(0))
+    blur_path = make_face_video("astro_blur.mp4", lambda: frames(3.0))
+    (sharp,), _ = _curate(sharp_path, steps_runner, config)
+    (blurred,), _ = _curate(blur_path, steps_runner, config)
+    assert all(s["sharpness"] > 0 for s in sharp["samples"])
+    assert blurred["sharpness"] < 0.5 * sharp["sharpness"]
+    floor = (sharp["sharpness"] + blurred["sharpness"]) / 2
+    kept, rejections = steps_runner(make_filters(config.with_overrides({"filters.min_sharpness": floor})),
+                                    [sharp, blurred])
+    assert [k["source_id"] for k in kept] == ["astro_sharp"]
+    assert [(r["reason"], r["value"]) for r in rejections] == [("too_blurry", pytest.approx(blurred["sharpness"]))]

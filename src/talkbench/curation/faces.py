@@ -36,6 +36,7 @@ class Detection:
     yaw: float
     pitch: float
     roll: float
+    sharpness: float | None = None  # filled by FaceStep from the frame it was found in
 
     @property
     def size(self) -> float:
@@ -237,7 +238,8 @@ def track_faces(per_sample: list[tuple[int, list[Detection]]], iou_threshold: fl
                                   "score": round(det.score, 4),
                                   "landmarks5": [[round(x, 2), round(y, 2)] for x, y in det.landmarks5],
                                   "yaw": round(det.yaw, 3), "pitch": round(det.pitch, 3), "roll": round(det.roll, 3),
-                                  "other_face": round(max(others), 2) if others else 0.0})
+                                  "other_face": round(max(others), 2) if others else 0.0,
+                                  "sharpness": None if det.sharpness is None else round(det.sharpness, 3)})
             track.missed = 0
             seen.add(track.track_id)
         for track in live:
@@ -284,8 +286,7 @@ def sharpness(frame: np.ndarray, box) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 
-def summarise_track(track: Track, shot: dict, margin: float, shot_samples: tuple[int, int],
-                    sharp: list[float]) -> dict:
+def summarise_track(track: Track, shot: dict, margin: float, shot_samples: tuple[int, int]) -> dict:
     """The candidate row of one track (see CURATION_CONTRACT.md)."""
     samples = track.samples
     fps = float(shot["fps"])
@@ -300,6 +301,7 @@ def summarise_track(track: Track, shot: dict, margin: float, shot_samples: tuple
     start = int(shot["shot_start_frame"]) if first == shot_samples[0] else first
     end = int(shot["shot_end_frame"]) if last == shot_samples[1] else last + 1
     ratio = max(s["other_face"] / max(sz, 1e-6) for s, sz in zip(samples, sizes))
+    sharp = [s["sharpness"] for s in samples if s.get("sharpness") is not None]
     row = dict(shot)
     row.update(
         candidate_id=f"{shot['source_id']}/{shot['segment_index']}/{shot['shot_index']}/{track.track_id}",
@@ -333,8 +335,12 @@ class FaceStep(Step):
             self._lazy_backend = make_backend(self.faces.backend, self.faces.min_confidence)
         return self._lazy_backend
 
-    def detect_shot(self, shot: dict) -> tuple[list[tuple[int, list[Detection]]], list[np.ndarray]]:
-        """Decode the shot at the sample rate and detect every sampled frame: [(frame_index, detections)]."""
+    def detect_shot(self, shot: dict) -> list[tuple[int, list[Detection]]]:
+        """Decode the shot at the sample rate and detect every sampled frame: [(frame_index, detections)].
+
+        Frames are not kept (a long shot would not fit in memory): what later steps need from the pixels,
+        the sharpness of each face, is measured here.
+        """
         from ..media import iter_frames
 
         backend = self._backend()
@@ -344,7 +350,7 @@ class FaceStep(Step):
         sample_fps = min(self.faces.sample_fps, fps)
         scale = min(1.0, MAX_DETECT_SIDE / max(width, height))
         size = None if scale == 1.0 else (int(round(width * scale / 2)) * 2, int(round(height * scale / 2)) * 2)
-        per_sample, frames_kept = [], []
+        per_sample = []
         k = 0
         for chunk in iter_frames(shot["abs_path"], fps=sample_fps, size=size,
                                  start=start / fps, duration=(end - start) / fps):
@@ -354,20 +360,21 @@ class FaceStep(Step):
                 if index >= end:
                     break
                 dets = backend.detect(frame)
+                for d in dets:
+                    d.sharpness = sharpness(frame, d.box)
                 if scale != 1.0:
                     sx, sy = width / frame.shape[1], height / frame.shape[0]
                     for d in dets:
                         d.box = [d.box[0] * sx, d.box[1] * sy, d.box[2] * sx, d.box[3] * sy]
                         d.landmarks5 = [[x * sx, y * sy] for x, y in d.landmarks5]
                 per_sample.append((index, dets))
-                frames_kept.append(frame)
-        return per_sample, frames_kept
+        return per_sample
 
     def run(self, rows, rank=0, world_size=1):
         backend = None
         for shot in rows:
             backend = backend or self._backend()
-            per_sample, frames = self.detect_shot(shot)
+            per_sample = self.detect_shot(shot)
             tracks = track_faces(per_sample, self.faces.iou_threshold, self.faces.max_gap_samples)
             shot_id = f"{shot['source_id']}/{shot['segment_index']}/{shot['shot_index']}"
             if self.ctx is not None:
@@ -378,13 +385,8 @@ class FaceStep(Step):
                     self.ctx.reject(shot_id, "no_face", source_id=shot["source_id"], value=0.0,
                                     samples=len(per_sample))
                 continue
-            frame_pos = {index: i for i, (index, _) in enumerate(per_sample)}
-            scale_x = frames[0].shape[1] / int(shot["width"]) if frames else 1.0
             for track in tracks:
-                sharp = [sharpness(frames[frame_pos[s["frame"]]], [v * scale_x for v in s["box"]])
-                         for s in track.samples]
-                row = summarise_track(track, shot, self.faces.crop_margin,
-                                      (per_sample[0][0], per_sample[-1][0]), sharp)
+                row = summarise_track(track, shot, self.faces.crop_margin, (per_sample[0][0], per_sample[-1][0]))
                 row["detector_backend"] = backend.name
                 row["detector_model"] = backend.model
                 if self.ctx is not None:

@@ -49,7 +49,7 @@ def hard_cut_video(make_face_video):
 
     def frames():
         a = render_portrait("astronaut", "sway", 2.4, face_size=150, size=(320, 240))[0]
-        b = render_portrait("astronaut", "zoom", 2.6, face_size=60, size=(320, 240))[0][:, ::-1, ::-1]
+        b = render_portrait("astronaut", "zoom", 2.6, face_size=110, size=(320, 240))[0][:, :, ::-1]
         c = render_portrait("astronaut", "nod", 0.8, face_size=100, size=(320, 240))[0]
         return np.concatenate([a, np.ascontiguousarray(b), c])
 
@@ -66,3 +66,15 @@ def test_hard_cut_splits_into_trimmed_shots(hard_cut_video, steps_runner, detect
     assert [(s["shot_start_frame"], s["shot_end_frame"]) for s in shots] == [(0, 57), (63, 122)]
     (rej,) = rejections
     assert (rej["reason"], rej["item_id"], rej["value"]) == ("shot_too_short", "cut/0/2", pytest.approx(17 / 25))
+
+
+def test_hard_cut_splits_the_face_track(hard_cut_video, steps_runner):
+    """The same photo on both sides of the cut: without shots, IoU tracking could join them; with shots it cannot."""
+    from talkbench.curation.faces import FaceStep
+
+    config = CurationConfig()
+    shots, _ = steps_runner([SceneStep(config)], [segment_row(hard_cut_video, "cut")])
+    candidates, _ = steps_runner([FaceStep(config)], shots)
+    spans = sorted((c["shot_index"], c["start_frame"], c["end_frame"]) for c in candidates)
+    assert spans[0] == (0, 0, 57) and all(end <= 57 or start >= 63 for _, start, end in spans)
+    assert {c["shot_index"] for c in candidates} == {0, 1}

@@ -18,7 +18,8 @@ def test_render_is_deterministic_and_follows_the_motion():
     b, _ = render_portrait("astronaut", "sway", 0.4, face_size=120, size=(320, 240))
     assert a.shape == (10, 240, 320, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
     assert motions[5] == motion_at("sway", 5 / 25)
-    assert motion_at("roll_ramp", 1.5)["rotation"] == pytest.approx(37.5) and motion_at("roll_ramp", 9)["rotation"] == 75
+    assert motion_at("roll_ramp", 1.5)["rotation"] == pytest.approx(37.5)
+    assert motion_at("roll_ramp", 9)["rotation"] == 75
     with pytest.raises(ValueError, match="unknown method 'spin'; choose from"):
         motion_at("spin", 0.0)
 
@@ -75,4 +76,5 @@ def test_demo_make_cli_then_curate_build_manifest(tmp_path):
     for c in clips:
         if c["source_label"]:
             labels.setdefault(c["source_label"], set()).add(c["identity_id"])
-    assert all(len(ids) == 1 for ids in labels.values()) and len({next(iter(v)) for v in labels.values()}) == len(labels)
+    assert all(len(ids) == 1 for ids in labels.values())
+    assert len({next(iter(v)) for v in labels.values()}) == len(labels)

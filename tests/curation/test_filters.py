@@ -1,4 +1,4 @@
-"""Filters: unit checks of every rule, then animated real portraits with known answers through scenes → faces → filters."""
+"""Filters: unit checks of every rule, then animated real portraits with known answers (scenes → faces → filters)."""
 
 from __future__ import annotations
 

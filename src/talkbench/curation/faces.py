@@ -173,7 +173,8 @@ def _require_mediapipe():
                                      "pip install mediapipe==0.10.21") from exc
     if not hasattr(mp, "solutions"):
         raise MissingDependencyError(f"mediapipe {getattr(mp, '__version__', '?')} has no legacy solutions "
-                                     "(models ship only up to 0.10.21); install it with: pip install mediapipe==0.10.21")
+                                     "(models ship only up to 0.10.21); install it with: "
+                                     "pip install mediapipe==0.10.21")
     return mp
 
 

@@ -1,8 +1,8 @@
 """Head pose (yaw, pitch, roll in degrees) from 3-D face landmarks, and the 5-point landmark set.
 
 Method (a geometric estimate, no fitted 3-D model): MediaPipe's face mesh gives 468 points with a depth ``z`` in the
-same pixel scale as ``x`` and ``y``. In a camera frame with x to the image right, y up and z towards the viewer, we build
-the head's own axes from symmetric landmark pairs:
+same pixel scale as ``x`` and ``y``. In a camera frame with x to the image right, y up and z towards the viewer, we
+build the head's own axes from symmetric landmark pairs:
 
 - ``right``: the mean of (subject's left point − subject's right point) over the outer and inner eye corners, the
   mouth corners and the cheek edges (averaging four pairs cancels most expression and mesh noise);
@@ -29,7 +29,8 @@ import numpy as np
 # MediaPipe face-mesh indices (canonical 468-point topology).
 MESH_PAIRS = ((263, 33), (362, 133), (291, 61), (454, 234))  # (subject's left, subject's right)
 MESH_UP = (152, 10)  # chin, top of the forehead
-# 5 points in insightface/ArcFace order: image-left eye, image-right eye, nose tip, image-left / image-right mouth corner.
+# 5 points in insightface/ArcFace order: image-left eye, image-right eye, nose tip, image-left / image-right mouth
+# corner.
 MESH_EYE_RIGHT = (33, 133)  # subject's right eye (image left): outer and inner corner
 MESH_EYE_LEFT = (362, 263)
 MESH_NOSE = 1

@@ -63,6 +63,7 @@ def _frames(n=6, size=48):
     return torch.from_numpy(np.stack([np.roll(img, i, axis=0) for i in range(n)]).copy())
 
 
+@pytest.mark.slow  # two 2048-d sqrtm calls: ~40 s on a loaded CI core
 def test_fid_identity_with_random_inception_from_official_file(fake_files):
     net = FIDInceptionV3()
     net.load_state_dict(torch.load(fake_files["fid-inception"], map_location="cpu", weights_only=True), strict=False)
@@ -74,6 +75,7 @@ def test_fid_identity_with_random_inception_from_official_file(fake_files):
     assert abs(float(fid.compute())) < 1e-3
 
 
+@pytest.mark.slow
 def test_clean_fid_and_fvd_identity_with_torchscript_fakes(fake_files):
     clean = CleanFID(extractor=weights.load_torchscript_file(fake_files["clean-fid-inception"]))
     x = _frames()

@@ -123,8 +123,12 @@ def align_arcface(image: np.ndarray, points: np.ndarray, size: int = 112) -> np.
     import cv2
     from skimage.transform import SimilarityTransform
 
-    tform = SimilarityTransform()
-    tform.estimate(points.astype(np.float64), ARCFACE_TEMPLATE.astype(np.float64) * size / 112.0)
+    src, dst = points.astype(np.float64), ARCFACE_TEMPLATE.astype(np.float64) * size / 112.0
+    if hasattr(SimilarityTransform, "from_estimate"):  # skimage >= 0.26
+        tform = SimilarityTransform.from_estimate(src, dst)
+    else:
+        tform = SimilarityTransform()
+        tform.estimate(src, dst)
     return cv2.warpAffine(image, tform.params[:2], (size, size), borderValue=0.0)
 
 

@@ -110,7 +110,7 @@ def crop_faces(frames_bgr: np.ndarray, boxes: np.ndarray, crop_scale: float = CR
 class SyncResult:
     sync_c: float  # median(mean dist) - min(mean dist) (LSE-C)
     sync_d: float  # min over offsets of the mean distance (LSE-D)
-    av_offset: int  # vshift - argmin: positive means the audio leads... as syncnet_python reports it
+    av_offset: int  # vshift - argmin (syncnet_python): +k when video frame t shows the audio of frame t - k
     mean_dists: np.ndarray  # (2*vshift+1,)
     n_windows: int
 

@@ -193,6 +193,8 @@ def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, cap
     assert "choose from ['audio-driven', 'cross-reenact', 'self-reenact', 'upper-body']" in line
     line = _bad(capsys, *base, "--method", "ours", "--task", "self-reenact", "--out", str(out))
     assert line == "error: no checkpoint given: method 'ours' needs --checkpoint PATH"
+    line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--executor", "slurm", "--out", str(out))
+    assert "unknown executor 'slurm'; choose from ['local', 'ray']" in line
     line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--split", "val", "--out", str(out))
     assert "split 'val' is empty (splits present: ['test', 'train'])" in line
     # a clips manifest of another schema version

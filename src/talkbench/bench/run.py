@@ -152,7 +152,8 @@ class ScoreClips(Step):
     def _evaluator(self):
         if getattr(self, "_lazy_evaluator", None) is None:
             cls = load_evaluator_class(self.cfg.evaluator)
-            metrics = [m for m in self.task.evaluator_metrics() if self.task.result_name(m) not in self.task.set_metrics()]
+            set_level = self.task.set_metrics()
+            metrics = [m for m in self.task.evaluator_metrics() if self.task.result_name(m) not in set_level]
             self._lazy_evaluator = cls(protocol_id=self.cfg.protocol, metrics=metrics, device=self.cfg.device)
         return self._lazy_evaluator
 
@@ -369,17 +370,17 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     method, task, protocol, jobs, run_info = prepare(cfg)
     out = Path(cfg.out)
     _check_out(out, run_info)
+    # One rank per worker: per-clip files give fine-grained resume, and each rank loads the metric networks once.
+    executor = make_executor(cfg.executor, workers=cfg.workers, tasks=max(1, cfg.workers), quiet=cfg.quiet,
+                             ray_address=cfg.ray_address)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=1, sort_keys=True))
     run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest",)})
     cfg_dict = asdict(cfg)
 
     n_cached = sum(1 for j in jobs if _clip_done(out, j["clip_id"], run_hash))
-    # One rank per worker: per-clip files give fine-grained resume, and each rank loads the metric networks once.
-    executor = make_executor(cfg.executor, workers=cfg.workers, tasks=max(1, cfg.workers), quiet=cfg.quiet,
-                             ray_address=cfg.ray_address)
     executor.run([ScoreClips(cfg, method, task, run_hash)], jobs, out / "stats" / "clips",
-                         config={"run": run_hash, "step": "clips", "config": cfg_dict}, description="clips")
+                 config={"run": run_hash, "step": "clips", "config": cfg_dict}, description="clips")
     records = {j["clip_id"]: json.loads((out / "clips" / f"{j['clip_id']}.json").read_text()) for j in jobs}
 
     rows: list[dict] = []

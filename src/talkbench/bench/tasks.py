@@ -67,8 +67,8 @@ TASKS: dict[str, Task] = {
     ),
     "audio-driven": Task(
         "audio-driven",
-        "first frame + the clip's audio (frame 0, the input, is not scored); *_vs_gt metrics compare with the ground-truth clip, which a speech-driven "
-        "method is not expected to reproduce",
+        "first frame + the clip's audio (frame 0, the input, is not scored); *_vs_gt metrics compare with the "
+        "ground-truth clip, which a speech-driven method is not expected to reproduce",
         ("sync_c", "sync_d", "av_offset", "csim", "fid", "fvd", "diversity", "psnr_vs_gt", "ssim_vs_gt",
          "lpips_vs_gt"),
         needs_audio=True,
@@ -108,7 +108,8 @@ def cross_pairs(clips: list[dict], seed: int = 0) -> dict[str, str]:
     return pairs
 
 
-def make_jobs(task: Task, clips: list[dict], manifest_dir: Path, *, seed: int = 0, limit: int | None = None) -> list[dict]:
+def make_jobs(task: Task, clips: list[dict], manifest_dir: Path, *, seed: int = 0,
+              limit: int | None = None) -> list[dict]:
     """One job per scored video, sorted by clip_id; ``limit`` keeps the first N (pairing is computed before it)."""
     ordered = sorted(clips, key=lambda c: c["clip_id"])
     by_id = {c["clip_id"]: c for c in ordered}

@@ -122,9 +122,10 @@ def write_markdown(board: Leaderboard, out: Path) -> list[Path]:
 # LaTeX
 
 
-_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "±": r"$\pm$", "↑": r"$\uparrow$", "↓": r"$\downarrow$",
-        "∞": r"$\infty$", "†": r"$^\dagger$", "‡": r"$^\ddagger$", "—": "--", "·": r"$\cdot$", "↔": r"$\leftrightarrow$"}
+_TEX = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+        "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "±": r"$\pm$",
+        "↑": r"$\uparrow$", "↓": r"$\downarrow$", "∞": r"$\infty$", "†": r"$^\dagger$", "‡": r"$^\ddagger$",
+        "—": "--", "·": r"$\cdot$", "↔": r"$\leftrightarrow$"}
 
 
 def tex_escape(text: str) -> str:

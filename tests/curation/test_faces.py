@@ -170,3 +170,18 @@ def test_megamind_tracks_boxes_and_pose(megamind_candidates):
     assert (close["detector_backend"], close["frame_width"], close["frame_height"]) == ("mediapipe", 720, 528)
     lm = np.array(close["samples"][0]["landmarks5"])  # eyes behind the glasses, nose tip, mouth corners
     assert np.allclose(lm[:, 0], [345, 445, 395, 355, 430], atol=20)
+
+
+def test_steps_pickle_without_their_models(curation_config):
+    import pickle
+
+    from talkbench.curation.filters import make_filters
+    from talkbench.curation.scenes import SceneStep
+
+    step = FaceStep(curation_config)
+    assert step._backend() is step._backend()  # loaded once, lazily
+    clone = pickle.loads(pickle.dumps(step))
+    assert getattr(clone, "_lazy_backend", None) is None and clone.faces == curation_config.faces
+    for other in (SceneStep(curation_config), *make_filters(curation_config)):
+        assert type(pickle.loads(pickle.dumps(other))) is type(other)
+    step._backend().close()

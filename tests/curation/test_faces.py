@@ -185,3 +185,21 @@ def test_steps_pickle_without_their_models(curation_config):
     for other in (SceneStep(curation_config), *make_filters(curation_config)):
         assert type(pickle.loads(pickle.dumps(other))) is type(other)
     step._backend().close()
+
+
+def test_large_frames_are_detected_downscaled_and_boxes_come_back_in_source_pixels(make_face_video, steps_runner,
+                                                                                     curation_config, monkeypatch):
+    from talkbench.curation import faces
+    from talkbench.curation.scenes import segment_row
+    from talkbench.demo import render_portrait
+
+    path = make_face_video("astro_480.mp4", lambda: render_portrait("astronaut", "sway", 0.8, face_size=270,
+                                                                     size=(480, 480))[0])
+    shot = dict(segment_row(path, "big"), shot_index=0, shot_start_frame=0, shot_end_frame=20)
+    (full,), _ = steps_runner([FaceStep(curation_config)], [shot])
+    monkeypatch.setattr(faces, "MAX_DETECT_SIDE", 320)  # as if the source were larger than 1280 px
+    (small,), _ = steps_runner([FaceStep(curation_config)], [shot])
+    assert small["face_size_median"] == pytest.approx(full["face_size_median"], rel=0.05)
+    for a, b in zip(full["samples"], small["samples"]):
+        assert np.allclose(a["box"], b["box"], atol=10) and np.allclose(a["landmarks5"], b["landmarks5"], atol=8)
+        assert a["roll"] == pytest.approx(b["roll"], abs=3)

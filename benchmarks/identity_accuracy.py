@@ -1,8 +1,9 @@
 """Identity clustering accuracy on a labelled set built from real photos; prints a table per backend.
 
-The set: 8 real people — the six faces of insightface's t1.jpg, skimage's astronaut and Tom_Hanks_54745.png — each in
-9 views that mimic what video frames do to a face (original, 0.5× and 1.6× scale, a shifted detector box, ±12° rotation,
-Gaussian blur σ=2, JPEG q=20, darker flatter lighting). Every view is one "candidate"; clustering them should give one cluster per person.
+The set: 8 real people — the six faces of insightface's t1.jpg, skimage's astronaut and Tom_Hanks_54745.png — each
+in 9 views that mimic what video frames do to a face (original, 0.5× and 1.6× scale, a shifted detector box, ±12°
+rotation, Gaussian blur σ=2, JPEG q=20, darker flatter lighting). Every view is one "candidate"; clustering them
+should give one cluster per person.
 
 Reported: pairwise precision/recall/F1 and B-cubed precision/recall at the backend's default threshold, the largest
 same-person and smallest different-person cosine distance (the gap the threshold must sit in), and a threshold sweep.

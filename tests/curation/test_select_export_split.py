@@ -128,7 +128,8 @@ def test_export_writes_checked_h264_with_audio_and_sha(source_video, tmp_path):
     assert count_frames(out) == 50
     assert media["sha256"] == sha256_file(out)
     streams = {s["codec_type"]: s for s in probe_json(out)["streams"]}
-    assert streams["video"]["codec_name"] == "h264" and (streams["video"]["width"], streams["video"]["height"]) == (256, 256)
+    video = streams["video"]
+    assert video["codec_name"] == "h264" and (video["width"], video["height"]) == (256, 256)
     assert streams["audio"]["codec_name"] == "aac" and streams["audio"]["sample_rate"] == "16000"
     audio = read_audio(out)
     assert abs(len(audio) / 16000 - 2.0) < 0.08  # 50 frames at 25 fps

@@ -32,17 +32,18 @@ ARCFACE_TEMPLATE = np.array(
 
 # Cosine-distance cut for average-linkage clustering, per backend.
 #
-# dlib: measured with `benchmarks/identity_accuracy.py --sweep` on 8 real people (the six faces of insightface's t1.jpg,
-#   skimage's astronaut, Tom_Hanks_54745.png), each in 9 views (original, 0.5× and 1.6× scale, a shifted box, ±12°
-#   rotation, blur σ=2, JPEG q=20, darker lighting). Same-person cosine distances reached at most 0.037; the closest two
-#   different people (two t1 faces) were 0.064 apart. Average linkage gives exactly the 8 people for every cut in
-#   0.04–0.09 (0.10 merges two people, 0.03 splits one). 0.07 is the middle of that range, and it matches dlib's own rule
-#   (Euclidean 0.6 on raw descriptors, whose measured norms are 1.35–1.6: 0.6² / (2·1.5²) ≈ 0.08 cosine distance).
-#   Video frames vary more than these views (expression, yaw), so a split identity is the expected error; a split only
-#   costs clips, while a merge of two people would leak one of them across train and test.
-# arcface: no real buffalo_l weights can be fetched here, so this is not measured locally. 0.6 cosine distance
-#   (similarity 0.4) is between the published operating points of ArcFace r50 (same-person similarity is typically
-#   > 0.5, different-person < 0.2 on LFW-like data; insightface's own examples use 0.28–0.4 as "same").
+# dlib: measured with `benchmarks/identity_accuracy.py --sweep` on 8 real people (the six faces of insightface's
+#   t1.jpg, skimage's astronaut, Tom_Hanks_54745.png), each in 9 views (original, 0.5× and 1.6× scale, a shifted
+#   box, ±12° rotation, blur σ=2, JPEG q=20, darker lighting). Same-person cosine distances reached at most 0.037;
+#   the closest two different people (two t1 faces) were 0.064 apart. Average linkage gives exactly the 8 people
+#   for every cut in 0.04–0.09 (0.10 merges two people, 0.03 splits one). 0.07 is the middle of that range, and it
+#   matches dlib's own rule (Euclidean 0.6 on raw descriptors, whose measured norms are 1.35–1.6:
+#   0.6² / (2·1.5²) ≈ 0.08 cosine distance). Video frames vary more than these views (expression, yaw), so a split
+#   identity is the expected error; a split only costs clips, while a merge of two people would leak one of them
+#   across train and test.
+# arcface: NOT measured here (the real buffalo_l weights cannot be fetched on these machines). 0.6 cosine distance
+#   (similarity 0.4) is a common verification operating point for ArcFace r50 embeddings; once buffalo_l is
+#   installed, rerun the benchmark and set ``identity.threshold`` (or update this value) from its sweep.
 DEFAULT_THRESHOLDS = {"dlib": 0.07, "arcface": 0.6}
 
 BACKENDS = ("arcface", "dlib")
@@ -124,7 +125,7 @@ def align_arcface(image: np.ndarray, landmarks5, size: int = 112) -> np.ndarray:
 
 
 def _find_recognition_onnx(path: Path) -> Path:
-    """A pack folder holds several ONNX files; the recognition model is the one with a square ≥112 input and one output."""
+    """The recognition model of a pack folder: w600k_r50.onnx, else the ONNX with a square ≥112 input and 1 output."""
     if path.is_file():
         return path
     if (path / "w600k_r50.onnx").is_file():

@@ -218,7 +218,8 @@ def build_report(out_dir: str | Path) -> Path:
     for name in PLOTS:
         if name in plots:
             parts.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3><img src='{plots[name]}' alt='{name}'>")
-    parts += ["<h2>Identities</h2>", _table(["identity_id", "clips", "split", "source labels", "min score"], ident_rows),
+    parts += ["<h2>Identities</h2>",
+              _table(["identity_id", "clips", "split", "source labels", "min score"], ident_rows),
               "<h2>Clips</h2>", _table(["clip_id", "source", "identity", "split", "seconds", "frames", "crop",
                                         "padded", "max |yaw/pitch/roll|", "path"], clip_rows),
               "</body></html>\n"]

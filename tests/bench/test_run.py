@@ -86,8 +86,15 @@ def test_static_baseline_scores_and_bootstrap(clip_manifest, tmp_path):
     assert fid["value"] > 1.0
 
 
-def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path):
+def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path, capsys):
     cross = run_bench(cfg(clip_manifest, tmp_path / "cross", method="static", task="cross-reenact", seed=3))
+    # `bench pairs` gives an external method the same pairing the run used
+    assert main(["pairs", "--manifest", str(clip_manifest), "--seed", "3", "--out", str(tmp_path / "pairs.csv")]) == 0
+    import csv
+
+    pairs = {r["clip_id"]: r["source_clip_id"] for r in csv.DictReader(open(tmp_path / "pairs.csv"))}
+    assert pairs == {r["clip_id"]: json.loads(r["extra"])["source_clip_id"] for r in cross.rows
+                     if r["metric"] == "csim"}
     akd = [r for r in cross.rows if r["metric"] == "akd_driver"]
     assert len(akd) == 4
     for r in akd:

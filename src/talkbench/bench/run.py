@@ -301,12 +301,12 @@ class SetMetrics(Step):
 # the run
 
 
-def _read_clips(cfg: BenchConfig) -> list[dict]:
-    table = read_table(cfg.manifest, "clips")
-    rows = [r for r in table.to_pylist() if r["split"] == cfg.split]
+def read_split(manifest: str, split: str) -> list[dict]:
+    table = read_table(manifest, "clips")
+    rows = [r for r in table.to_pylist() if r["split"] == split]
     if not rows:
         splits = sorted({str(s) for s in table.column("split").to_pylist()})
-        raise ManifestError(f"{cfg.manifest}: split {cfg.split!r} is empty (splits present: {splits or 'none'})")
+        raise ManifestError(f"{manifest}: split {split!r} is empty (splits present: {splits or 'none'})")
     return rows
 
 
@@ -342,7 +342,7 @@ def prepare(cfg: BenchConfig):
     method.check_task(task.name)
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError(f"--limit must be ≥ 1, got {cfg.limit}")
-    clips = _read_clips(cfg)
+    clips = read_split(cfg.manifest, cfg.split)
     protocol = load_protocol(cfg.protocol, cfg.evaluator)
     jobs = make_jobs(task, clips, Path(cfg.manifest).resolve().parent, seed=cfg.seed, limit=cfg.limit)
     if task.needs_audio and not any(j["has_audio"] for j in jobs):

@@ -37,6 +37,33 @@ def tasks_cmd() -> None:
         console.print(f"  {task.description}", markup=False)
 
 
+@app.command("pairs")
+def pairs_cmd(
+    manifest: Path = typer.Option(..., "--manifest", help="clips.parquet written by `curate build-manifest`"),
+    out: Path = typer.Option(..., "--out", help="CSV: clip_id (driver), source_clip_id, driver_path, source_path"),
+    split: str = typer.Option("test", "--split", help="which split of the manifest"),
+    seed: int = typer.Option(0, "--seed", help="cross-reenact pairing seed (use the same one for bench run)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="only the first N drivers (by clip_id)"),
+) -> None:
+    """Write the cross-reenactment pairs, so an external method can generate PATH/<clip_id>.mp4 for folder:PATH."""
+    import csv
+    import io
+
+    from ..bench.run import read_split
+    from ..bench.tasks import get_task, make_jobs
+    from ..manifests.io import atomic_write_text
+
+    jobs = make_jobs(get_task("cross-reenact"), read_split(str(manifest), split), manifest.resolve().parent, seed=seed,
+                     limit=limit)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["clip_id", "source_clip_id", "driver_path", "source_path"])
+    for job in jobs:
+        writer.writerow([job["clip_id"], job["source_clip_id"], job["clip_path"], job["source_path"]])
+    atomic_write_text(out, buf.getvalue())
+    console.print(f"{len(jobs)} pairs (seed {seed}) written to {out}")
+
+
 @app.command("run")
 def run_cmd(
     method: str = typer.Option(..., "--method", help="gt | static | folder:PATH | ours (see `bench methods`)"),

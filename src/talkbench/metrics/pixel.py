@@ -52,20 +52,26 @@ def _ssim_map_stats(ux, uy, uxx, uyy, uxy):
 
 
 def _ssim_frame_numpy(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
-    """One frame, (3, H, W) float64 each: the five moment maps filtered in two C passes, valid region only.
+    """One frame, (3, H, W) float64 each: the five moment maps of each channel filtered by two C passes
+    (scipy.ndimage), valid region only.
 
-    Working one frame at a time keeps the ~8 MB of maps in cache; batching all frames is slower on a CPU.
+    One channel at a time keeps every map (0.5 MB at 256x256) in cache; batching frames or stacking the maps is
+    several times slower on a CPU (measured in benchmarks/metrics_cpu.py).
     """
     from scipy import ndimage
 
     r = WIN // 2
-    maps = np.stack([x, y, x * x, y * y, x * y])  # (5, 3, H, W)
-    maps = ndimage.correlate1d(maps, g, axis=-1, mode="constant")[..., r:-r]
-    maps = ndimage.correlate1d(maps, g, axis=-2, mode="constant")[..., r:-r, :]
-    return float(_ssim_map_stats(*maps).mean(axis=(1, 2)).mean())
+    total = 0.0
+    for xc, yc in zip(x, y):
+        maps = []
+        for m in (xc, yc, xc * xc, yc * yc, xc * yc):
+            m = ndimage.correlate1d(m, g, axis=1, mode="constant")[:, r:-r]
+            maps.append(ndimage.correlate1d(m, g, axis=0, mode="constant")[r:-r])
+        total += float(_ssim_map_stats(*maps).mean())
+    return total / len(x)
 
 
-def ssim_frames(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> torch.Tensor:
     """Per-frame SSIM (N,) float64 of uint8 RGB frames, mean over the valid region and the 3 channels.
 
     On a GPU the frames are filtered as one batch of separable float64 convolutions; on the CPU one frame at a
@@ -78,7 +84,14 @@ def ssim_frames(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     g = gaussian_window().to(x.device)
     if x.device.type == "cpu":
         xs, ys, gn = x.numpy(), y.numpy(), g.numpy()
-        return torch.tensor([_ssim_frame_numpy(xs[i], ys[i], gn) for i in range(n)], dtype=torch.float64)
+        if threads > 1 and n > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(threads) as pool:  # scipy.ndimage releases the GIL
+                values = list(pool.map(lambda i: _ssim_frame_numpy(xs[i], ys[i], gn), range(n)))
+        else:
+            values = [_ssim_frame_numpy(xs[i], ys[i], gn) for i in range(n)]
+        return torch.tensor(values, dtype=torch.float64)
     # Stack the five moment maps of every channel and filter them in one separable pass ("valid" region only).
     maps = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(n * 5 * c, 1, h, w)
     maps = F.conv2d(maps, g.view(1, 1, 1, WIN))

@@ -118,13 +118,19 @@ class SyncResult:
 def offset_distances(video_feats: torch.Tensor, audio_feats: torch.Tensor, vshift: int) -> torch.Tensor:
     """(T, 2*vshift+1) distances of each video window to the audio windows shifted by -vshift..vshift.
 
-    Same numbers as syncnet_python's calc_pdist (zero-padded audio features, pairwise_distance with eps 1e-6),
-    but in one gather instead of a Python loop over windows.
+    The numbers of syncnet_python's calc_pdist (zero-padded audio features, pairwise_distance with eps 1e-6),
+    computed for all windows at once: ||v - a + eps||^2 expanded into norms and one float64 matrix product,
+    of which only the band of 2*vshift+1 diagonals is kept.
     """
-    t = video_feats.shape[0]
-    padded = F.pad(audio_feats, (0, 0, vshift, vshift))  # (T + 2v, D)
+    eps = 1e-6
+    t, dim = video_feats.shape
+    v = video_feats.to(torch.float64)
+    a = F.pad(audio_feats, (0, 0, vshift, vshift)).to(torch.float64)  # (T + 2v, D)
+    sq = ((v * v).sum(1)[:, None] + (a * a).sum(1)[None, :] - 2 * v @ a.T
+          + 2 * eps * (v.sum(1)[:, None] - a.sum(1)[None, :]) + dim * eps * eps)  # (T, T + 2v)
     index = torch.arange(t)[:, None] + torch.arange(2 * vshift + 1)[None, :]  # (T, 2v+1)
-    return F.pairwise_distance(video_feats[:, None, :].expand(-1, 2 * vshift + 1, -1), padded[index], eps=1e-6)
+    band = sq.gather(1, index)
+    return band.clamp_min(0).sqrt().to(video_feats.dtype)
 
 
 def scores_from_distances(dists: torch.Tensor, vshift: int) -> SyncResult:

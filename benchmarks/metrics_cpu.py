@@ -1,0 +1,124 @@
+"""CPU throughput of the metrics, each against its reference computed in the same run.
+
+- PSNR+SSIM vs skimage on the same real 256x256 frames (values must agree to 1e-6).
+- LPIPS, FID-feature (Inception) and SyncNet: batched vs one-at-a-time (random weights: speed only), and the
+  batched AV-offset search vs syncnet_python's per-window loop.
+
+Run: python benchmarks/metrics_cpu.py [--frames 48] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def timed(fn, repeat: int = 1):
+    fn()  # warm-up (lazy imports, allocator)
+    start = time.perf_counter()
+    for _ in range(repeat):
+        out = fn()
+    return (time.perf_counter() - start) / repeat, out
+
+
+def real_frames(n: int, size: int = 256, seed: int = 0):
+    from skimage import data
+
+    rng = np.random.default_rng(seed)
+    sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    pred, gt = [], []
+    for i in range(n):
+        img = sources[i % len(sources)]
+        y, x = rng.integers(0, img.shape[0] - size), rng.integers(0, img.shape[1] - size)
+        crop = img[y:y + size, x:x + size]
+        gt.append(crop)
+        pred.append(np.clip(crop.astype(int) + rng.integers(-12, 13, crop.shape), 0, 255).astype(np.uint8))
+    return np.stack(pred), np.stack(gt)
+
+
+def bench_pixel(n: int, threads: int) -> list[tuple]:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from talkbench.metrics.pixel import psnr_frames, ssim_frames
+
+    pred, gt = real_frames(n)
+
+    def reference():
+        return [(peak_signal_noise_ratio(g, p, data_range=255),
+                 structural_similarity(g, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                       data_range=255, channel_axis=-1)) for p, g in zip(pred, gt)]
+
+    def ours(t):
+        p, g = torch.from_numpy(pred), torch.from_numpy(gt)
+        return list(zip(psnr_frames(p, g).tolist(), ssim_frames(p, g, threads=t).tolist()))
+
+    t_ref, ref = timed(reference)
+    rows = [("PSNR+SSIM", "skimage (reference)", n / t_ref, 1.0, 0.0)]
+    for t in sorted({1, threads}):
+        t_ours, vals = timed(lambda: ours(t))
+        diff = max(max(abs(a[0] - b[0]), abs(a[1] - b[1])) for a, b in zip(ref, vals))
+        rows.append(("PSNR+SSIM", f"talkbench ({t} thread{'s' if t > 1 else ''})", n / t_ours, t_ref / t_ours, diff))
+    return rows
+
+
+def bench_network(name: str, n: int, batch: int, one, many) -> list[tuple]:
+    t_one, _ = timed(one)
+    t_many, _ = timed(many)
+    return [(name, "one at a time", n / t_one, 1.0, None), (name, f"batched ({batch})", n / t_many, t_one / t_many, None)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    rows = bench_pixel(args.frames, args.threads)
+
+    from talkbench.metrics.lpips import LPIPSNet
+    from talkbench.metrics.nets.inception import FIDInceptionV3
+    from talkbench.metrics.nets.syncnet import SyncNet
+    from talkbench.metrics.sync import offset_distances
+
+    n = 16
+    x = torch.rand(n, 3, 256, 256) * 2 - 1
+    y = torch.rand(n, 3, 256, 256) * 2 - 1
+    lp = LPIPSNet("alex")
+    with torch.no_grad():
+        rows += bench_network("LPIPS-alex 256px", n, n, lambda: [lp(x[i:i + 1], y[i:i + 1]) for i in range(n)],
+                              lambda: lp(x, y))
+        inc = FIDInceptionV3().eval()
+        xi = torch.rand(8, 3, 256, 256)
+        rows += bench_network("FID Inception 299px", 8, 8, lambda: [inc(xi[i:i + 1]) for i in range(8)], lambda: inc(xi))
+        sn = SyncNet().eval()
+        video = torch.rand(3, 20, 224, 224) * 255
+        windows = torch.stack([video[:, i:i + 5] for i in range(16)])
+        rows += bench_network("SyncNet lip windows", 16, 16, lambda: [sn.forward_lip(windows[i:i + 1]) for i in range(16)],
+                              lambda: sn.forward_lip(windows))
+    feats_v, feats_a = torch.randn(250, 1024), torch.randn(250, 1024)
+
+    def loop():  # syncnet_python's calc_pdist
+        padded = F.pad(feats_a, (0, 0, 15, 15))
+        return [F.pairwise_distance(feats_v[[i], :].repeat(31, 1), padded[i:i + 31, :]) for i in range(250)]
+
+    t_loop, _ = timed(loop, 5)
+    t_batch, _ = timed(lambda: offset_distances(feats_v, feats_a, 15), 5)
+    rows += [("AV offset search (250 win)", "per-window loop (reference)", 250 / t_loop, 1.0, None),
+             ("AV offset search (250 win)", "batched gather", 250 / t_batch, t_loop / t_batch, None)]
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"| {'metric':<28} | {'implementation':<28} | {'frames/s':>10} | {'speed-up':>8} | {'max |diff|':>10} |")
+    print(f"|{'-' * 30}|{'-' * 30}|{'-' * 12}|{'-' * 10}|{'-' * 12}|")
+    for metric, impl, fps, speedup, diff in rows:
+        d = "" if diff is None else f"{diff:.1e}"
+        print(f"| {metric:<28} | {impl:<28} | {fps:>10.1f} | {speedup:>7.2f}x | {d:>10} |")
+
+
+if __name__ == "__main__":
+    main()

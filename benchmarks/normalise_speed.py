@@ -1,12 +1,16 @@
 """Normalise throughput: the acquire pipeline (link, probe, one ffmpeg pass, frame-count check, sha256, manifests)
 against a bare ffmpeg run of the same command, in source-seconds per wall-second. Target: pipeline ≥ 90 % of bare.
 
+Source-seconds per CPU-second (this process and its children) are printed too: on a shared machine the wall-clock
+ratio moves with other people's load, the CPU ratio much less.
+
     python benchmarks/normalise_speed.py [--seconds 20] [--height 720] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -45,6 +49,11 @@ def make_source(path: Path, seconds: float, height: int) -> Path:
     return write_video(path, frames(), 25, audio=audio, audio_rate=44100, crf=20)
 
 
+def cpu_seconds() -> float:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def bare(src: Path, out: Path, spans: list[tuple[float, float]], duration: float) -> float:
     from talkbench.curation.normalise import ffmpeg_command
 
@@ -79,18 +88,26 @@ def main(argv=None):
         third = args.seconds / 3
         cases = {"whole video": [], "3 spans": [(0.5, third), (third + 0.3, 2 * third), (2 * third + 0.1, args.seconds)]}
         print(f"source: {args.seconds:.0f} s at {args.height}p, 25 fps, AAC 44.1 kHz; {args.repeats} repeats, median")
-        print(f"{'case':<12} {'source s':>9} {'bare ffmpeg s/s':>16} {'pipeline s/s':>13} {'ratio':>7}")
+        rows = []
         for name, spans in cases.items():
             covered = sum(e - s for s, e in spans) if spans else args.seconds
-            t_bare, t_pipe = [], []
+            t_bare, t_pipe, c_bare, c_pipe = [], [], [], []
             for r in range(args.repeats):
-                for fn, times in ((bare, t_bare), (pipeline, t_pipe)):
+                for fn, times, cpus in ((bare, t_bare, c_bare), (pipeline, t_pipe, c_pipe)):
                     out = work / f"{name.replace(' ', '_')}-{fn.__name__}-{r}" / "out"
                     out.mkdir(parents=True)
+                    c0 = cpu_seconds()
                     times.append(fn(src, out, spans, args.seconds) if fn is bare else fn(src, out, spans))
+                    cpus.append(cpu_seconds() - c0)
                     shutil.rmtree(out.parent)
             b, p = covered / statistics.median(t_bare), covered / statistics.median(t_pipe)
-            print(f"{name:<12} {covered:>9.1f} {b:>16.2f} {p:>13.2f} {p / b:>6.1%}")
+            cb, cp = covered / statistics.median(c_bare), covered / statistics.median(c_pipe)
+            rows.append((name, covered, b, p, cb, cp))
+        print(f"{'case':<12} {'source s':>9} {'bare s/wall-s':>14} {'pipeline s/wall-s':>18} {'ratio':>7} "
+              f"{'bare s/cpu-s':>13} {'pipeline s/cpu-s':>17} {'ratio':>7}")
+        for name, covered, b, p, cb, cp in rows:
+            print(f"{name:<12} {covered:>9.1f} {b:>14.2f} {p:>18.2f} {p / b:>6.1%} {cb:>13.2f} {cp:>17.2f} "
+                  f"{cp / cb:>6.1%}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

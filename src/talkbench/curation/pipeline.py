@@ -18,7 +18,6 @@ from typing import Callable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ManifestError
 from ..manifests.io import atomic_write_bytes, to_table
 from ..runtime import Executor, make_executor
 from .acquire import acquire_steps
@@ -128,6 +127,4 @@ def build_manifest(sources: Sequence[str | Path], out_dir: str | Path, config: C
         if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT,
                          errno.EISDIR):
             raise _fatal_os_error(exc, out_dir) from exc
-        raise
-    except ManifestError:
         raise

@@ -35,16 +35,23 @@ def hdtf():
 
 def test_hdtf_counts(hdtf):
     rows, issues = hdtf
-    # 370 url lines; Radio24 has no annotation line, leaving the README's 369 videos and 436 spans.
-    assert len(rows) == 369
-    assert sum(len(r["spans"]) for r in rows.values()) == 436
+    # 370 url lines. Radio24 has no annotation line, leaving the README's 369 videos and 436 spans; and two of
+    # those are one YouTube video (WhipJimClyburn, line 13, and JamesClyburn1, line 122: gh3YqnvNdio, same span
+    # 00:05-04:40), merged so the same person is not downloaded twice under two labels: 368 videos, 435 spans.
+    assert len(rows) == 368
+    assert sum(len(r["spans"]) for r in rows.values()) == 435
     assert {r["dataset"] for r in rows.values()} == {"hdtf"}
     assert {r["licence"] for r in rows.values()} == {"CC BY 4.0"}
-    assert [str(i) for i in issues] == ["RD_video_url.txt:24: video 'Radio24' has no line in RD_annotion_time.txt"]
-    assert issues[0].kind == "no_spans"
+    assert sorted((str(i), i.kind) for i in issues) == [
+        ("RD_video_url.txt:24: video 'Radio24' has no line in RD_annotion_time.txt", "no_spans"),
+        ("WDA_video_url.txt:122: duplicate of youtube:gh3YqnvNdio", "duplicate_row"),
+        ("WDA_video_url.txt:122: identity 'JamesClyburn1' conflicts with 'WhipJimClyburn'; keeping the first "
+         "(WDA_video_url.txt:122 is ignored)", "identity_conflict"),
+    ]
+    assert "JamesClyburn1" not in rows and rows["WhipJimClyburn"]["list_line"] == 13
     assert sum(1 for r in rows.values() for s in r["spans"] if s["crop_w"] is None) == 15  # spans without crop lines
     heights = Counter(r["ref_height"] for r in rows.values())
-    assert heights[1080] == 199 and heights[720] == 165 and heights[None] == 1  # KevinMcCarthy1 lists 0
+    assert heights[1080] == 198 and heights[720] == 165 and heights[None] == 1  # KevinMcCarthy1 lists 0
     assert {h for h in heights if h not in (720, 1080, None)} == {360, 700, 714, 2160}
 
 
@@ -72,7 +79,7 @@ def test_hdtf_rows_fit_the_sources_schema(hdtf, tmp_path):
     rows, _ = hdtf
     mio.write_table(list(rows.values()), tmp_path / "s.parquet", "sources")
     back = mio.read_rows(tmp_path / "s.parquet", "sources")
-    assert len(back) == 369 and back[0]["source_id"] < back[-1]["source_id"]
+    assert len(back) == 368 and back[0]["source_id"] < back[-1]["source_id"]
 
 
 def test_sanitise_id_never_escapes():
@@ -195,10 +202,24 @@ def test_curate_sources_cli(tmp_path, capsys, hdtf):
     out = tmp_path / "sources.parquet"
     assert curate(["sources", str(HDTF), str(tmp_path / "list.csv"), "--out", str(out)]) == 0
     text = capsys.readouterr()
-    assert "372 sources" in text.out and "skipped RD_video_url.txt:24" in text.err
+    assert "371 sources" in text.out and "skipped RD_video_url.txt:24" in text.err
     table = mio.read_table(out, "sources")
-    assert table.num_rows == 372
+    assert table.num_rows == 371
     before = out.read_bytes()
     assert curate(["sources", str(HDTF), str(tmp_path / "list.csv"), "--out", str(out), "--quiet"]) == 0
     assert out.read_bytes() == before
     assert capsys.readouterr().out == ""
+
+
+def test_a_youtube_video_listed_twice_in_different_url_forms_is_one_source(hdtf, tmp_path):
+    (tmp_path / "extra.csv").write_text("url,start,end,identity\n"
+                                        "https://youtu.be/XtySvTwIOfw,200,210,radio-host\n"
+                                        "https://www.youtube.com/watch?v=XtySvTwIOfw&t=30s,00:30,01:00,\n")
+    rows, issues = read_sources([HDTF, tmp_path / "extra.csv"])
+    assert len(rows) == 368
+    radio11 = next(r for r in rows if r["source_id"] == "Radio11")
+    assert [(s["index"], s["start"], s["end"]) for s in radio11["spans"]] == [(0, 30.0, 60.0), (1, 90.0, 150.0),
+                                                                             (2, 200.0, 210.0)]
+    assert radio11["source_label"] == "Radio11" and radio11["dataset"] == "hdtf"
+    extra = sorted(i.kind for i in issues if i.file == "extra.csv")
+    assert extra == ["duplicate_row", "identity_conflict"]

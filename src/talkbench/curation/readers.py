@@ -9,9 +9,10 @@ Rules that keep reruns deterministic:
 * ``source_id`` is the list's id (HDTF name, a table's ``id`` column, the YouTube id, or the file stem), reduced to
   ``[A-Za-z0-9._-]`` without leading dots. When sanitising changed it, a short hash of the raw id is appended, so
   ``../x`` and ``x`` never collide and no id can name a parent folder.
-* Rows naming the same video (same url, or same resolved local path) are merged: spans are deduplicated and, for
-  tables, sorted by (start, end); the first row in (file, line) order wins for label and provenance. Two different
-  videos whose ids sanitise alike get a hash of their url appended to both, independent of input order.
+* Rows naming the same video (one YouTube id in any url form, one url, or one resolved local path) are merged:
+  spans are deduplicated and, for tables, sorted by (start, end); the first row (earlier list on the command line,
+  then file name, then line) wins for label and provenance. Two different videos whose ids sanitise alike get a hash
+  of their url appended to both, independent of input order.
 """
 
 from __future__ import annotations
@@ -380,12 +381,21 @@ def detect_format(path: str | Path) -> str:
                           f"({'|'.join(sorted(READERS))})")
 
 
+def _video_key(row: dict) -> str:
+    """What makes two rows the same video: the YouTube id (any url form), else the url, else the resolved path."""
+    if row["url"]:
+        yid = youtube_id(row["url"])
+        return f"youtube:{yid}" if yid else row["url"]
+    return f"file://{row['local_path']}"
+
+
 def _merge(rows: list[dict], issues: list[Issue]) -> list[dict]:
     """Merge rows naming the same video, then make source ids unique (see the module docstring)."""
-    rows = sorted(rows, key=lambda r: (r["list_file"], r["list_line"], r["video_id"]))
+    # "First" means: earlier list on the command line, then file name, then line.
+    rows = sorted(rows, key=lambda r: (r.pop("_order", 0), r["list_file"], r["list_line"], r["video_id"]))
     by_key: dict[str, dict] = {}
     for row in rows:
-        key = row["url"] or f"file://{row['local_path']}"
+        key = _video_key(row)
         if key not in by_key:
             by_key[key] = dict(row, spans=list(row["spans"]))
             continue
@@ -399,6 +409,10 @@ def _merge(rows: list[dict], issues: list[Issue]) -> list[dict]:
                                 kind="duplicate_row"))
         elif not new:
             issues.append(Issue(Path(row["list_file"]).name, row["list_line"], f"duplicate of {key}", kind="duplicate_row"))
+        if first["dataset"] == "hdtf":
+            # HDTF span indices name its crop lines: spans from other lists are numbered after them.
+            top = max((s["index"] for s in first["spans"]), default=-1)
+            new = [dict(s, index=top + 1 + k) for k, s in enumerate(new)]
         first["spans"].extend(new)
         if row["source_label"] and first["source_label"] and row["source_label"] != first["source_label"]:
             issues.append(Issue(Path(row["list_file"]).name, row["list_line"],
@@ -425,7 +439,7 @@ def read_sources(paths, fmt: str | None = None) -> tuple[list[dict], list[Issue]
     if fmt is not None and fmt not in READERS:
         raise ValueError(f"unknown source format {fmt!r}; choose from {sorted(READERS)}")
     rows, issues = [], []
-    for path in paths:
+    for k, path in enumerate(paths):
         path = Path(path)
         if not path.exists():
             raise SourceListError(f"{path}: no such file or folder")
@@ -434,7 +448,7 @@ def read_sources(paths, fmt: str | None = None) -> tuple[list[dict], list[Issue]
             got, bad = READERS[kind](path)
         except (OSError, UnicodeDecodeError) as exc:
             raise SourceListError(f"{path}: cannot read as {kind}: {exc}") from exc
-        rows.extend(got)
+        rows.extend(dict(r, _order=k) for r in got)
         issues.extend(bad)
     merged = _merge(rows, issues)
     return merged, issues

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..manifests.io import atomic_write_text
+from ..media import sha256_file
 from ..runtime import Step
 from .config import PIPELINE_VERSION, CurationConfig
 from .download import DownloadOptions, DownloadResult, fetch_source
@@ -109,8 +110,6 @@ class ProbeStep(_AcquireStep):
                 row["size_bytes"] = path.stat().st_size if path.exists() else None
                 yield self.fail(row, "rejected", exc.reason, str(exc))
                 continue
-            from ..media import sha256_file
-
             row.update(probe)
             row["sha256"] = sha256_file(path)
             w, h = display_size(probe)

@@ -68,8 +68,8 @@ class Step:
         self.perc = PyramidPerceptualLoss("vgg19-random").to(device)
         self.g_model, self.d_model = (torch.compile(self.gstep), torch.compile(self.disc)) if compile else (
             self.gstep, self.disc)
-        self.g_opt = torch.optim.Adam(self.gstep.parameters(), lr=2e-3, betas=(0, 0.99))
-        self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=2e-3, betas=(0, 0.99))
+        self.g_opt = torch.optim.Adam(self.gstep.parameters(), lr=2e-3, betas=(0.9, 0.99))
+        self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=2e-3, betas=(0.0, 0.99))
         self.c_opt = torch.optim.Adam(self.club.parameters(), lr=1e-4)
 
     def batch(self, b: int) -> dict:

@@ -119,8 +119,8 @@ def test_perceptual_without_weights_names_the_alternative():
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     fallback = PyramidPerceptualLoss("none-l1-pyramid")
     assert fallback(x, x).item() == 0
-    # four pyramid levels of mean |x - y| with y = x + 0.5 everywhere: 4 × 0.5
-    assert fallback(x, x + 0.5).item() == pytest.approx(2.0, rel=1e-5)
+    # four pyramid levels of 10 · mean |x - y| with y = x + 0.5 everywhere: 4 × 10 × 0.5
+    assert fallback(x, x + 0.5).item() == pytest.approx(20.0, rel=1e-5)
 
 
 def test_club_separates_dependent_from_independent_codes():

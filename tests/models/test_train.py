@@ -93,6 +93,7 @@ def speech_driver(path, frames: np.ndarray) -> None:
     media.write_video(path, frames, fps=25.0, audio=wav)
 
 
+@pytest.mark.slow
 def test_cli_train_generate_extract(tiny_manifest, tmp_path):
     from PIL import Image
     from skimage import data
@@ -126,6 +127,22 @@ def test_cli_train_generate_extract(tiny_manifest, tmp_path):
     assert np.array(table[0]["motion"]).shape == (40, 20) and len(table[0]["identity"]) == 64
 
     assert cli(["models", "summary", "motion", "--preset", "tiny"]) == 0
+
+    # the bench engineer's `bench run --method ours` goes through the same ReenactModel path
+    from talkbench.cli.bench import main as bench_cli
+    from talkbench.manifests import read_rows, write_table
+
+    rows = read_rows(tiny_manifest, "clips")
+    test_row = dict(rows[0], clip_id="astro-test", identity_id="held-out", split="test")
+    with_test = tiny_manifest.parent / "with-test.parquet"
+    write_table(rows + [test_row], with_test, "clips")
+    bench_out = tmp_path / "bench"
+    assert bench_cli(["run", "--method", "ours", "--checkpoint", str(ckpt), "--task", "self-reenact",
+                      "--manifest", str(with_test), "--out", str(bench_out), "--quiet", "--bootstrap", "50"]) == 0
+    results = read_rows(bench_out / "results.parquet", "results")
+    psnr = [r for r in results if r["metric"] == "psnr"]
+    assert [(r["method"], r["clip_id"]) for r in psnr] == [("ours", "astro-test")]
+    assert 5 < psnr[0]["value"] < 60
 
 
 def test_cli_errors_are_one_line(tiny_manifest, tmp_path, capsys):

@@ -52,10 +52,14 @@ class TrainConfig:
     preset: str = "tiny"
     max_steps: int = 100_000
     batch_size: int = 8  # per rank
-    lr: float = 2e-3  # LIA train.py default lr (Adam, betas (0, 0.99) as in StyleGAN2)
+    lr: float = 2e-3  # LIA train.py default lr
     d_lr: float = 2e-3
     club_lr: float = 1e-4  # CLUB reference code (Cheng et al. 2020) uses 1e-4 … 5e-3 for the estimator
-    betas: tuple[float, float] = (0.0, 0.99)
+    # LIA / StyleGAN2 use Adam betas (0, 0.99) for both networks. For the generator we keep momentum: on the
+    # one-clip overfit here (tiny, batch 8, 150 steps) β1 = 0.9 reached 23.5 dB PSNR against 18-22 dB (oscillating)
+    # with β1 = 0 at the same lr. The discriminator keeps LIA's (0, 0.99).
+    betas: tuple[float, float] = (0.9, 0.99)
+    d_betas: tuple[float, float] = (0.0, 0.99)
     grad_clip: float = 10.0  # global-norm clip; a guard against GAN spikes, rarely active
     ema_decay: float = 0.999
     perceptual: str = "vgg19"  # one of losses.PERCEPTUAL; "none-l1-pyramid" when no VGG19 weights are installed
@@ -78,7 +82,7 @@ class TrainConfig:
             self.weights = LossWeights(**self.weights)
         if self.perceptual not in PERCEPTUAL:
             raise ConfigError(f"unknown perceptual loss {self.perceptual!r}; choose from {sorted(PERCEPTUAL)}")
-        self.betas = tuple(self.betas)
+        self.betas, self.d_betas = tuple(map(float, self.betas)), tuple(map(float, self.d_betas))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -162,7 +166,7 @@ def main(cfg: TrainConfig) -> dict:
     ema = copy.deepcopy(gen).eval().requires_grad_(False)
     perceptual = PyramidPerceptualLoss(cfg.perceptual).to(device)
     g_opt = torch.optim.Adam(gstep.parameters(), lr=cfg.lr, betas=cfg.betas)
-    d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=cfg.betas)
+    d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr, betas=cfg.d_betas)
     c_opt = torch.optim.Adam(club.parameters(), lr=cfg.club_lr)
 
     start = 0

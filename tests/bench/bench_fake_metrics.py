@@ -72,3 +72,12 @@ class Evaluator:
             rows.append({"metric": m, "value": max(value, 0.0), "null_reason": None, "n": self._clips,
                          "flags": "fid_below_2048_samples", "weights": json.dumps({}), "extra": None})
         return rows
+
+
+class NonStandardEvaluator(Evaluator):
+    """Like the real Evaluator with a non-official weights file: the protocol id names the files the metrics use."""
+
+    def __init__(self, protocol_id="stand-in-64", metrics=None, device="cpu", face_cropped=False):
+        super().__init__(protocol_id, metrics, device, face_cropped)
+        self.protocol_standard = False
+        self.protocol_id = f"{protocol_id}+nonstd.{'-'.join(sorted(self.metrics))}"

@@ -249,3 +249,13 @@ def test_ours_with_a_checkpoint(clip_manifest, tmp_path):
     assert frames.shape == (20, 64, 64, 3)
     run = json.loads((tmp_path / "ours" / "run.json").read_text())
     assert run["method"] == "ours" and len(run["method_key"]) == 64
+
+
+def test_non_standard_weights_give_one_protocol_id_per_run(clip_manifest, tmp_path):
+    # per-clip and set-level evaluators use different files; the run's id covers every metric of the task
+    run = BenchConfig(method="static", task="self-reenact", manifest=str(clip_manifest), out=str(tmp_path), limit=2,
+                      protocol=PROTO, evaluator="bench_fake_metrics:NonStandardEvaluator", quiet=True)
+    result = run_bench(run)
+    assert {r["protocol_id"] for r in result.rows} == {"stand-in-64+nonstd.aed-akd-csim-fid-fvd-lpips-psnr-ssim"}
+    assert not any(r["protocol_standard"] for r in result.rows)
+    assert result.summary["protocol_standard"] is False

@@ -291,9 +291,6 @@ class SetMetrics(Step):
             for r in evaluator.finalize():
                 out = _row(r)
                 out["metric"] = self.task.result_name(out["metric"])
-                out["protocol_standard"] = bool(getattr(evaluator, "protocol_standard", True))
-                out["protocol_id"] = getattr(evaluator, "protocol_id", self.cfg.protocol)
-                out["missing_weights"] = dict(evaluator.missing_weights() or {})
                 yield out
 
 
@@ -318,7 +315,8 @@ def _check_out(out: Path, run_info: dict) -> None:
             previous = json.loads(run_file.read_text())
         except (OSError, json.JSONDecodeError):
             previous = {}
-        keys = ("method", "task", "protocol_id", "split", "manifest_sha256", "method_key", "seed", "evaluator")
+        keys = ("method", "task", "protocol_id", "protocol_requested", "split", "manifest_sha256", "method_key",
+                "seed", "evaluator")
         diff = [k for k in keys if previous.get(k) != run_info.get(k)]
         if diff:
             k = diff[0]
@@ -349,11 +347,18 @@ def prepare(cfg: BenchConfig):
         raise ConfigError(f"task {task.name!r} needs audio, and no clip of split {cfg.split!r} has any")
     from ..media import sha256_file
 
+    # The Evaluator names the protocol it really runs: a non-official weights file gives "<id>+nonstd.<digest>" over
+    # every file the task's metrics use. Building it is cheap (networks load lazily), so ask once for the whole run.
+    evaluator_cls = load_evaluator_class(cfg.evaluator)
+    probe = evaluator_cls(protocol_id=protocol.protocol_id, metrics=list(task.evaluator_metrics()), device="cpu")
     run_info = {
         "method": method.name,
         "method_key": stable_hash(method.run_key()),
         "task": task.name,
-        "protocol_id": protocol.protocol_id,
+        "protocol_id": getattr(probe, "protocol_id", protocol.protocol_id),
+        "protocol_standard": bool(getattr(probe, "protocol_standard", True)),
+        "protocol_requested": protocol.protocol_id,
+        "missing_weights": dict(sorted((probe.missing_weights() or {}).items())),
         "protocol_digest": protocol.digest,
         "split": cfg.split,
         "manifest": str(Path(cfg.manifest).resolve()),
@@ -384,17 +389,8 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
     records = {j["clip_id"]: json.loads((out / "clips" / f"{j['clip_id']}.json").read_text()) for j in jobs}
 
     rows: list[dict] = []
-    standard = True
-    missing: dict[str, str] = {}
-    protocol_ids = set()
     for job in jobs:
-        record = records[job["clip_id"]]
-        if record.get("protocol_id"):
-            protocol_ids.add(record["protocol_id"])
-        if record.get("protocol_standard") is False:
-            standard = False
-        missing.update(record.get("missing_weights") or {})
-        for r in record["rows"]:
+        for r in records[job["clip_id"]]["rows"]:
             rows.append({**r, "clip_id": job["clip_id"]})
 
     if task.set_metrics():
@@ -405,25 +401,17 @@ def run_bench(cfg: BenchConfig) -> BenchResult:
         set_stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
                                  config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")
         for r in set_stage.rows:
-            protocol_ids.add(r.pop("protocol_id", None) or protocol.protocol_id)
-            if r.pop("protocol_standard", True) is False:
-                standard = False
-            missing.update(r.pop("missing_weights", None) or {})
             if excluded:
                 r["extra"] = _merge_extra(r.get("extra"), {"excluded_clips": len(excluded)})
                 r["flags"] = _merge_flags(r.get("flags"), ["clips_excluded"])
             rows.append({**r, "clip_id": None})
 
-    # The Evaluator names the protocol it really ran: a non-official weights file gives "<id>+nonstd.<digest>".
-    if len(protocol_ids) > 1:
-        raise ConfigError(f"clips of this run were scored under several protocols {sorted(protocol_ids)} (weights "
-                          f"changed between runs?); delete {out / 'clips'} and rerun")
-    protocol_id = protocol_ids.pop() if protocol_ids else protocol.protocol_id
-    common = {"protocol_id": protocol_id, "protocol_standard": standard, "method": method.name,
+    common = {"protocol_id": run_info["protocol_id"], "protocol_standard": run_info["protocol_standard"],
+              "method": method.name,
               "task": task.name, "split": cfg.split, "talkbench_version": __version__}
     rows = [{**common, **r} for r in rows]
     write_table(rows, out / "results.parquet", "results")
-    summary = summarise(rows, {**run_info, "protocol_id": protocol_id}, missing, records, n_boot=cfg.n_boot)
+    summary = summarise(rows, run_info, run_info["missing_weights"], records, n_boot=cfg.n_boot)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     return BenchResult(out, rows, summary, len(jobs), n_cached)
 

@@ -104,3 +104,49 @@ def test_parity_with_torchvision_inception_and_lpips():
     assert list(ref.state_dict()) == list(ours.state_dict())
     ref_alex = alexnet(weights=None)
     assert list(ref_alex.state_dict()) == list(backbones.AlexNet().state_dict())
+
+
+@pytest.mark.slow
+def test_fid_features_match_pytorch_fid_on_same_random_weights():
+    reason = _torchvision_importable()
+    if reason or importlib.util.find_spec("pytorch_fid") is None:
+        pytest.skip(reason or "pytorch-fid is not installed")
+    import pytorch_fid.inception as pfi
+
+    from talkbench.metrics import fakes
+
+    state = fakes.random_state_dict("fid-inception", seed=3)
+    pfi.load_state_dict_from_url = lambda *a, **k: state  # offline: hand pytorch-fid the same random file
+    ref = pfi.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
+    ours = inception.FIDInceptionV3().eval()
+    ours.load_state_dict(state, strict=False)
+    x = torch.rand(3, 3, 96, 128)
+    with torch.no_grad():
+        a = ref(x)[0].flatten(1)
+        b = ours(x)
+    assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), float((a - b).abs().max())
+
+
+@pytest.mark.slow
+def test_lpips_matches_lpips_package_on_same_weights():
+    reason = _torchvision_importable()
+    if reason or importlib.util.find_spec("lpips") is None:
+        pytest.skip(reason or "lpips is not installed")
+    import lpips as lpips_pkg
+
+    from talkbench.metrics.lpips import LPIPSNet
+
+    torch.manual_seed(0)
+    ref = lpips_pkg.LPIPS(net="alex", pnet_rand=True, verbose=False).eval()  # random backbone, official v0.1 heads
+    backbone = {}
+    for k in range(1, 6):
+        for name, tensor in getattr(ref.net, f"slice{k}").state_dict().items():
+            backbone[f"features.{name}"] = tensor
+    heads = {f"lin{k}.model.1.weight": getattr(ref, f"lin{k}").model[1].weight.detach() for k in range(5)}
+    ours = LPIPSNet("alex")
+    ours.load_weights(backbone, heads)
+    x, y = torch.rand(4, 3, 64, 64) * 2 - 1, torch.rand(4, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = ref(x, y).flatten()
+        b = ours(x, y)
+    assert torch.allclose(a, b, atol=1e-5), float((a - b).abs().max())

@@ -62,9 +62,10 @@ def test_errors_are_one_line_with_exit_1(tmp_path, capsys):
 
 
 def test_usage_errors_are_one_line_too(capsys):
-    assert curate.main(["build-manifest"]) == 1
+    assert curate.main(["build-manifest"]) == 2  # click's usage-error code
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "Missing parameter: sources" in err
+    assert err.count("\n") == 1 and err.startswith("error: ") and "Missing argument" in err
+    assert "curate build-manifest --help" in err
 
 
 def test_debug_shows_the_traceback(tmp_path):

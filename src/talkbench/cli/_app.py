@@ -10,6 +10,15 @@ import click
 import typer
 from rich.console import Console
 
+try:  # typer >= 0.20 vendors its own click; its exceptions are not click's.
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
+
+_EXIT = tuple({click.exceptions.Exit, typer.Exit})
+_ABORT = tuple({click.exceptions.Abort, typer.Abort})
+_CLICK_ERROR = tuple({click.ClickException, _typer_click.ClickException})
+
 console = Console(stderr=False, highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -28,13 +37,16 @@ def run_app(app: typer.Typer, argv: Sequence[str] | None, prog_name: str) -> int
     args = [a for a in args if a != "--debug"]
     try:
         app(args=args, prog_name=prog_name, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except _ABORT:
         err_console.print("aborted")
         return 130
-    except click.ClickException as exc:
-        exc.show()
+    except _CLICK_ERROR as exc:
+        # Usage errors too become one line; they keep click's exit code (2), other errors exit 1.
+        message = " ".join(exc.format_message().split())
+        hint = f" (see {exc.ctx.command_path} --help)" if getattr(exc, "ctx", None) is not None else ""
+        err_console.print(f"error: {message}{hint}", markup=False)
         return exc.exit_code
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -31,3 +31,14 @@ def test_ray_and_local_give_identical_results(clip_manifest, tmp_path, monkeypat
     assert (tmp_path / "ray" / "results.parquet").read_bytes() == (tmp_path / "local" / "results.parquet").read_bytes()
     assert remote.summary["metrics"] == local.summary["metrics"]
     assert sorted(p.name for p in (tmp_path / "ray" / "stats" / "clips" / "completions").iterdir()) == ["00000", "00001"]
+
+
+@pytest.mark.slow
+def test_local_process_pool_gives_identical_results(clip_manifest, tmp_path):
+    def cfg(out, workers):
+        return BenchConfig(method="static", task="cross-reenact", manifest=str(clip_manifest), out=str(out),
+                           protocol="stand-in-64", evaluator=FAKE, quiet=True, workers=workers, seed=1)
+
+    run_bench(cfg(tmp_path / "one", 1))
+    run_bench(cfg(tmp_path / "two", 2))
+    assert (tmp_path / "two" / "results.parquet").read_bytes() == (tmp_path / "one" / "results.parquet").read_bytes()

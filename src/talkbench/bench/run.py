@@ -174,10 +174,8 @@ class ScoreClips(Step):
     def score(self, job: dict) -> dict:
         from ..media import read_audio, read_frames
 
-        from ..manifests.protocols import get_protocol
-
         evaluator = self._evaluator()
-        protocol = get_protocol(self.cfg.protocol)
+        protocol = load_protocol(self.cfg.protocol, self.cfg.evaluator)
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
         base_extra = {}
@@ -269,10 +267,10 @@ class SetMetrics(Step):
         self.out = Path(cfg.out)
 
     def run(self, rows, rank=0, world_size=1):
-        from ..manifests.protocols import get_protocol
         from ..media import read_frames
 
-        protocol = get_protocol(self.cfg.protocol)
+        # in a fresh worker process: importing the evaluator's package registers the protocols it defines
+        protocol = load_protocol(self.cfg.protocol, self.cfg.evaluator)
         cls = load_evaluator_class(self.cfg.evaluator)
         metrics = [self.task.renames.get(m, m) for m in self.task.set_metrics()]
         for row in rows:

@@ -189,3 +189,14 @@ def test_cli_weights_commands(fake_files, home, capsys):
     assert main(["weights", "verify", "syncnet"]) == 1
     for group in (["weights"], ["weights", "fetch"], ["weights", "import"], ["weights", "verify"], ["weights", "list"]):
         assert main([*group, "--help"]) == 0
+
+
+def test_protocol_hashes_equal_the_registry():
+    from talkbench.manifests.protocols import get_protocol
+
+    for pid in ("talkbench-v1-256", "talkbench-v1-512", "talkbench-v1-256-dwpose"):
+        protocol = get_protocol(pid)
+        assert protocol.fps == 25.0 and protocol.audio_rate == 16000
+        for metric, net in protocol.feature_nets:
+            assert net.sha256 == weights.REGISTRY[net.weights].sha256, (pid, metric)
+    assert get_protocol("talkbench-v1-256-dwpose").hkc_detector == "dwpose"

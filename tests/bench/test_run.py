@@ -259,3 +259,10 @@ def test_non_standard_weights_give_one_protocol_id_per_run(clip_manifest, tmp_pa
     assert {r["protocol_id"] for r in result.rows} == {"stand-in-64+nonstd.aed-akd-csim-fid-fvd-lpips-psnr-ssim"}
     assert not any(r["protocol_standard"] for r in result.rows)
     assert result.summary["protocol_standard"] is False
+
+
+def test_upper_body_adds_hkc(clip_manifest, tmp_path):
+    result = run_bench(cfg(clip_manifest, tmp_path, method="gt", task="upper-body", limit=1))
+    names = sorted({r["metric"] for r in result.rows})
+    assert names == ["aed", "akd", "csim", "fid", "fvd", "hkc", "lpips", "psnr", "ssim"]
+    assert result.summary["run"]["task"] == "upper-body"

@@ -137,3 +137,32 @@ def test_cli_errors_are_one_line(home, tmp_path, capsys):
     assert "no such file" in err and "Traceback" not in err
     assert main(["metrics", "compute", "--help"]) == 0
     assert main(["metrics", "--help"]) == 0
+
+
+def test_cli_resamples_other_frame_rates_and_says_so(home, face_frames, tmp_path):
+    from talkbench.media import write_video
+
+    video = write_video(tmp_path / "v30.mp4", np.concatenate([face_frames] * 2), fps=30)
+    out = tmp_path / "r.parquet"
+    assert main(["metrics", "compute", "--pred", str(video), "--gt", str(video), "--metrics", "psnr",
+                 "--out", str(out)]) == 0
+    (row,) = read_rows(out, "results")
+    assert row["value"] == float("inf") and row["n"] in (13, 14)  # 16 frames at 30 fps -> ~13 at 25 fps
+    assert json.loads(row["extra"])["resampled_from_fps"] == pytest.approx(30.0)
+
+
+@pytest.mark.slow
+def test_evaluator_sync_rows_with_random_syncnet(home, face_frames):
+    """Code path only (random weights): 224x224 face crops, --face-cropped, real-length audio."""
+    from talkbench.metrics.nets.syncnet import SyncNet
+
+    from PIL import Image
+
+    frames = np.stack([np.asarray(Image.fromarray(f).resize((224, 224))) for f in np.concatenate([face_frames] * 3)])
+    torch.manual_seed(0)
+    ev = Evaluator(metrics=["sync_c", "sync_d", "av_offset"], face_cropped=True, networks={"syncnet": SyncNet().eval()})
+    audio = (np.random.default_rng(0).normal(size=len(frames) * 640) * 0.1).astype(np.float32)
+    rows = {r["metric"]: r for r in ev.add_video("c", frames, audio=audio)}
+    assert rows["sync_d"]["value"] > 0 and rows["sync_c"]["value"] >= 0 and rows["sync_d"]["n"] == len(frames) - 5
+    assert -15 <= rows["av_offset"]["value"] <= 15
+    assert json.loads(rows["sync_c"]["extra"])["face_cropped"] is True

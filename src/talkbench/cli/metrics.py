@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -56,7 +57,12 @@ def compute_cmd(
         clip = read_clip(clip_id, path, proto.fps, proto.size, proto.audio_rate)
         gt_frames = read_clip(clip_id, gt_clips[clip_id], proto.fps, proto.size, proto.audio_rate).frames if gt else None
         clip_audio = audio_override if audio_override is not None else clip.audio
-        rows += evaluator.add_video(clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
+        clip_rows = evaluator.add_video(clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
+        if clip.info.get("resampled"):  # decoded at the protocol fps from another rate: say so in every row
+            for row in clip_rows:
+                row["extra"] = json.dumps({**json.loads(row["extra"]), "resampled_from_fps": clip.info["source_fps"]},
+                                          sort_keys=True)
+        rows += clip_rows
     rows += evaluator.finalize()
     for row in rows:
         row.update(method=method, task=None, split=None, talkbench_version=talkbench.__version__)

@@ -28,8 +28,8 @@ def list_cmd() -> None:
         else:
             state = {True: "yes (official)", None: "yes (unpinned)", False: "yes (UNVERIFIED)"}[record.get("official")]
         hash_text = {"sha256": entry.sha256[:16] + "…", "prefix": f"prefix {entry.sha256}", "unpinned": "none published"}
-        size = f"{entry.size / 1e6:.1f} MB" if entry.size else "?"
-        table.add_row(name, entry.filename, state, hash_text[entry.hash_kind], size, entry.licence)
+        size = "?" if not entry.size else (f"{entry.size / 1e6:.1f} MB" if entry.size > 1e5 else f"{entry.size} B")
+        table.add_row(name, entry.filename, state, hash_text[entry.hash_kind], size, entry.licence.split(" (")[0])
     console.print(table)
 
 

@@ -136,8 +136,7 @@ class Evaluator:
             cls = {"fid": FID, "fid_clean": CleanFID, "fvd": FVD}[metric]
             extractor = self._nets.get(metric)
             m = cls(extractor=extractor) if extractor is not None else cls()
-            if metric == "fid":
-                m.extractor.to(self.device)
+            m.extractor.to(self.device)
             self._sets[metric] = m
         return self._sets[metric]
 

@@ -44,6 +44,12 @@ def gaussian_stats(feats: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.nda
     return feats.mean(0), np.cov(feats, rowvar=False, ddof=ddof)
 
 
+def _module_device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
 class _FrechetMetric(Metric):
     is_differentiable = False
     higher_is_better = False
@@ -103,7 +109,7 @@ class FID(_FrechetMetric):
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.permute(0, 3, 1, 2).float() / 255.0  # (N, 3, H, W) in [0, 1]
-        return self.extractor(x.to(next(self.extractor.parameters()).device))
+        return self.extractor(x.to(_module_device(self.extractor)))
 
 
 def clean_resize(frames: np.ndarray, size: int = 299) -> np.ndarray:
@@ -130,7 +136,7 @@ class CleanFID(_FrechetMetric):
 
     def features(self, frames: torch.Tensor) -> torch.Tensor:
         x = torch.from_numpy(clean_resize(frames.cpu().numpy())).permute(0, 3, 1, 2)
-        x = (x - 128.0) / 128.0
+        x = ((x - 128.0) / 128.0).to(_module_device(self.extractor))
         layers = self.extractor.layers
         return layers(x).reshape(len(x), 2048)
 
@@ -155,6 +161,7 @@ class FVD(_FrechetMetric):
         if clips.shape[1] < self.num_frames:
             raise ConfigError(f"FVD needs clips of at least {self.num_frames} frames, found {clips.shape[1]}")
         x = clips[:, : self.num_frames].permute(0, 4, 1, 2, 3).float()  # (N, 3, T, H, W), uint8 values 0..255
+        x = x.to(_module_device(self.extractor))
         return self.extractor(x, rescale=True, resize=True, return_features=True)
 
     def compute(self) -> torch.Tensor:

@@ -140,11 +140,12 @@ def scores_from_distances(dists: torch.Tensor, vshift: int) -> SyncResult:
                       av_offset=int(vshift - int(minidx)), mean_dists=mdist.numpy(), n_windows=int(dists.shape[0]))
 
 
-def syncnet_features(net: SyncNet, video_bgr: np.ndarray, mfcc_feats: np.ndarray, batch_size: int = 64,
+def syncnet_features(net: SyncNet, video_bgr: np.ndarray, mfcc_feats: np.ndarray, n_samples: int, batch_size: int = 64,
                      device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Lip and audio embeddings of every 5-frame / 20-MFCC window (reference lengths and indexing)."""
+    """Lip and audio embeddings of every 5-frame / 20-MFCC window (reference lengths and indexing:
+    min(frames, samples // 640) frames, windows 0 .. that - 6)."""
     t = len(video_bgr)
-    min_length = min(t, math.floor(mfcc_feats.shape[1] / 4))  # len(audio)/640 samples == MFCC frames / 4
+    min_length = min(t, math.floor(n_samples / (AUDIO_RATE // FPS)))
     last = min_length - 5
     if last < 1:
         raise ConfigError(f"Sync needs at least 6 frames with audio, found {min_length}")
@@ -187,5 +188,5 @@ def sync_scores(net: SyncNet, frames_rgb: np.ndarray, audio: np.ndarray, *, fps:
         bgr = jpeg_roundtrip(frames_rgb, qscale=2)
         crops = crop_faces(bgr, boxes)
         video = jpeg_roundtrip(np.ascontiguousarray(crops[:, :, :, ::-1]))
-    lip, aud = syncnet_features(net, video, mfcc(audio), batch_size=batch_size, device=device)
+    lip, aud = syncnet_features(net, video, mfcc(audio), len(audio), batch_size=batch_size, device=device)
     return scores_from_distances(offset_distances(lip, aud, vshift), vshift), extra

@@ -75,8 +75,12 @@ def bench_network(name: str, n: int, batch: int, one, many) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=48)
-    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1), help="SSIM frame threads")
+    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="torch intra-op threads (0: torch's default); 1 avoids spin-wait losses on a busy machine")
     args = parser.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     torch.manual_seed(0)
     rows = bench_pixel(args.frames, args.threads)
 

@@ -96,3 +96,15 @@ def test_clean_fid_and_fvd_identity_with_torchscript_fakes(fake_files):
 
 def test_fvd_uses_population_covariance():
     assert FVD.ddof == 0 and FID.ddof == 1
+
+
+def test_singular_product_retries_with_eps_and_imaginary_part_is_refused():
+    from talkbench.metrics.frechet import ImaginaryComponentError
+
+    # s1 @ s2 = [[0, 1], [0, 0]] has no square root: sqrtm gives inf, the eps*I retry gives a finite value.
+    s1, s2 = np.array([[0.0, 1.0], [0.0, 0.0]]), np.eye(2)
+    value = frechet_distance(np.zeros(2), s1, np.zeros(2), s2)
+    assert np.isfinite(value)
+    # A product with a negative eigenvalue has an imaginary square root: refused, as pytorch-fid does.
+    with pytest.raises(ImaginaryComponentError):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))

@@ -1,1 +1,12 @@
-"""talkbench.metrics"""
+"""talkbench.metrics: every talking-head metric under a pinned protocol.
+
+- ``weights``: the registry of pretrained networks (``talkbench weights list|fetch|import|verify``).
+- ``nets``: AlexNet/VGG, the FID Inception-v3 and SyncNet, written here in the official files' key layouts.
+- ``pixel`` (PSNR, SSIM), ``lpips``, ``frechet`` (FID, clean-FID, FVD), ``sync`` (Sync-C/D, AV offset),
+  ``identity`` (CSIM, AED), ``hands`` (HKC), ``motion`` (Diversity, AKD): a functional core and, where a metric
+  streams, a ``torchmetrics.Metric`` class.
+- ``evaluate.Evaluator``: all metrics of a protocol over a stream of videos, as rows of the ``results`` schema.
+- ``fakes``: random-weight files in each entry's official format, for tests and benchmarks.
+
+Submodules import their heavy dependencies lazily; import what you use.
+"""

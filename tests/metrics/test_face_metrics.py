@@ -84,3 +84,33 @@ def test_diversity_and_akd(face_frames):
     assert dist == 0.0 and n == len(face_frames)
     shifted, _ = akd(mesh, mesh + np.array([3.0, 4.0, 0.0]))
     assert shifted == pytest.approx(5.0)
+
+
+def test_video_metric_classes_stream_and_pickle(face_frames, arcface):
+    import pickle
+
+    from talkbench.metrics.face import FivePointDetector
+    from talkbench.metrics.video_metrics import AKD, CSIM, HKC, Diversity
+
+    detector = FivePointDetector("mediapipe")
+    c = CSIM(arcface, detector)
+    c.update(face_frames[0], face_frames[:1])
+    c.update(face_frames[0], np.zeros_like(face_frames[:2]))  # no face at all: skipped, not averaged in
+    assert float(c.compute()) == pytest.approx(1.0, abs=1e-6) and int(c.skipped) == 1
+    whole, parts = AKD(), AKD()
+    gt = np.roll(face_frames, 2, axis=2)
+    whole.update(face_frames[:4], gt[:4])
+    whole.update(face_frames[4:], gt[4:])
+    parts.update(face_frames[:4], gt[:4])
+    clone = pickle.loads(pickle.dumps(parts))
+    clone.update(face_frames[4:], gt[4:])
+    assert float(clone.compute()) == pytest.approx(float(whole.compute()), rel=1e-12)
+    assert float(whole.compute()) > 0 and AKD.higher_is_better is False
+    h = HKC()
+    h.update(face_frames[:2])
+    assert float(h.compute()) == 0.0
+    h.reset()
+    assert int(h.videos) == 0
+    d = Diversity()
+    d.update(face_frames)
+    assert 0 < float(d.compute()) < 0.05

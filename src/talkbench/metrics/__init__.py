@@ -3,8 +3,8 @@
 - ``weights``: the registry of pretrained networks (``talkbench weights list|fetch|import|verify``).
 - ``nets``: AlexNet/VGG, the FID Inception-v3 and SyncNet, written here in the official files' key layouts.
 - ``pixel`` (PSNR, SSIM), ``lpips``, ``frechet`` (FID, clean-FID, FVD), ``sync`` (Sync-C/D, AV offset),
-  ``identity`` (CSIM, AED), ``hands`` (HKC), ``motion`` (Diversity, AKD): a functional core and, where a metric
-  streams, a ``torchmetrics.Metric`` class.
+  ``identity`` (CSIM, AED), ``hands`` (HKC), ``motion`` (Diversity, AKD): functional cores; the
+  ``torchmetrics.Metric`` classes are beside them (pixel, lpips, frechet) or in ``video_metrics``.
 - ``evaluate.Evaluator``: all metrics of a protocol over a stream of videos, as rows of the ``results`` schema.
 - ``fakes``: random-weight files in each entry's official format, for tests and benchmarks.
 

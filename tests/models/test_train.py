@@ -16,13 +16,14 @@ from talkbench.models.inference import ReenactModel, read_motion_latents
 from talkbench.models.train_motion import TrainConfig, main
 
 # Measured on the 2-core CPU box (tiny preset, one 40-frame 64 px Megamind clip, batch 4, seed 0, default loss
-# weights with the pixel-pyramid fallback; the run is deterministic, 136 s with one thread):
-#   training-batch PSNR: mean of the first two logs (steps 10, 20) 14.5 dB → mean of the last three 19.9 dB;
-#   L1: 0.311 → 0.127; self-reenactment of the clip through ReenactModel (EMA weights, frame 0 as source): 16.4 dB.
+# weights with the pixel-pyramid fallback; the run is deterministic, 81-136 s with one thread):
+#   training-batch PSNR: mean of the first two logs (steps 10, 20) 14.5 dB → mean of the last three 19.5 dB;
+#   L1: 0.311 → 0.132; self-reenactment of the clip through ReenactModel (EMA weights, frame 0 as source): 15.9 dB
+#   (raw weights 16.2 dB).
 # For scale: copying the source frame scores 21.3 dB on this clip, so 300 steps show learning, not a good model.
 OVERFIT_STEPS = 300
 OVERFIT_PSNR_MIN = 18.0
-RECON_PSNR_MIN = 15.0
+RECON_PSNR_MIN = 14.5
 
 
 def cfg(manifest, out, **kw) -> TrainConfig:

@@ -80,7 +80,6 @@ def test_syncnet_window_shapes():
         assert net.forward_lip(torch.rand(2, 3, 5, 224, 224) * 255).shape == (2, 1024)
 
 
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
 def _torchvision_importable() -> str | None:

@@ -69,18 +69,10 @@ def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int
         data = step.run(_counted(data, ctx, upstream_clock), rank, world_size)
         contexts.append(ctx)
         clocks.append(upstream_clock)
-    out = []
-    it = iter(data)
+    # Pulling the last step's output through the same counter times it like every other step.
+    sink = StepContext("output")
     last_clock = [0.0]
-    while True:
-        t0 = time.perf_counter()
-        try:
-            row = next(it)
-        except StopIteration:
-            last_clock[0] += time.perf_counter() - t0
-            break
-        last_clock[0] += time.perf_counter() - t0
-        out.append(row)
+    out = list(_counted(data, sink, last_clock))
     # A step's own time is the time its output took minus the time it spent waiting on its input.
     totals = [c[0] for c in clocks[1:]] + [last_clock[0]]
     for ctx, total, upstream in zip(contexts, totals, clocks):

@@ -51,13 +51,14 @@ def per_metric(device: str, n: int = 256) -> list[tuple[str, float]]:
     x = a.permute(0, 3, 1, 2).float() / 127.5 - 1
     y = b.permute(0, 3, 1, 2).float() / 127.5 - 1
     with torch.no_grad():
-        run("LPIPS-alex (batch 256)", lambda: lp(x, y), n)
+        run(f"LPIPS-alex (batch {n})", lambda: lp(x, y), n)
         inc = FIDInceptionV3().to(device).eval()
-        run("FID Inception pool3 (batch 256)", lambda: inc(x * 0.5 + 0.5), n)
+        run(f"FID Inception pool3 (batch {n})", lambda: inc(x * 0.5 + 0.5), n)
         sn = SyncNet().to(device).eval()
-        windows = torch.rand(128, 3, 5, 224, 224, device=device) * 255
-        mf = torch.randn(128, 1, 13, 20, device=device)
-        run("SyncNet lip+audio windows (batch 128)", lambda: (sn.forward_lip(windows), sn.forward_aud(mf)), 128)
+        k = min(n, 128)
+        windows = torch.rand(k, 3, 5, 224, 224, device=device) * 255
+        mf = torch.randn(k, 1, 13, 20, device=device)
+        run(f"SyncNet lip+audio windows (batch {k})", lambda: (sn.forward_lip(windows), sn.forward_aud(mf)), k)
     return rows
 
 
@@ -96,6 +97,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-full", action="store_true")
+    parser.add_argument("--per-metric-frames", type=int, default=256, help="frames per per-metric measurement")
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="tb-gpu-bench-")
     os.environ["TALKBENCH_HOME"] = home
@@ -106,7 +108,7 @@ def main() -> None:
     print(f"device {name}, torch {torch.__version__}, ffmpeg {'yes' if shutil.which('ffmpeg') else 'NO'}")
     print(f"| {'metric':<40} | {'frames/s':>10} |")
     print(f"|{'-' * 42}|{'-' * 12}|")
-    for metric, fps in per_metric(args.device):
+    for metric, fps in per_metric(args.device, args.per_metric_frames):
         print(f"| {metric:<40} | {fps:>10.0f} |")
     if args.skip_full:
         return

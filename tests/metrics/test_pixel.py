@@ -34,6 +34,8 @@ def test_ssim_and_psnr_match_skimage(i):
     a, b = real_pairs()[i]
     ours_ssim = float(ssim_frames(torch.from_numpy(a), torch.from_numpy(b))[0])
     assert abs(ours_ssim - protocol_ssim(a, b)) < 1e-6
+    conv = float(ssim_frames(torch.from_numpy(a), torch.from_numpy(b), backend="conv")[0])  # the GPU path
+    assert abs(conv - protocol_ssim(a, b)) < 1e-6
     ours_psnr = float(psnr_frames(torch.from_numpy(a), torch.from_numpy(b))[0])
     assert abs(ours_psnr - peak_signal_noise_ratio(a, b, data_range=255)) < 1e-6
 

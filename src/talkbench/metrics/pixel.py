@@ -45,14 +45,19 @@ def gaussian_window(sigma: float = SIGMA, size: int = WIN) -> torch.Tensor:
     return w / w.sum()
 
 
-def _ssim_map_stats(ux, uy, uxx, uyy, uxy):
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
+def _ssim_map_stats(ux, uy, usq, uxy):
+    """SSIM map from the filtered x, y, x^2 + y^2 and xy.
+
+    The formula only needs vx + vy, so x^2 and y^2 are filtered as one map (four filters instead of five);
+    the inputs are integers, so x^2 + y^2 is exact and the result equals the five-map form to rounding.
+    """
+    vsum, vxy = usq - ux * ux - uy * uy, uxy - ux * uy
     c1, c2 = (K1 * DATA_RANGE) ** 2, (K2 * DATA_RANGE) ** 2
-    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vsum + c2))
 
 
 def _ssim_frame_numpy(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
-    """One frame, (3, H, W) float64 each: the five moment maps of each channel filtered by two C passes
+    """One frame, (3, H, W) float64 each: the four moment maps of each channel filtered by two C passes
     (scipy.ndimage), valid region only.
 
     One channel at a time keeps every map (0.5 MB at 256x256) in cache; batching frames or stacking the maps is
@@ -64,14 +69,14 @@ def _ssim_frame_numpy(x: np.ndarray, y: np.ndarray, g: np.ndarray) -> float:
     total = 0.0
     for xc, yc in zip(x, y):
         maps = []
-        for m in (xc, yc, xc * xc, yc * yc, xc * yc):
+        for m in (xc, yc, xc * xc + yc * yc, xc * yc):
             m = ndimage.correlate1d(m, g, axis=1, mode="constant")[:, r:-r]
             maps.append(ndimage.correlate1d(m, g, axis=0, mode="constant")[r:-r])
         total += float(_ssim_map_stats(*maps).mean())
     return total / len(x)
 
 
-def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> torch.Tensor:
+def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1, backend: str = "auto") -> torch.Tensor:
     """Per-frame SSIM (N,) float64 of uint8 RGB frames, mean over the valid region and the 3 channels.
 
     On a GPU the frames are filtered as one batch of separable float64 convolutions; on the CPU one frame at a
@@ -82,7 +87,9 @@ def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> t
     if h < WIN or w < WIN:
         raise ValueError(f"SSIM needs frames of at least {WIN}x{WIN}, found {h}x{w}")
     g = gaussian_window().to(x.device)
-    if x.device.type == "cpu":
+    if backend not in ("auto", "ndimage", "conv"):
+        raise ValueError(f"unknown method {backend!r}; choose from ['auto', 'conv', 'ndimage']")
+    if backend == "ndimage" or (backend == "auto" and x.device.type == "cpu"):
         xs, ys, gn = x.numpy(), y.numpy(), g.numpy()
         if threads > 1 and n > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -92,11 +99,11 @@ def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1) -> t
         else:
             values = [_ssim_frame_numpy(xs[i], ys[i], gn) for i in range(n)]
         return torch.tensor(values, dtype=torch.float64)
-    # Stack the five moment maps of every channel and filter them in one separable pass ("valid" region only).
-    maps = torch.cat([x, y, x * x, y * y, x * y], 1).reshape(n * 5 * c, 1, h, w)
+    # Stack the four moment maps of every channel and filter them in one separable pass ("valid" region only).
+    maps = torch.cat([x, y, x * x + y * y, x * y], 1).reshape(n * 4 * c, 1, h, w)
     maps = F.conv2d(maps, g.view(1, 1, 1, WIN))
     maps = F.conv2d(maps, g.view(1, 1, WIN, 1))
-    s = _ssim_map_stats(*maps.reshape(n, 5, c, h - WIN + 1, w - WIN + 1).unbind(1))
+    s = _ssim_map_stats(*maps.reshape(n, 4, c, h - WIN + 1, w - WIN + 1).unbind(1))
     return s.mean(dim=(2, 3)).mean(1)
 
 

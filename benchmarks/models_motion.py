@@ -115,6 +115,18 @@ def step_flops(preset: str) -> float:
     return counter.get_total_flops() / 2
 
 
+def frame_flops(preset: str) -> float:
+    """FLOPs to reenact one frame: encode the driver frame, render from the cached source code."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    gen = MotionGenerator(get_config(preset)).requires_grad_(False)
+    x = torch.zeros(1, 3, gen.cfg.size, gen.cfg.size)
+    with FlopCounterMode(display=False) as counter:
+        enc = gen.encoder(x)
+        gen.render(enc.w, enc.alpha, enc.feats)
+    return float(counter.get_total_flops())
+
+
 def bench_train(args, device) -> list[tuple]:
     rows = []
     name, peak = card_peak(device)
@@ -180,10 +192,12 @@ def bench_inference(args, device) -> None:
         lat.append(time.perf_counter() - t)
     lat_ms = np.array(lat) * 1e3
     rows.append(("streaming 1", 1e3 / lat_ms.mean(), lat_ms.mean()))
-    print(f"\nreenactment inference, preset {args.preset} ({cfg.size} px), device {name}")
-    print(f"{'mode':<14}{'frames/s':>10}{'ms/frame':>10}")
+    flops = frame_flops(args.preset)
+    print(f"\nreenactment inference, preset {args.preset} ({cfg.size} px), device {name}, "
+          f"{flops / 1e9:.1f} GFLOP per frame (driver encoder + renderer)")
+    print(f"{'mode':<14}{'frames/s':>10}{'ms/frame':>10}{'TFLOP/s':>9}")
     for label, fps, ms in rows:
-        print(f"{label:<14}{fps:>10.1f}{ms:>10.2f}")
+        print(f"{label:<14}{fps:>10.1f}{ms:>10.2f}{fps * flops / 1e12:>9.2f}")
     print(f"streaming latency p50 {np.percentile(lat_ms, 50):.2f} ms, p95 {np.percentile(lat_ms, 95):.2f} ms "
           f"(targets on GPU: >= 200 frames/s batched, < 15 ms per streamed frame)")
 
@@ -199,7 +213,10 @@ def main():
     p.add_argument("--stream-frames", type=int, default=None)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared CPU box)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     if gpu:

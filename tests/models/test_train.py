@@ -176,3 +176,24 @@ def test_reenact_streams_chunks_and_single_frames(tiny_manifest, tmp_path):
     assert whole.shape == (11, 64, 64, 3)
     assert np.abs(whole.astype(int) - mixed.astype(int)).max() <= 1  # chunking never changes a frame
     assert np.abs(whole.astype(int) - single.astype(int)).max() <= 1
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_on_cpu(tiny_manifest, tmp_path):
+    """The same script under torchrun (DDP over gloo): both ranks step, rank 0 writes one checkpoint."""
+    import os
+    import shutil
+    import sys
+
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([torchrun, "--nproc_per_node", "2", "--master_port", "29531", "-m",
+                           "talkbench.models.train_motion", "--manifest", str(tiny_manifest), "--out", str(out),
+                           "--preset", "tiny", "--max-steps", "2", "--batch-size", "2", "--device", "cpu",
+                           "--perceptual", "none-l1-pyramid", "--num-workers", "0"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    ckpt = checkpoints.load(out / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["cfg"]["train"]["batch_size"] == 2
+    assert [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()] == [2]

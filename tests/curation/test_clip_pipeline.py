@@ -200,3 +200,23 @@ def test_no_usable_video_gives_empty_manifests_and_a_report(tmp_path):
     assert read_rows(tmp_path / "rejections.parquet", "rejections") == prior
     html = (tmp_path / "report.html").read_text()
     assert "<tr><td>kept</td><td>0</td></tr>" in html and "<td>acquire</td><td>unavailable</td><td>1</td>" in html
+
+
+@pytest.mark.slow
+def test_whole_build_manifest_on_ray_gives_the_local_manifests(sources_csv, curated, tmp_path, monkeypatch):
+    """`curate build-manifest --executor ray` (a local ray instance, 2 workers) writes the same bytes as the local run."""
+    ray = pytest.importorskip("ray")
+    from talkbench.curation.pipeline import build_manifest
+    from talkbench.runtime import make_executor
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # a ~/.ray/auth_token left by another tool must not matter
+    local_out, _ = curated
+    out = tmp_path / "ray"
+    try:
+        result = build_manifest([sources_csv], out, executor=make_executor("ray", workers=2, quiet=True), quiet=True)
+    finally:
+        ray.shutdown()
+    assert result.clips == 4
+    assert _hashes(out) == _hashes(local_out)
+    local_clips = {c["clip_id"]: c["sha256"] for c in read_rows(local_out / "clips.parquet", "clips")}
+    assert {p.stem for p in (out / "clips").glob("*.mp4")} == set(local_clips)

@@ -13,6 +13,10 @@ class ManifestError(TalkbenchError):
     """A manifest file is missing, truncated, or does not match its schema."""
 
 
+class ManifestWriteError(ManifestError):
+    """A manifest could not be written (disk full, permissions, a path under a file)."""
+
+
 class SourceListError(TalkbenchError):
     """A source list cannot be read at all (a single bad line is reported, not raised)."""
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..manifests.io import atomic_write_bytes, to_table
+from ..errors import ManifestWriteError
+from ..manifests.io import write_table
 from ..runtime import Executor, make_executor
 from .acquire import acquire_steps
 from .config import PIPELINE_VERSION, CurationConfig
@@ -41,22 +40,12 @@ class BuildResult:
     note: str | None = None
 
 
-def table_bytes(rows, name: str) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(to_table(rows, name), sink, compression="zstd", write_statistics=False)
-    return sink.getvalue().to_pybytes()
-
-
 def write_manifest(rows, path: Path, name: str) -> bool:
-    """Write atomically, but only when the bytes differ from the existing file; returns whether it wrote."""
-    data = table_bytes(rows, name)
-    if path.exists() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return False
+    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError."""
     try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return True
+        return write_table(rows, path, name)
+    except ManifestWriteError as exc:
+        raise OutputWriteError(str(exc)) from exc
 
 
 def check_writable(out_dir: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Iterable, Mapping
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ManifestError
+from ..errors import ManifestError, ManifestWriteError
 from .schemas import SCHEMA_VERSION, SORT_KEYS, table_schema
 
 META_TABLE = b"talkbench.table"
@@ -68,16 +68,28 @@ def to_table(rows: Iterable[Mapping] | pa.Table, name: str) -> pa.Table:
     return table.replace_schema_metadata({META_TABLE: name.encode(), META_VERSION: SCHEMA_VERSION.encode()})
 
 
-def write_table(rows: Iterable[Mapping] | pa.Table, path: str | os.PathLike, name: str) -> pa.Table:
-    """Validate rows against the schema and write them atomically as Parquet; returns the written table."""
-    table = to_table(rows, name)
+def table_bytes(rows: Iterable[Mapping] | pa.Table, name: str) -> bytes:
+    """The exact Parquet bytes ``write_table`` writes for these rows (sorted, validated, no timestamps)."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False)
+    pq.write_table(to_table(rows, name), sink, compression="zstd", write_statistics=False)
+    return sink.getvalue().to_pybytes()
+
+
+def write_table(rows: Iterable[Mapping] | pa.Table, path: str | os.PathLike, name: str) -> bool:
+    """Validate rows against the schema and write them atomically as Parquet.
+
+    The file is left untouched (mtime included) when it already holds exactly these bytes, so a rerun is a no-op.
+    Returns whether it wrote. A failing write raises ``ManifestWriteError`` naming the file.
+    """
+    path = Path(path)
+    data = table_bytes(rows, name)
+    if path.exists() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return False
     try:
-        atomic_write_bytes(path, sink.getvalue().to_pybytes())
+        atomic_write_bytes(path, data)
     except OSError as exc:
-        raise ManifestError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    return table
+        raise ManifestWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return True
 
 
 def read_table(path: str | os.PathLike, name: str, *, allow_newer_columns: bool = True) -> pa.Table:

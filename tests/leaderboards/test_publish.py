@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import shutil
 import subprocess
@@ -187,7 +186,7 @@ def test_html_renders_and_sorts_in_chromium(runs, tmp_path):
     assert 'src="plots/self-reenact__talkbench-v1-256__psnr.png"' in dom
     # the page's own script sorts on load from the URL hash; empty cells stay last
     dom = _chromium("--dump-dom", f"{page}#sort={tid}:psnr:desc")
-    assert f'data-sorted="psnr:desc"' in dom
+    assert 'data-sorted="psnr:desc"' in dom
     assert _methods_in_order(dom, tid) == ["gt", "ours-retrained-sync", "AniTalker", "ours", "folder:sadtalker",
                                            "static"]
     dom = _chromium("--dump-dom", f"{page}#sort={tid}:lpips:asc")

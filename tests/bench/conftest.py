@@ -1,20 +1,56 @@
-"""Real-material clip manifests for the bench tests: Megamind.avi segments and an astronaut portrait with speech."""
+"""Real-material clip manifests for the bench tests (Megamind.avi segments, an astronaut portrait with espeak-ng
+speech), scored by the real talkbench.metrics Evaluator under the real talkbench-v1-256 protocol.
+
+Every bench test starts from an empty weights home: metrics whose networks are not installed come back null with
+the install command. Tests that need set-level values install random-weight files in the official formats
+(talkbench.metrics.fakes) into their own home; those values check plumbing, not accuracy.
+"""
 
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 MEGAMIND = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")
-HERE = Path(__file__).parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+PROTO = "talkbench-v1-256"  # the smallest registered protocol: frames are scored at 256 px
 
-FAKE = "bench_fake_metrics:Evaluator"
+
+@pytest.fixture(scope="session")
+def empty_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bench-home-empty")
+
+
+@pytest.fixture(autouse=True)
+def _empty_weights_home(empty_home, monkeypatch):
+    """No weights unless a test installs some in its own home (monkeypatch TALKBENCH_HOME again)."""
+    monkeypatch.setenv("TALKBENCH_HOME", str(empty_home))
+
+
+def install_random_weights(home: Path, names: list[str], seed: int = 0) -> dict[str, dict]:
+    """Random files in the official formats installed as a user would import them (``--unverified`` where the
+    entry pins a hash); returns each entry's install record."""
+    import os
+
+    from talkbench.metrics import fakes, weights
+
+    home.mkdir(parents=True, exist_ok=True)
+    old = os.environ.get("TALKBENCH_HOME")
+    os.environ["TALKBENCH_HOME"] = str(home)
+    try:
+        records = {}
+        for name in names:
+            src = fakes.write_random(name, home / f"random-{weights.get_entry(name).filename}", seed)
+            records[name] = weights.install_file(name, src, unverified=True, source="random (fakes)")
+            src.unlink()
+        return records
+    finally:
+        if old is None:
+            os.environ.pop("TALKBENCH_HOME")
+        else:
+            os.environ["TALKBENCH_HOME"] = old
 
 
 def speech(path: Path, text: str) -> Path:

@@ -1,11 +1,14 @@
-"""`bench run` orchestration on real clips (Megamind, astronaut + espeak-ng speech) with a stand-in evaluator.
+"""`bench run` orchestration on real clips (Megamind, astronaut + espeak-ng speech), scored by the real
+talkbench.metrics Evaluator under the real talkbench-v1-256 protocol.
 
-The stand-in (bench_fake_metrics) has the Evaluator API of talkbench.metrics.evaluate; PSNR in it is the real
-formula, so the gt / static values asserted here are real numbers. Metric numerics are tested in tests/metrics.
+The weights home is empty unless a test installs files: PSNR, SSIM and AKD (no weights) give real values, checked
+against skimage on the same decoded frames; LPIPS, CSIM, AED, FID and FVD come back null with the install command.
+Metric numerics themselves are tested in tests/metrics.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -14,24 +17,36 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import FAKE
+from conftest import PROTO, install_random_weights
 from talkbench.bench.run import BenchConfig, run_bench
 from talkbench.cli.bench import main
 from talkbench.manifests import read_rows
 from talkbench.media import probe_json, read_frames, write_video
 
-PROTO = "stand-in-64"
+SIZE = 256  # talkbench-v1-256 decodes every clip to 256x256
+MISSING = {"lpips": "lpips-alex", "csim": "buffalo_l", "aed": "buffalo_l", "fid": "fid-inception", "fvd": "i3d"}
 
 
 def cfg(manifest, out, method="gt", task="self-reenact", **kw):
-    return BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), protocol=PROTO,
-                       evaluator=FAKE, quiet=True, n_boot=200, **kw)
+    return BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), protocol=PROTO, quiet=True,
+                       n_boot=200, **kw)
+
+
+def hint(entry: str) -> str:
+    return f"missing weights: talkbench weights fetch {entry}  (or: talkbench weights import PATH --as {entry})"
+
+
+def decoded(clip_manifest, clip_id: str) -> np.ndarray:
+    """The clip as the protocol decodes it (25 fps, 256 px), independently of the bench code."""
+    return read_frames(clip_manifest.parent / "clips" / f"{clip_id}.mp4", fps=25.0, size=SIZE)
 
 
 @pytest.fixture(scope="module")
-def gt_run(clip_manifest, tmp_path_factory):
+def gt_run(clip_manifest, empty_home, tmp_path_factory):
     out = tmp_path_factory.mktemp("gt_run")
-    return out, run_bench(cfg(clip_manifest, out))
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse home fixture is function-scoped
+        mp.setenv("TALKBENCH_HOME", str(empty_home))
+        return out, run_bench(cfg(clip_manifest, out))
 
 
 def test_gt_run_outputs(gt_run):
@@ -43,22 +58,32 @@ def test_gt_run_outputs(gt_run):
     assert {r["protocol_id"] for r in rows} == {PROTO} and all(r["protocol_standard"] for r in rows)
     assert {(r["method"], r["task"], r["split"], r["talkbench_version"]) for r in rows} == {
         ("gt", "self-reenact", "test", "0.1.0")}
-    psnr = [r for r in clip_rows if r["metric"] == "psnr"]
-    assert all(r["value"] == float("inf") and r["n"] == 19 for r in psnr)  # frames 1..19 scored, identical
-    assert json.loads(psnr[0]["extra"])["scored_frames"] == "1..19"
-    lpips = [r for r in clip_rows if r["metric"] == "lpips"]
-    assert all(r["value"] is None and r["null_reason"] == "missing_weights" for r in lpips)
-    fid = next(r for r in rows if r["metric"] == "fid")
-    assert fid["clip_id"] is None and fid["n"] == 4 and fid["value"] == pytest.approx(0.0, abs=1e-3)
+    by = {(r["clip_id"], r["metric"]): r for r in rows}
+    for clip in ("c-as-0", "c-as-1", "c-mm-0", "c-mm-1"):
+        # the ceiling: frames 1..19 scored, identical to the reference
+        assert by[clip, "psnr"]["value"] == float("inf") and by[clip, "psnr"]["n"] == 19
+        assert by[clip, "ssim"]["value"] == pytest.approx(1.0, abs=1e-12) and by[clip, "ssim"]["n"] == 19
+        for metric, entry in MISSING.items():
+            if metric not in ("fid", "fvd"):
+                assert by[clip, metric]["value"] is None and by[clip, metric]["null_reason"] == hint(entry)
+    assert json.loads(by["c-as-0", "psnr"]["extra"])["scored_frames"] == "1..19"
+    # Face Mesh finds the astronaut at 256 px: identical landmarks, zero keypoint distance
+    assert by["c-as-0", "akd"]["value"] == 0.0 and by["c-as-0", "akd"]["n"] == 19
+    for metric in ("fid", "fvd"):
+        row = by[None, metric]
+        assert row["value"] is None and row["null_reason"] == hint(MISSING[metric]) and row["n"] == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["psnr"]["mean"] == "inf"  # JSON has no inf: written as a string
-    assert summary["metrics"]["lpips"]["null_reasons"] == {"missing_weights": 4}
-    assert summary["missing_weights"] == {"lpips": "talkbench weights fetch lpips-alex"}
+    assert summary["metrics"]["ssim"]["mean"] == pytest.approx(1.0)
+    assert summary["metrics"]["lpips"]["null_reasons"] == {hint("lpips-alex"): 4}
+    assert summary["metrics"]["fid"]["level"] == "set" and summary["metrics"]["fid"]["value"] is None
+    assert set(summary["missing_weights"]) == set(MISSING)
+    assert summary["missing_weights"]["lpips"] == hint("lpips-alex").removeprefix("missing weights: ")
     assert summary["n_clips"] == summary["n_scored"] == 4
     video = out / "videos" / "c-as-0.mp4"
     kinds = sorted(s["codec_type"] for s in probe_json(video)["streams"])
     assert kinds == ["audio", "video"]  # the clip's audio is muxed
-    assert read_frames(video).shape == (20, 64, 64, 3)
+    assert read_frames(video).shape == (20, SIZE, SIZE, 3)
 
 
 def test_rerun_skips_finished_clips_and_gives_identical_results(gt_run, clip_manifest):
@@ -71,19 +96,32 @@ def test_rerun_skips_finished_clips_and_gives_identical_results(gt_run, clip_man
     assert (out / "results.parquet").read_bytes() == before
 
 
-def test_static_baseline_scores_and_bootstrap(clip_manifest, tmp_path):
+def test_static_baseline_scores_match_skimage(clip_manifest, tmp_path):
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
     result = run_bench(cfg(clip_manifest, tmp_path, method="static"))
-    rows = [r for r in result.rows if r["metric"] == "psnr"]
-    # static repeats frame 0: its PSNR against frames 1..19 is finite and far below gt's inf
-    values = {r["clip_id"]: r["value"] for r in rows}
-    assert all(10 < v < 40 for v in values.values())
+    by = {(r["clip_id"], r["metric"]): r for r in result.rows}
+    psnr = {}
+    for clip in ("c-as-0", "c-mm-0"):
+        # static repeats frame 0 (the source); the metrics see frames 1..19 of the decoded clip
+        frames = decoded(clip_manifest, clip)
+        want_psnr = np.mean([peak_signal_noise_ratio(f, frames[0], data_range=255) for f in frames[1:]])
+        want_ssim = np.mean([structural_similarity(f, frames[0], gaussian_weights=True, sigma=1.5,
+                                                   use_sample_covariance=False, data_range=255, channel_axis=-1)
+                             for f in frames[1:]])
+        assert by[clip, "psnr"]["value"] == pytest.approx(want_psnr, rel=1e-9)
+        assert by[clip, "ssim"]["value"] == pytest.approx(want_ssim, abs=1e-6)
+        assert by[clip, "psnr"]["n"] == by[clip, "ssim"]["n"] == 19
+        psnr[clip] = by[clip, "psnr"]["value"]
+    assert all(10 < v < 30 for v in psnr.values())  # finite, far below gt's inf
+    # a frozen head does not follow the driver's motion: a real, non-zero keypoint distance
+    assert by["c-as-0", "akd"]["value"] > 0.5
+    values = [r["value"] for r in result.rows if r["metric"] == "psnr"]
     m = result.summary["metrics"]["psnr"]
-    assert m["mean"] == pytest.approx(np.mean(list(values.values())))
+    assert m["mean"] == pytest.approx(np.mean(values)) and m["n"] == 4
     assert m["ci_low"] <= m["mean"] <= m["ci_high"]
-    csim = result.summary["metrics"]["csim"]
-    assert csim["mean"] == pytest.approx(1.0)  # the stand-in CSIM compares with the source: identical frames
-    fid = next(r for r in result.rows if r["metric"] == "fid")
-    assert fid["value"] > 1.0
+    assert result.summary["metrics"]["csim"]["null_reasons"] == {hint("buffalo_l"): 4}
+    assert next(r for r in result.rows if r["metric"] == "fvd")["null_reason"] == hint("i3d")
 
 
 def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path, capsys):
@@ -103,7 +141,7 @@ def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path, caps
         assert extra["source_clip_id"][:4] != r["clip_id"][:4]  # another identity (c-as vs c-mm)
         assert "scored_frames" not in extra  # the source is not a frame of the driver: every frame is scored
         assert extra["frames"] == 20
-    # Face Mesh finds the astronaut in the 64 px frames: a static video scores the driver's own (non-zero) motion
+    # Face Mesh finds the astronaut in the 256 px frames: a static video scores the driver's own (non-zero) motion
     astronaut = next(r for r in akd if r["clip_id"] == "c-as-0")
     assert astronaut["value"] is not None and 0.01 < astronaut["value"] < 1.0
     audio = run_bench(cfg(clip_manifest, tmp_path / "audio", method="gt", task="audio-driven"))
@@ -111,24 +149,28 @@ def test_cross_and_audio_tasks_label_their_metrics(clip_manifest, tmp_path, caps
     assert {"psnr_vs_gt", "sync_c", "fid"} <= names and "psnr" not in names
     psnr = [r for r in audio.rows if r["metric"] == "psnr_vs_gt"]
     assert all(json.loads(r["extra"])["compared_with"] == "ground truth" for r in psnr)
+    assert all(r["value"] == float("inf") for r in psnr)  # gt against its own clip
+    # no SyncNet installed: the three sync metrics are null with its install command, not skipped
+    sync = [r for r in audio.rows if r["metric"] in ("sync_c", "sync_d", "av_offset")]
+    assert len(sync) == 12 and {r["null_reason"] for r in sync} == {hint("syncnet")}
 
 
 def _write_outputs(src_run, folder, clip_manifest):
     """External-method outputs in every layout the folder policy covers, made from real clips."""
     folder.mkdir()
     clips = clip_manifest.parent / "clips"
-    # c-as-0: a 128 px video at 30 fps -> resampled to 25 fps and 64 px, recorded
+    # c-as-0: a 128 px video at 30 fps -> resampled to 25 fps and 256 px, recorded
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(clips / "c-as-0.mp4"), "-vf", "fps=30,scale=128:128",
                     str(folder / "c-as-0.mp4")], check=True)
     # c-as-1: PNG frames
     from PIL import Image
 
-    frames = read_frames(clips / "c-as-1.mp4", size=64)
+    frames = read_frames(clips / "c-as-1.mp4", size=SIZE)
     (folder / "c-as-1").mkdir()
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / "c-as-1" / f"{i:04d}.png")
     # c-mm-0: five frames short
-    write_video(folder / "c-mm-0.mp4", read_frames(clips / "c-mm-0.mp4", size=64)[:15], 25.0)
+    write_video(folder / "c-mm-0.mp4", read_frames(clips / "c-mm-0.mp4", size=SIZE)[:15], 25.0)
     # c-mm-1: corrupt
     (folder / "c-mm-1.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(200))
 
@@ -139,7 +181,7 @@ def test_folder_policies(clip_manifest, tmp_path):
     result = run_bench(cfg(clip_manifest, tmp_path / "run", method=f"folder:{folder}"))
     by = {(r["clip_id"], r["metric"]): r for r in result.rows}
     resampled = json.loads(by["c-as-0", "psnr"]["extra"])
-    assert resampled["resampled"] == {"fps": [30.0, 25.0], "size": [128, 64]}
+    assert resampled["resampled"] == {"fps": [30.0, 25.0], "size": [128, SIZE]}
     assert by["c-as-0", "psnr"]["value"] > 20  # the same clip, re-encoded and resampled
     assert json.loads(by["c-as-1", "psnr"]["extra"])["fps_assumed"] == 25.0
     assert by["c-as-1", "psnr"]["value"] > 25
@@ -148,7 +190,9 @@ def test_folder_policies(clip_manifest, tmp_path):
     assert by["c-mm-1", "csim"]["null_reason"] == "corrupt_output"
     assert result.summary["failed_clips"] == {"c-mm-0": "frame_count_mismatch", "c-mm-1": "corrupt_output"}
     fid = next(r for r in result.rows if r["metric"] == "fid")
-    assert fid["n"] == 2 and "clips_excluded" in fid["flags"]
+    # two clips failed: the set-level row says so (and stays null without the Inception weights)
+    assert json.loads(fid["extra"])["excluded_clips"] == 2 and "clips_excluded" in fid["flags"]
+    assert fid["value"] is None and fid["null_reason"] == hint("fid-inception")
 
     trimmed = run_bench(cfg(clip_manifest, tmp_path / "trim", method=f"folder:{folder}", length_policy="trim",
                             limit=3))
@@ -169,8 +213,7 @@ def _cli(capsys, *args):
     return code, captured.out, captured.err
 
 
-def test_cli_run_and_listings(clip_manifest, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("talkbench.bench.run.DEFAULT_EVALUATOR", FAKE)
+def test_cli_run_and_listings(clip_manifest, tmp_path, capsys):
     code, out, err = _cli(capsys, "methods")
     assert code == 0 and "folder:PATH" in out and "cross-reenact" in out
     code, out, err = _cli(capsys, "tasks")
@@ -180,6 +223,9 @@ def test_cli_run_and_listings(clip_manifest, tmp_path, capsys, monkeypatch):
                           "--quiet")
     assert code == 0, err
     assert "PSNR ↑" in out and "2/2 clips" in out and "install with: talkbench weights fetch lpips-alex" in out
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["run"]["protocol_id"] == PROTO and summary["n_scored"] == 2
+    assert 10 < summary["metrics"]["psnr"]["mean"] < 30
 
 
 def _bad(capsys, *args):
@@ -190,8 +236,7 @@ def _bad(capsys, *args):
     return lines[0]
 
 
-def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("talkbench.bench.run.DEFAULT_EVALUATOR", FAKE)
+def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, capsys):
     base = ["run", "--manifest", str(clip_manifest), "--protocol", PROTO, "--quiet"]
     out = tmp_path / "out"
     line = _bad(capsys, *base, "--method", "nope", "--task", "self-reenact", "--out", str(out))
@@ -219,8 +264,8 @@ def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, cap
     ok = ["--method", "gt", "--task", "self-reenact", "--limit", "1", "--out", str(out)]
     assert _cli(capsys, *base, *ok)[0] == 0
     before = sorted(p.name for p in out.iterdir())
-    line = _bad(capsys, "run", "--manifest", str(clip_manifest), "--protocol", "stand-in-other-64", "--quiet", *ok)
-    assert "holds another run (protocol_id 'stand-in-64', this run 'stand-in-other-64')" in line
+    line = _bad(capsys, "run", "--manifest", str(clip_manifest), "--protocol", "talkbench-v1-512", "--quiet", *ok)
+    assert "holds another run (protocol_id 'talkbench-v1-256', this run 'talkbench-v1-512')" in line
     assert sorted(p.name for p in out.iterdir()) == before
 
 
@@ -239,6 +284,7 @@ def tiny_checkpoint(path):
     return path
 
 
+@pytest.mark.slow
 def test_ours_with_a_checkpoint(clip_manifest, tmp_path):
     ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
     result = run_bench(cfg(clip_manifest, tmp_path / "ours", method="ours", checkpoint=str(ckpt), limit=2))
@@ -246,19 +292,58 @@ def test_ours_with_a_checkpoint(clip_manifest, tmp_path):
     assert len(psnr) == 2 and all(r["value"] is not None and 0 < r["value"] < 60 for r in psnr)
     assert json.loads(psnr[0]["extra"])["checkpoint"] == "tiny.pt"
     frames = read_frames(tmp_path / "ours" / "videos" / "c-as-0.mp4")
-    assert frames.shape == (20, 64, 64, 3)
+    assert frames.shape == (20, SIZE, SIZE, 3)
     run = json.loads((tmp_path / "ours" / "run.json").read_text())
     assert run["method"] == "ours" and len(run["method_key"]) == 64
 
 
-def test_non_standard_weights_give_one_protocol_id_per_run(clip_manifest, tmp_path):
-    # per-clip and set-level evaluators use different files; the run's id covers every metric of the task
-    run = BenchConfig(method="static", task="self-reenact", manifest=str(clip_manifest), out=str(tmp_path), limit=2,
-                      protocol=PROTO, evaluator="bench_fake_metrics:NonStandardEvaluator", quiet=True)
-    result = run_bench(run)
-    assert {r["protocol_id"] for r in result.rows} == {"stand-in-64+nonstd.aed-akd-csim-fid-fvd-lpips-psnr-ssim"}
+def test_non_standard_weights_give_one_protocol_id_and_are_refused_in_a_standard_table(
+        gt_run, clip_manifest, tmp_path, monkeypatch, capsys):
+    # A user imports random LPIPS files (AlexNet backbone and linear heads, in the official legacy-pickle format)
+    # with --unverified: their hashes are not the official ones. A random I3D is imported too (the registry pins
+    # no hash for it). LPIPS and FVD then get real values from random networks: they check the plumbing (the
+    # per-clip rows, features of every scored clip in one set-level reduction), not accuracy. FID stays null:
+    # a random Inception-v3 at 299 px costs ~30 s of CPU here, and its null path is the same as in the gt run.
+    home = tmp_path / "home"
+    records = install_random_weights(home, ["alexnet", "lpips-alex", "i3d"])
+    assert records["alexnet"]["official"] is False and records["lpips-alex"]["official"] is False
+    assert records["i3d"]["official"] is None
+    monkeypatch.setenv("TALKBENCH_HOME", str(home))
+    result = run_bench(cfg(clip_manifest, tmp_path / "run", method="static", limit=2))
+    # the id names the digest of every non-official file the task's metrics use
+    overrides = sorted((name, records[name]["sha256"]) for name in ("alexnet", "lpips-alex"))
+    digest = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()
+    nonstd = f"{PROTO}+nonstd.{digest[:12]}"
+    assert {r["protocol_id"] for r in result.rows} == {nonstd}
     assert not any(r["protocol_standard"] for r in result.rows)
-    assert result.summary["protocol_standard"] is False
+    assert result.summary["protocol_standard"] is False and result.summary["run"]["protocol_id"] == nonstd
+    lpips = [r for r in result.rows if r["metric"] == "lpips"]
+    assert len(lpips) == 2 and all(r["value"] is not None and np.isfinite(r["value"]) and r["n"] == 19
+                                   for r in lpips)
+    assert json.loads(lpips[0]["weights"]) == {n: records[n]["sha256"] for n in ("alexnet", "lpips-alex")}
+    by = {r["metric"]: r for r in result.rows if r["clip_id"] is None}
+    fvd = by["fvd"]
+    assert fvd["value"] is not None and np.isfinite(fvd["value"]) and fvd["n"] == 2
+    assert json.loads(fvd["extra"]) == {"fake": 2, "real": 2, "skipped_short_clips": 0}  # one 16-frame window each
+    assert json.loads(fvd["weights"]) == {"i3d": records["i3d"]["sha256"]}
+    assert by["fid"]["value"] is None and by["fid"]["null_reason"] == hint("fid-inception")
+    psnr = [r for r in result.rows if r["metric"] == "psnr"]
+    assert len(psnr) == 2 and all(10 < r["value"] < 30 for r in psnr)  # weights-free metrics are unchanged
+
+    # publishing it into a table of the standard protocol is refused, one line, nothing written
+    board = tmp_path / "board"
+    code = main(["publish", str(tmp_path / "run"), str(gt_run[0]), "--protocol", PROTO, "--out", str(board)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1
+    assert f"results of protocol {nonstd!r} cannot go into a {PROTO!r} table" in err[0]
+    assert not board.exists()
+    # without --protocol each protocol gets its own table, and the non-standard run is never ranked
+    from talkbench.leaderboards.publish import build, load_results
+
+    boards = {b.protocol_id: b for b in build(load_results([str(tmp_path / "run"), str(gt_run[0])])).boards}
+    assert set(boards) == {PROTO, nonstd}
+    row = next(r for r in boards[nonstd].rows if r.method == "static")
+    assert row.standard is False and row.cells["psnr"].rank is None
 
 
 def test_upper_body_adds_hkc(clip_manifest, tmp_path):

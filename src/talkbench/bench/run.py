@@ -18,7 +18,6 @@ Nothing set-level is computed twice, and the reduction reads exactly the frames 
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import time
@@ -36,7 +35,6 @@ from .methods import Inputs, Method, OutputError, dumps_extra, make_method
 from .tasks import Task, get_task, make_jobs
 
 DEFAULT_PROTOCOL = "talkbench-v1-256"
-DEFAULT_EVALUATOR = "talkbench.metrics.evaluate:Evaluator"
 
 
 @dataclass
@@ -58,7 +56,6 @@ class BenchConfig:
     length_policy: str = "error"  # folder outputs of the wrong length: error | trim
     n_boot: int = 1000
     quiet: bool = False
-    evaluator: str | None = None  # "module:Class"; None: DEFAULT_EVALUATOR (talkbench.metrics)
 
 
 @dataclass
@@ -74,20 +71,16 @@ class BenchResult:
 # evaluator and protocol
 
 
-def load_evaluator_class(spec: str):
-    module, _, name = spec.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ImportError as exc:
-        raise ConfigError(f"cannot import the evaluator {spec!r}: {exc}") from exc
-    except AttributeError as exc:
-        raise ConfigError(f"{module} has no evaluator class {name!r}") from exc
+def make_evaluator(protocol_id: str, metrics, device: str):
+    # imported here: torch and the metric networks are not needed to list methods or to refuse a bad input
+    from ..metrics.evaluate import Evaluator
+
+    return Evaluator(protocol_id=protocol_id, metrics=list(metrics), device=device)
 
 
-def load_protocol(protocol_id: str, evaluator: str):
+def load_protocol(protocol_id: str):
     from ..manifests.protocols import get_protocol
 
-    load_evaluator_class(evaluator)  # importing the metrics package registers its protocols
     return get_protocol(protocol_id)
 
 
@@ -151,10 +144,9 @@ class ScoreClips(Step):
 
     def _evaluator(self):
         if getattr(self, "_lazy_evaluator", None) is None:
-            cls = load_evaluator_class(self.cfg.evaluator)
             set_level = self.task.set_metrics()
             metrics = [m for m in self.task.evaluator_metrics() if self.task.result_name(m) not in set_level]
-            self._lazy_evaluator = cls(protocol_id=self.cfg.protocol, metrics=metrics, device=self.cfg.device)
+            self._lazy_evaluator = make_evaluator(self.cfg.protocol, metrics, self.cfg.device)
         return self._lazy_evaluator
 
     def run(self, rows, rank=0, world_size=1):
@@ -175,7 +167,7 @@ class ScoreClips(Step):
         from ..media import read_audio, read_frames
 
         evaluator = self._evaluator()
-        protocol = load_protocol(self.cfg.protocol, self.cfg.evaluator)
+        protocol = load_protocol(self.cfg.protocol)
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
         base_extra = {}
@@ -255,8 +247,8 @@ class ScoreClips(Step):
         return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": True, "reason": None, "rows": rows,
                 "timing": timing, "n_frames": int(len(frames)),
                 "missing_weights": dict(evaluator.missing_weights() or {}),
-                "protocol_id": getattr(evaluator, "protocol_id", self.cfg.protocol),
-                "protocol_standard": bool(getattr(evaluator, "protocol_standard", True))}
+                "protocol_id": evaluator.protocol_id,
+                "protocol_standard": evaluator.protocol_standard}
 
 
 class SetMetrics(Step):
@@ -269,9 +261,7 @@ class SetMetrics(Step):
     def run(self, rows, rank=0, world_size=1):
         from ..media import read_frames
 
-        # in a fresh worker process: importing the evaluator's package registers the protocols it defines
-        protocol = load_protocol(self.cfg.protocol, self.cfg.evaluator)
-        cls = load_evaluator_class(self.cfg.evaluator)
+        protocol = load_protocol(self.cfg.protocol)
         metrics = [self.task.renames.get(m, m) for m in self.task.set_metrics()]
         for row in rows:
             jobs = row["jobs"]
@@ -279,7 +269,7 @@ class SetMetrics(Step):
                 for m in self.task.set_metrics():
                     yield {"metric": m, "value": None, "null_reason": "no_scored_clips", "n": 0}
                 continue
-            evaluator = cls(protocol_id=self.cfg.protocol, metrics=metrics, device=self.cfg.device)
+            evaluator = make_evaluator(self.cfg.protocol, metrics, self.cfg.device)
             for job in jobs:
                 pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")
                 ref = read_frames(job["clip_path"], fps=protocol.fps, size=protocol.size)[: len(pred)]
@@ -314,7 +304,7 @@ def _check_out(out: Path, run_info: dict) -> None:
         except (OSError, json.JSONDecodeError):
             previous = {}
         keys = ("method", "task", "protocol_id", "protocol_requested", "split", "manifest_sha256", "method_key",
-                "seed", "evaluator")
+                "seed")
         diff = [k for k in keys if previous.get(k) != run_info.get(k)]
         if diff:
             k = diff[0]
@@ -331,7 +321,6 @@ def _check_out(out: Path, run_info: dict) -> None:
 
 def prepare(cfg: BenchConfig):
     """Validate everything that can fail before OUT is touched; returns (method, task, protocol, jobs, run_info)."""
-    cfg.evaluator = cfg.evaluator or DEFAULT_EVALUATOR
     task = get_task(cfg.task)
     method = make_method(cfg.method, checkpoint=cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size,
                          length_policy=cfg.length_policy)
@@ -339,7 +328,7 @@ def prepare(cfg: BenchConfig):
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError(f"--limit must be ≥ 1, got {cfg.limit}")
     clips = read_split(cfg.manifest, cfg.split)
-    protocol = load_protocol(cfg.protocol, cfg.evaluator)
+    protocol = load_protocol(cfg.protocol)
     jobs = make_jobs(task, clips, Path(cfg.manifest).resolve().parent, seed=cfg.seed, limit=cfg.limit)
     if task.needs_audio and not any(j["has_audio"] for j in jobs):
         raise ConfigError(f"task {task.name!r} needs audio, and no clip of split {cfg.split!r} has any")
@@ -347,14 +336,13 @@ def prepare(cfg: BenchConfig):
 
     # The Evaluator names the protocol it really runs: a non-official weights file gives "<id>+nonstd.<digest>" over
     # every file the task's metrics use. Building it is cheap (networks load lazily), so ask once for the whole run.
-    evaluator_cls = load_evaluator_class(cfg.evaluator)
-    probe = evaluator_cls(protocol_id=protocol.protocol_id, metrics=list(task.evaluator_metrics()), device="cpu")
+    probe = make_evaluator(protocol.protocol_id, task.evaluator_metrics(), "cpu")
     run_info = {
         "method": method.name,
         "method_key": stable_hash(method.run_key()),
         "task": task.name,
-        "protocol_id": getattr(probe, "protocol_id", protocol.protocol_id),
-        "protocol_standard": bool(getattr(probe, "protocol_standard", True)),
+        "protocol_id": probe.protocol_id,
+        "protocol_standard": probe.protocol_standard,
         "protocol_requested": protocol.protocol_id,
         "missing_weights": dict(sorted((probe.missing_weights() or {}).items())),
         "protocol_digest": protocol.digest,
@@ -363,7 +351,6 @@ def prepare(cfg: BenchConfig):
         "manifest_sha256": sha256_file(cfg.manifest),
         "seed": cfg.seed if task.name == "cross-reenact" else None,
         "length_policy": cfg.length_policy,
-        "evaluator": cfg.evaluator,
         "talkbench_version": __version__,
     }
     return method, task, protocol, jobs, run_info

@@ -300,18 +300,18 @@ def test_ours_with_a_checkpoint(clip_manifest, tmp_path):
 def test_non_standard_weights_give_one_protocol_id_and_are_refused_in_a_standard_table(
         gt_run, clip_manifest, tmp_path, monkeypatch, capsys):
     # A user imports random LPIPS files (AlexNet backbone and linear heads, in the official legacy-pickle format)
-    # with --unverified: their hashes are not the official ones. A random I3D is imported too (the registry pins
-    # no hash for it). LPIPS and FVD then get real values from random networks: they check the plumbing (the
+    # with --unverified: their hashes are not the official ones. A random I3D is imported --unverified too: the
+    # registry pins no hash for it, so the declaration alone makes it non-official. LPIPS and FVD then get real values from random networks: they check the plumbing (the
     # per-clip rows, features of every scored clip in one set-level reduction), not accuracy. FID stays null:
     # a random Inception-v3 at 299 px costs ~30 s of CPU here, and its null path is the same as in the gt run.
     home = tmp_path / "home"
     records = install_random_weights(home, ["alexnet", "lpips-alex", "i3d"])
     assert records["alexnet"]["official"] is False and records["lpips-alex"]["official"] is False
-    assert records["i3d"]["official"] is None
+    assert records["i3d"]["official"] is False
     monkeypatch.setenv("TALKBENCH_HOME", str(home))
     result = run_bench(cfg(clip_manifest, tmp_path / "run", method="static", limit=2))
     # the id names the digest of every non-official file the task's metrics use
-    overrides = sorted((name, records[name]["sha256"]) for name in ("alexnet", "lpips-alex"))
+    overrides = sorted((name, records[name]["sha256"]) for name in ("alexnet", "lpips-alex", "i3d"))
     digest = hashlib.sha256(json.dumps(overrides).encode()).hexdigest()
     nonstd = f"{PROTO}+nonstd.{digest[:12]}"
     assert {r["protocol_id"] for r in result.rows} == {nonstd}

@@ -200,3 +200,13 @@ def test_protocol_hashes_equal_the_registry():
         for metric, net in protocol.feature_nets:
             assert net.sha256 == weights.REGISTRY[net.weights].sha256, (pid, metric)
     assert get_protocol("talkbench-v1-256-dwpose").hkc_detector == "dwpose"
+
+
+def test_unverified_import_of_an_unpinned_entry_is_non_standard(fake_files, home):
+    # syncnet_v2.model publishes no hash, so only the user's --unverified (a re-trained SyncNet, say) can tell;
+    # results made with it must carry a non-standard protocol id.
+    record = weights.install_file("syncnet", fake_files["syncnet"], unverified=True)
+    assert weights.REGISTRY["syncnet"].hash_kind == "unpinned"
+    assert record["official"] is False and weights.is_standard("syncnet") is False
+    record = weights.install_file("syncnet", fake_files["syncnet"])  # the same file imported as official again
+    assert record["official"] is None and weights.is_standard("syncnet") is True

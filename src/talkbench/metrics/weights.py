@@ -405,6 +405,8 @@ def install_file(name: str, src: str | os.PathLike, *, unverified: bool = False,
     """Check and copy a file into the weights home; returns its record.
 
     A hash that differs from the official one is refused unless ``unverified``; structure is always checked.
+    A file installed ``unverified`` is recorded as not official (so results made with it are non-standard), also
+    for entries that publish no hash.
     """
     entry = get_entry(name)
     src = Path(src)
@@ -416,6 +418,10 @@ def install_file(name: str, src: str | os.PathLike, *, unverified: bool = False,
         raise WeightsError(f"weights {name!r}: sha256 {digest} does not match the official "
                            f"{'prefix' if entry.hash_kind == 'prefix' else 'hash'} {entry.sha256}; refusing "
                            f"(use 'talkbench weights import PATH --as {name} --unverified' for a non-standard file)")
+    if unverified and official is not True:
+        # The user says this is not the official file (a re-trained SyncNet, say). Entries that publish no hash
+        # cannot tell by themselves, so the declaration decides: results made with it are non-standard.
+        official = False
     check_file(name, src)
     home = weights_home()
     home.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-STAND_IN = {"fvd", "csim", "aed"}  # random fakes are not the real architectures for these
+STAND_IN = {"fvd", "csim", "aed"}  # random random_weights are not the real architectures for these
 
 
 def make_demo(root: Path) -> Path:
@@ -122,9 +122,9 @@ def main(argv=None) -> int:
     home = tempfile.mkdtemp(prefix="tb-bench-home-")
     os.environ["TALKBENCH_HOME"] = home
     if args.random_weights:
-        from talkbench.metrics import fakes
+        from talkbench.metrics import random_weights
 
-        fakes.install_random()
+        random_weights.install_random()
     manifest = args.manifest or make_demo(args.demo)
     import torch
 

@@ -1,8 +1,8 @@
 """GPU throughput of the metrics and one full `metrics compute`-sized run (100 clips x 10 s at 256x256).
 
 Real weights cannot be downloaded on the GPU machine, so every network is a random-weight file written in its
-official format (talkbench.metrics.fakes) and installed with --unverified: speed only, never accuracy. FID and
-SyncNet use the real architectures; the clean-FID Inception and I3D fakes are tiny TorchScript stand-ins, so their
+official format (talkbench.metrics.random_weights) and installed with --unverified: speed only, never accuracy. FID and
+SyncNet use the real architectures; the clean-FID Inception and I3D random_weights are tiny TorchScript stand-ins, so their
 rows are not representative of the real networks' cost. Metrics that need MediaPipe (face/hand landmarks) run on
 the CPU and are left out when mediapipe is not installed.
 
@@ -101,9 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     home = tempfile.mkdtemp(prefix="tb-gpu-bench-")
     os.environ["TALKBENCH_HOME"] = home
-    from talkbench.metrics import fakes
+    from talkbench.metrics import random_weights
 
-    fakes.install_random(["alexnet", "lpips-alex", "fid-inception", "clean-fid-inception", "i3d", "syncnet"])
+    random_weights.install_random(["alexnet", "lpips-alex", "fid-inception", "clean-fid-inception", "i3d", "syncnet"])
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
     print(f"device {name}, torch {torch.__version__}, ffmpeg {'yes' if shutil.which('ffmpeg') else 'NO'}")
     print(f"| {'metric':<40} | {'frames/s':>10} |")

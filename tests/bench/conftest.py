@@ -3,7 +3,7 @@ speech), scored by the real talkbench.metrics Evaluator under the real talkbench
 
 Every bench test starts from an empty weights home: metrics whose networks are not installed come back null with
 the install command. Tests that need set-level values install random-weight files in the official formats
-(talkbench.metrics.fakes) into their own home; those values check plumbing, not accuracy.
+(talkbench.metrics.random_weights) into their own home; those values check plumbing, not accuracy.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def install_random_weights(home: Path, names: list[str], seed: int = 0) -> dict[
     entry pins a hash); returns each entry's install record."""
     import os
 
-    from talkbench.metrics import fakes, weights
+    from talkbench.metrics import random_weights, weights
 
     home.mkdir(parents=True, exist_ok=True)
     old = os.environ.get("TALKBENCH_HOME")
@@ -42,8 +42,8 @@ def install_random_weights(home: Path, names: list[str], seed: int = 0) -> dict[
     try:
         records = {}
         for name in names:
-            src = fakes.write_random(name, home / f"random-{weights.get_entry(name).filename}", seed)
-            records[name] = weights.install_file(name, src, unverified=True, source="random (fakes)")
+            src = random_weights.write_random(name, home / f"random-{weights.get_entry(name).filename}", seed)
+            records[name] = weights.install_file(name, src, unverified=True, source="random (random_weights)")
             src.unlink()
         return records
     finally:

@@ -86,7 +86,7 @@ def test_insightface_backend_loads_a_pack_folder_and_needs_3d_landmarks(tmp_path
     """A buffalo_l zip in the official layout (random SCRFD + ArcFace ONNX files) goes through the weights registry
     and insightface's FaceAnalysis; without 1k3d68.onnx the backend refuses to run rather than skip the pose."""
     pytest.importorskip("insightface")
-    from talkbench.metrics.fakes import install_random
+    from talkbench.metrics.random_weights import install_random
 
     monkeypatch.setenv("TALKBENCH_HOME", str(tmp_path))
     install_random(["buffalo_l"])

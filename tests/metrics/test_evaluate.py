@@ -11,7 +11,7 @@ import torch
 
 from talkbench.cli.main import main
 from talkbench.manifests.io import read_rows, write_table
-from talkbench.metrics import fakes, weights
+from talkbench.metrics import random_weights, weights
 from talkbench.metrics.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, Evaluator
 
 ROW_KEYS = {"metric", "value", "null_reason", "n", "flags", "weights", "extra"}
@@ -66,8 +66,8 @@ def test_injected_networks_run_every_per_video_metric(home, face_frames, tmp_pat
     from talkbench.metrics.lpips import LPIPSNet
 
     arc = tmp_path / "arc.onnx"
-    arc.write_bytes(fakes.arcface_onnx(0))
-    i3d = fakes.write_torchscript("i3d", tmp_path / "i3d.pt")
+    arc.write_bytes(random_weights.arcface_onnx(0))
+    i3d = random_weights.write_torchscript("i3d", tmp_path / "i3d.pt")
     torch.manual_seed(0)
     nets = {"lpips": LPIPSNet("alex"), "arcface": ArcFace(arc), "five_points": FivePointDetector("mediapipe"),
             "fvd": weights.load_torchscript_file(i3d)}
@@ -87,9 +87,9 @@ def test_injected_networks_run_every_per_video_metric(home, face_frames, tmp_pat
 
 
 def test_unverified_weights_mark_a_nonstandard_protocol(home, tmp_path):
-    path = fakes.write_random("lpips-alex", tmp_path / "alex.pth")
+    path = random_weights.write_random("lpips-alex", tmp_path / "alex.pth")
     weights.install_file("lpips-alex", path, unverified=True)
-    fakes.install_random(["alexnet"])
+    random_weights.install_random(["alexnet"])
     ev = Evaluator(metrics=["psnr", "lpips"])
     assert ev.protocol_standard is False
     assert ev.protocol_id.startswith("talkbench-v1-256+nonstd.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from talkbench.metrics import fakes
+from talkbench.metrics import random_weights
 from talkbench.metrics.face import ARCFACE_TEMPLATE, FivePointDetector, align_arcface, five_points_from_mesh, mesh_landmarks
 from talkbench.metrics.hands import DWPose, hkc_frames
 from talkbench.metrics.identity import ArcFace, aed, csim, embed_frames
@@ -22,7 +22,7 @@ T1 = Path(__import__("insightface").__file__).parent / "data" / "images" / "t1.j
 @pytest.fixture(scope="module")
 def arcface(tmp_path_factory):
     path = tmp_path_factory.mktemp("arc") / "w600k_r50.onnx"
-    path.write_bytes(fakes.arcface_onnx(0))
+    path.write_bytes(random_weights.arcface_onnx(0))
     return ArcFace(path)
 
 
@@ -67,7 +67,7 @@ def test_hkc_mediapipe_on_real_photos(face_frames):
 
 def test_hkc_dwpose_code_path(tmp_path, face_frames):
     path = tmp_path / "dw.onnx"
-    path.write_bytes(fakes.dwpose_onnx(0))
+    path.write_bytes(random_weights.dwpose_onnx(0))
     model = DWPose(path)
     assert model.preprocess(face_frames[0]).shape == (1, 3, 384, 288)
     scores = model(face_frames[:2])

@@ -112,9 +112,9 @@ def test_fid_features_match_pytorch_fid_on_same_random_weights():
         pytest.skip(reason or "pytorch-fid is not installed")
     import pytorch_fid.inception as pfi
 
-    from talkbench.metrics import fakes
+    from talkbench.metrics import random_weights
 
-    state = fakes.random_state_dict("fid-inception", seed=3)
+    state = random_weights.random_state_dict("fid-inception", seed=3)
     pfi.load_state_dict_from_url = lambda *a, **k: state  # offline: hand pytorch-fid the same random file
     ref = pfi.InceptionV3([3], resize_input=True, normalize_input=True, use_fid_inception=True).eval()
     ours = inception.FIDInceptionV3().eval()

@@ -14,7 +14,7 @@ import torch
 
 from talkbench.cli.main import main
 from talkbench.errors import MissingWeightsError, WeightsError
-from talkbench.metrics import fakes, weights
+from talkbench.metrics import random_weights, weights
 
 ALL = sorted(weights.REGISTRY)
 STATE_DICTS = [n for n in ALL if weights.REGISTRY[n].container == "legacy-pickle"]
@@ -69,7 +69,7 @@ def test_corrupted_copy_is_refused(name, fake_files, home, tmp_path):
 
 @pytest.mark.parametrize("name", STATE_DICTS)
 def test_renamed_or_reshaped_key_is_refused(name, home, tmp_path):
-    state = fakes.random_state_dict(name, compact=True)
+    state = random_weights.random_state_dict(name, compact=True)
     key = sorted(state)[0]
     renamed = dict(state)
     renamed[key.replace("weight", "weights").replace("bias", "biases")] = renamed.pop(key)

@@ -6,7 +6,7 @@
   ``identity`` (CSIM, AED), ``hands`` (HKC), ``motion`` (Diversity, AKD): functional cores; the
   ``torchmetrics.Metric`` classes are beside them (pixel, lpips, frechet) or in ``video_metrics``.
 - ``evaluate.Evaluator``: all metrics of a protocol over a stream of videos, as rows of the ``results`` schema.
-- ``fakes``: random-weight files in each entry's official format, for tests and benchmarks.
+- ``random_weights``: random-weight files in each entry's official format, for tests and benchmarks.
 
 Submodules import their heavy dependencies lazily; import what you use.
 """

@@ -187,4 +187,4 @@ def install_random(names=None, seed: int = 0) -> None:
     for name in names or sorted(weights.REGISTRY):
         with tempfile.TemporaryDirectory() as tmp:
             path = write_random(name, Path(tmp) / weights.get_entry(name).filename, seed)
-            weights.install_file(name, path, unverified=True, source="random (fakes)")
+            weights.install_file(name, path, unverified=True, source="random (random_weights)")

@@ -55,6 +55,17 @@ def _filters(fps: float | None, size: int | tuple[int, int] | None, crop: tuple[
     return vf
 
 
+def _decode_command(path, start: float | None, duration: float | None) -> list[str]:
+    """ffmpeg's input part: seek before the input (fast, frame-accurate when decoding) and cut after it."""
+    cmd = [ffmpeg_bin(), "-v", "error", "-nostdin"]
+    if start is not None:
+        cmd += ["-ss", f"{start:.6f}"]
+    cmd += ["-i", str(path)]
+    if duration is not None:
+        cmd += ["-t", f"{duration:.6f}"]
+    return cmd
+
+
 def iter_frames(path: str | os.PathLike, *, fps: float | None = None, size: int | tuple[int, int] | None = None,
                 crop: tuple[int, int, int, int] | None = None, start: float | None = None,
                 duration: float | None = None, chunk: int = 64) -> Iterator[np.ndarray]:
@@ -65,12 +76,7 @@ def iter_frames(path: str | os.PathLike, *, fps: float | None = None, size: int 
         w, h = video_size(path) if crop is None else crop[2:]
     else:
         w, h = (size, size) if isinstance(size, int) else size
-    cmd = [ffmpeg_bin(), "-v", "error", "-nostdin"]
-    if start is not None:
-        cmd += ["-ss", f"{start:.6f}"]
-    cmd += ["-i", str(path)]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.6f}"]
+    cmd = _decode_command(path, start, duration)
     vf = _filters(fps, size, crop)
     if vf:
         cmd += ["-vf", ",".join(vf)]
@@ -108,12 +114,7 @@ def read_audio(path: str | os.PathLike, rate: int = 16000, *, start: float | Non
     streams = probe_json(path).get("streams", [])
     if not any(s.get("codec_type") == "audio" for s in streams):
         return None
-    cmd = [ffmpeg_bin(), "-v", "error", "-nostdin"]
-    if start is not None:
-        cmd += ["-ss", f"{start:.6f}"]
-    cmd += ["-i", str(path)]
-    if duration is not None:
-        cmd += ["-t", f"{duration:.6f}"]
+    cmd = _decode_command(path, start, duration)
     cmd += ["-vn", "-ac", "1", "-ar", str(rate), "-f", "s16le", "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:

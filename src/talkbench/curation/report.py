@@ -209,7 +209,7 @@ def build_report(out_dir: str | Path) -> Path:
         "</head><body><h1>talkbench curation report</h1>",
         f"<p>{len(clips)} clips, {len(per_id)} identities, split: "
         + ", ".join(f"{k} {v}" for k, v in sorted(split_counts.items()))
-        + (f"; backends (detector, identity): {html.escape(str(backends))}" if backends else "") + "</p>",
+        + (f"; backends (detector / identity): {html.escape(', '.join(f'{d} / {i}' for d, i in backends))}" if backends else "") + "</p>",
         identity_note,
         "<h2>Funnel</h2>", _table(["step", "count"], steps),
         "<h2>Drops by reason</h2>",

@@ -22,7 +22,10 @@ from pathlib import Path
 from ..errors import MediaError
 from ..media import ffmpeg_bin, sha256_file
 
-THREADS = 2  # fixed: x264's output depends on its thread count, and reruns must give identical bytes
+# One thread everywhere (decoder, filters, x264): x264's output depends on its thread count, and a CI run once saw
+# different segment bytes from two fresh runs with 2 encoder threads and auto decoder/filter threads under heavy
+# load. Parallelism comes from the executor's worker processes instead.
+THREADS = 1
 CRF = 18
 PRESET = "veryfast"
 AUDIO_BITRATE = "64k"
@@ -48,7 +51,7 @@ def ffmpeg_command(src: str | os.PathLike, dst: str | os.PathLike, *, start: flo
     cmd = [ffmpeg_bin(), "-v", "error", "-nostdin", "-y"]
     if start:
         cmd += ["-ss", f"{start:.6f}"]
-    cmd += ["-i", str(src), "-map", "0:v:0"]
+    cmd += ["-threads", str(THREADS), "-i", str(src), "-map", "0:v:0", "-filter_threads", str(THREADS)]
     # One cloned frame at the end: ffmpeg 5.1 fps ignores the last frame's duration, so a VFR tail can be a slot short.
     vf = f"fps={fps}:start_time=0,tpad=stop_mode=clone:stop=1,crop=trunc(iw/2)*2:trunc(ih/2)*2:0:0,format=yuv420p"
     cmd += ["-vf", vf, "-frames:v", str(n_frames), "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF),

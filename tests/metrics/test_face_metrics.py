@@ -61,7 +61,7 @@ def test_hkc_mediapipe_on_real_photos(face_frames):
 
     t1 = np.asarray(Image.open(T1).convert("RGB"))
     assert 0.3 < float(hkc_frames(t1[None])[0]) <= 1.0  # six people, hands visible
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown hand detector .openpose."):
         hkc_frames(t1[None], "openpose")
 
 

@@ -87,7 +87,7 @@ class FivePointDetector:
         if backend == "auto":
             backend = "scrfd" if weights.is_installed("buffalo_l") and _has_insightface() else "mediapipe"
         if backend not in ("scrfd", "mediapipe"):
-            raise ValueError(f"unknown method {backend!r}; choose from ['mediapipe', 'scrfd']")
+            raise ValueError(f"unknown face detector {backend!r}; choose from ['mediapipe', 'scrfd']")
         self.backend = backend
         self._scrfd = None
         if backend == "scrfd":

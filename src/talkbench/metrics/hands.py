@@ -70,5 +70,5 @@ HKC_DETECTORS = {"mediapipe-hands": hkc_mediapipe, "dwpose": lambda frames: DWPo
 
 def hkc_frames(frames: np.ndarray, detector: str = "mediapipe-hands") -> np.ndarray:
     if detector not in HKC_DETECTORS:
-        raise ValueError(f"unknown method {detector!r}; choose from {sorted(HKC_DETECTORS)}")
+        raise ValueError(f"unknown hand detector {detector!r}; choose from {sorted(HKC_DETECTORS)}")
     return HKC_DETECTORS[detector](frames)

@@ -24,7 +24,7 @@ class LPIPSNet(nn.Module):
     def __init__(self, net: str = "alex"):
         super().__init__()
         if net not in LPIPS_CHANNELS:
-            raise ValueError(f"unknown method {net!r}; choose from {sorted(LPIPS_CHANNELS)}")
+            raise ValueError(f"unknown LPIPS backbone {net!r}; choose from {sorted(LPIPS_CHANNELS)}")
         self.net_name = net
         self.backbone = build_backbone(BACKBONE_ENTRY[net])
         self.backbone.classifier = nn.Identity()  # heads only use the convolutional taps

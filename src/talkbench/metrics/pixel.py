@@ -88,7 +88,7 @@ def ssim_frames(pred: torch.Tensor, target: torch.Tensor, threads: int = 1, back
         raise ValueError(f"SSIM needs frames of at least {WIN}x{WIN}, found {h}x{w}")
     g = gaussian_window().to(x.device)
     if backend not in ("auto", "ndimage", "conv"):
-        raise ValueError(f"unknown method {backend!r}; choose from ['auto', 'conv', 'ndimage']")
+        raise ValueError(f"unknown SSIM backend {backend!r}; choose from ['auto', 'conv', 'ndimage']")
     if backend == "ndimage" or (backend == "auto" and x.device.type == "cpu"):
         xs, ys, gn = x.numpy(), y.numpy(), g.numpy()
         if threads > 1 and n > 1:

@@ -13,9 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WeightsError
+from ..metrics.nets.backbones import vgg_features
 
-# torchvision vgg19 "E" configuration up to relu5_1; "M" = 2×2 max pool.
-_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
 TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -24,15 +23,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class VGG19Features(nn.Module):
     def __init__(self):
         super().__init__()
-        layers: list[nn.Module] = []
-        c = 3
-        for v in _CFG:
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=False)]
-                c = v
-        self.features = nn.Sequential(*layers)  # indices 0..29, same as torchvision's vgg19().features[:30]
+        # The metrics package's torchvision-layout VGG19, up to relu5_1: indices 0..29 as in vgg19().features[:30].
+        self.features = vgg_features("vgg19")[:30]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

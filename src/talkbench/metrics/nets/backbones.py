@@ -48,22 +48,27 @@ class AlexNet(nn.Module):
         return self.classifier(x)  # (N, 1000)
 
 
+def vgg_features(config: str = "vgg16") -> nn.Sequential:
+    """The convolutional part of a torchvision VGG (``features.N`` indices as in torchvision), without the classifier."""
+    if config not in VGG_CONFIGS:
+        raise ValueError(f"unknown VGG configuration {config!r}; choose from {sorted(VGG_CONFIGS)}")
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG_CONFIGS[config]:
+        if item == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+        else:
+            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
+            channels = item
+    return nn.Sequential(*layers)
+
+
 class VGG(nn.Module):
     def __init__(self, config: str = "vgg16", num_classes: int = 1000):
         super().__init__()
-        if config not in VGG_CONFIGS:
-            raise ValueError(f"unknown method {config!r}; choose from {sorted(VGG_CONFIGS)}")
-        layers: list[nn.Module] = []
-        relus: list[int] = []
-        channels = 3
-        for item in VGG_CONFIGS[config]:
-            if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU()]
-                relus.append(len(layers) - 1)
-                channels = item
-        self.features = nn.Sequential(*layers)
+        self.features = vgg_features(config)
+        layers = list(self.features)
+        relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
             nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(),
@@ -98,5 +103,5 @@ BACKBONES = {"alexnet": AlexNet, "vgg16": lambda: VGG("vgg16"), "vgg19": lambda:
 
 def build_backbone(name: str) -> AlexNet | VGG:
     if name not in BACKBONES:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     return BACKBONES[name]()

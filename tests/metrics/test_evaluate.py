@@ -11,7 +11,8 @@ import torch
 
 from talkbench.cli.main import main
 from talkbench.manifests.io import read_rows, write_table
-from talkbench.metrics import random_weights, weights
+from talkbench import weights
+from talkbench.metrics import random_weights
 from talkbench.metrics.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, Evaluator
 
 ROW_KEYS = {"metric", "value", "null_reason", "n", "flags", "weights", "extra"}

@@ -62,7 +62,7 @@ def test_absent_inputs_are_null_with_reason(home, face_frames):
 
 
 def test_injected_networks_run_every_per_video_metric(home, face_frames, tmp_path):
-    from talkbench.metrics.face import FivePointDetector
+    from talkbench.faces.detect import FivePointDetector
     from talkbench.metrics.identity import ArcFace
     from talkbench.metrics.lpips import LPIPSNet
 

@@ -16,7 +16,7 @@ from talkbench.curation.download import (
     download_url,
     fetch_source,
     format_selector,
-    link_local,
+    copy_local,
 )
 from talkbench.media import sha256_file
 
@@ -177,14 +177,26 @@ def test_error_classes(message, cls):
     assert classify_error(message) == cls
 
 
-def test_local_sources_are_hard_linked(media, tmp_path):
-    row = {"source_id": "local", "local_path": str(media["base"]), "url": None}
-    result = fetch_source(row, tmp_path, _opts())
+def test_local_sources_are_copied_never_linked(media, tmp_path):
+    """Issue 11.8: a hard link gave the source (``file:///etc/passwd`` too) a second name inside OUT."""
+    src = tmp_path / "src" / "base.mp4"
+    src.parent.mkdir()
+    src.write_bytes(media["base"].read_bytes())
+    assert os.stat(src).st_nlink == 1
+    row = {"source_id": "local", "local_path": str(src), "url": None}
+    result = fetch_source(row, tmp_path / "out", _opts())
     assert (result.status, result.attempts) == ("ok", 1)
-    assert result.path == tmp_path / "media" / "downloads" / "local.mp4"
-    assert os.stat(result.path).st_ino == os.stat(media["base"]).st_ino
-    copy = link_local(media["base"], tmp_path / "copy.mp4", hard_link=False)
-    assert os.stat(copy).st_ino != os.stat(media["base"]).st_ino and sha256_file(copy) == sha256_file(media["base"])
+    assert result.path == tmp_path / "out" / "media" / "downloads" / "local.mp4"
+    assert os.stat(src).st_nlink == 1 and os.stat(result.path).st_nlink == 1
+    assert os.stat(result.path).st_ino != os.stat(src).st_ino and not result.path.is_symlink()
+    assert sha256_file(result.path) == sha256_file(src)
+    # The copy is independent: changing it never touches the source.
+    with open(result.path, "r+b") as fh:
+        fh.write(b"\0\0\0\0")
+    assert sha256_file(src) == sha256_file(media["base"])
+    copy = copy_local(src, tmp_path / "copy.mp4")
+    assert os.stat(copy).st_ino != os.stat(src).st_ino and sha256_file(copy) == sha256_file(src)
+    assert os.stat(src).st_nlink == 1
     missing = fetch_source({"source_id": "gone", "local_path": str(tmp_path / "nope.mp4"), "url": None}, tmp_path,
                            _opts())
     assert (missing.status, missing.error_class) == ("failed", "unavailable")

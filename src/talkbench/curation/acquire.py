@@ -45,11 +45,23 @@ class _AcquireStep(Step):
     def fail(self, row: dict, status: str, error_class: str, message: str, **detail) -> dict:
         row.update(status=status, error_class=error_class, error_message=message)
         self.ctx.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
+        if status == "rejected":
+            self.drop_local_copy(row)
         return row
+
+    def drop_local_copy(self, row: dict) -> None:
+        """A rejected local input keeps no copy in OUT (the source is still where it was); a download is kept."""
+        if row.get("platform") != "local" or not row.get("download_path"):
+            return
+        downloads = Path(self.out_dir) / "media" / "downloads"
+        (Path(self.out_dir) / row["download_path"]).unlink(missing_ok=True)
+        (downloads / f".{row['source_id']}.result.json").unlink(missing_ok=True)
+        row["download_path"] = None
+        self.ctx.count("local_copy_removed")
 
 
 class DownloadStep(_AcquireStep):
-    """Source row → video row with the download result (yt-dlp for urls, a hard link for local files)."""
+    """Source row → video row with the download result (yt-dlp for urls, a copy for local files)."""
 
     stage = "download"
 
@@ -165,6 +177,7 @@ class NormaliseStep(_AcquireStep):
                 row.update(status="rejected", error_class="no_usable_segment", error_message=first["error_message"])
                 self.ctx.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
                                 message=first["error_message"])
+                self.drop_local_copy(row)
             yield row
 
 

@@ -21,7 +21,6 @@ class AcquireConfig:
     backoff: float = 2.0  # seconds, doubled per retry
     cookies_file: str | None = None
     proxy: str | None = None
-    link_local: bool = True  # hard-link (or copy) local files instead of downloading
     fps: float = 25.0
     audio_rate: int = 16000
 

@@ -1,4 +1,6 @@
-"""Fetch one source video: yt-dlp (Python API) for urls, a hard link (or copy) for local files.
+"""Fetch one source video: yt-dlp (Python API) for urls, a copy (a reflink where the file system allows) for local
+files. Local files are never hard-linked: a link would give the source (``file:///etc/passwd`` too) a second name
+inside OUT, and anything that later changed or removed the copy in place would change the source.
 
 Every call has a socket timeout. Failures are classified from yt-dlp's messages; only the temporary classes
 (``rate_limited``, ``network``) are retried, with exponential backoff. The first error message is the one recorded:
@@ -67,13 +69,11 @@ class DownloadOptions:
     backoff: float = 2.0
     cookies_file: str | None = None
     proxy: str | None = None
-    link_local: bool = True
 
     @classmethod
     def from_config(cls, acquire) -> "DownloadOptions":
         return cls(min_height=acquire.min_height, timeout=acquire.timeout, retries=acquire.retries,
-                   backoff=acquire.backoff, cookies_file=acquire.cookies_file, proxy=acquire.proxy,
-                   link_local=acquire.link_local)
+                   backoff=acquire.backoff, cookies_file=acquire.cookies_file, proxy=acquire.proxy)
 
 
 @dataclass
@@ -238,26 +238,42 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
         sleep(opts.backoff * 2 ** (result.attempts - 1))
 
 
-def link_local(src: Path, dest: Path, hard_link: bool = True) -> Path:
-    """Hard-link ``src`` to ``dest`` (copy across file systems), atomically; an identical existing file is kept."""
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+# A file system that cannot share extents answers one of these; then the bytes are copied.
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EPERM}
+
+
+def _reflink(src_fd: int, dst_fd: int) -> bool:
+    """Share ``src``'s extents with ``dst`` (btrfs, XFS, bcachefs…): a copy that costs no space until either changes."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+        return True
+    except (ImportError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in _NO_REFLINK:
+            raise
+        return False
+
+
+def copy_local(src: Path, dest: Path) -> Path:
+    """Copy ``src`` to ``dest`` atomically (reflink where the file system allows); an identical existing file is kept.
+
+    Never a hard link or a symlink: ``dest`` is always a file of its own inside the output folder.
+    """
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+    if dest.is_file() and not dest.is_symlink() and dest.stat().st_size == src.stat().st_size \
+            and not os.path.samefile(dest, src):
         return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        if hard_link:
-            try:
-                os.link(src, tmp)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
-                    raise
-                shutil.copyfile(src, tmp)
-        else:
-            shutil.copyfile(src, tmp)
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            if not _reflink(fin.fileno(), fout.fileno()):
+                shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -271,7 +287,7 @@ def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep) 
     if row.get("local_path"):
         src = Path(row["local_path"])
         try:
-            path = link_local(src, dest_dir / f"{stem}{src.suffix.lower()}", opts.link_local)
+            path = copy_local(src, dest_dir / f"{stem}{src.suffix.lower()}")
         except FileNotFoundError as exc:
             return DownloadResult("failed", error_class="unavailable", error_message=str(exc), attempts=1)
         except OSError as exc:

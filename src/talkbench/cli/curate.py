@@ -7,6 +7,7 @@ from typing import List, Optional, Sequence
 
 import typer
 
+from ..errors import TalkbenchError
 from ._app import console, err_console, new_app, run_app
 
 app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.")
@@ -88,6 +89,43 @@ def build_manifest_command(
                       f"{result.rejections} rejections"
                       + (f"; {result.clips} clips" if result.clips is not None else "")
                       + f" → {result.out_dir}", markup=False)
+    why = unusable_outcome(result)
+    if why:
+        raise NothingUsableError(why)
+
+
+class NothingUsableError(TalkbenchError):
+    """The build finished and wrote its manifests, but nothing in them can be used (no source, video or clip)."""
+
+
+def _counts(values) -> str:
+    counts: dict[str, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def unusable_outcome(result) -> str | None:
+    """One line saying why a finished build produced nothing usable, read from the manifests it wrote; else None."""
+    from ..manifests.io import read_rows
+
+    rejections = result.out_dir / "rejections.parquet"
+    if result.sources == 0:
+        first = f"; first: {result.issues[0]}" if result.issues else ""
+        return (f"no usable sources: all {len(result.issues)} lines of the source lists were skipped{first}; "
+                f"see {rejections}")
+    videos = read_rows(result.out_dir / "videos.parquet", "videos")
+    failed = [v for v in videos if v["status"] != "ok"]
+    if len(failed) == len(videos):
+        first = failed[0]
+        return (f"no usable video: all {len(videos)} sources failed ({_counts(v['error_class'] for v in failed)}; "
+                f"first: {first['source_id']}: {first['error_message']}); see {rejections}")
+    if result.clips == 0:
+        dropped = [r for r in read_rows(rejections, "rejections") if r["stage"] not in ("read", "download", "probe",
+                                                                                         "normalise")]
+        why = f" ({_counts(r['reason'] for r in dropped)})" if dropped else ""
+        return f"no clips: every candidate clip was dropped{why}; see {rejections}"
+    return None
 
 
 @app.command("report")

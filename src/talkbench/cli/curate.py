@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
@@ -74,15 +77,45 @@ def build_manifest_command(
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="CurationConfig YAML file."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
+    proxy: Optional[str] = typer.Option(None, "--proxy", help="Proxy for downloads, e.g. socks5://host:1080 "
+                                                              "(same as --set acquire.proxy=…)."),
+    cookies_file: Optional[Path] = typer.Option(None, "--cookies-file", help="Netscape cookies.txt for downloads "
+                                                                             "(same as --set acquire.cookies_file=…)."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Download again the sources whose download "
+                                                                    "failed with network or rate_limited; "
+                                                                    "everything else is kept as it is."),
 ):
     """Download, probe and normalise every source into OUT/videos.parquet, then run the clip stages that exist."""
+    from ..curation.breaker import DownloadsStopped
     from ..curation.pipeline import build_manifest
     from ..runtime import make_executor
 
+    if proxy is not None:
+        overrides = [*overrides, f"acquire.proxy={proxy}"]
+    if cookies_file is not None:
+        overrides = [*overrides, f"acquire.cookies_file={cookies_file}"]
     config = _load_config(config_file, overrides)
     runner = make_executor(executor, workers=workers, quiet=quiet, ray_address=ray_address)
     log = None if quiet else (lambda message: err_console.print(message, markup=False))
-    result = build_manifest(sources, out, config, runner, until=until, fmt=fmt, quiet=quiet, log=log)
+    if retry_failed:
+        _reopen_failed(sources, out, runner, fmt, log)
+    started = time.time()
+    progress = None if quiet else DownloadProgress(Path(out), started)
+    try:
+        if progress is not None:
+            progress.start()
+        result = build_manifest(sources, out, config, runner, until=until, fmt=fmt, quiet=quiet, log=log)
+    except DownloadsStopped:
+        raise
+    except Exception as exc:
+        # Another executor (ray) may wrap the step's error in its own: the breaker's state says what happened.
+        tripped = _tripped_since(Path(out), started)
+        if tripped:
+            raise DownloadsStopped(tripped) from exc
+        raise
+    finally:
+        if progress is not None:
+            progress.stop()
     if not quiet:
         status = ", ".join(f"{n} {s}" for s, n in result.videos.items()) or "none"
         console.print(f"{result.sources} sources → videos: {status}; {result.segments} segments; "
@@ -92,6 +125,99 @@ def build_manifest_command(
     why = unusable_outcome(result)
     if why:
         raise NothingUsableError(why)
+
+
+def _reopen_failed(sources, out: Path, runner, fmt, log) -> None:
+    from ..curation.acquire import reopen_failed_downloads
+    from ..curation.readers import read_sources
+
+    rows, _ = read_sources(sources, fmt)  # the rows build_manifest reads, in its order
+    reopened = reopen_failed_downloads(rows, Path(out).absolute(), runner.world_size_for(len(rows)))
+    if log is not None:
+        log(f"--retry-failed: {len(reopened)} sources failed with network or rate_limited and are downloaded again"
+            + (f" ({', '.join(reopened[:5])}{', …' if len(reopened) > 5 else ''})" if reopened else ""))
+
+
+def _tripped_since(out: Path, started: float) -> str | None:
+    import json
+
+    from ..curation.breaker import state_path
+
+    try:
+        state = json.loads(state_path(Path(out).absolute()).read_text())
+    except (OSError, ValueError):
+        return None
+    return state.get("tripped") if state.get("updated", 0) >= started else None
+
+
+class DownloadProgress:
+    """Prints download progress from the breaker's shared state (breaker.py), which every worker updates.
+
+    On a terminal the executor's progress bar shows ranks; elsewhere (a log file, CI, nohup) nothing was printed for
+    the whole download, so there a line is printed every few seconds while the counts change. Global pauses for rate
+    limits and bot checks are announced in both cases.
+    """
+
+    def __init__(self, out: Path, started: float, every: float = 2.0, poll: float = 0.2):
+        from ..curation.breaker import state_path
+
+        self.path, self.started, self.every, self.poll = state_path(Path(out).absolute()), started, every, poll
+        self.out = Path(out)
+        self.counts = sys.stderr is not None and not sys.stderr.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="download-progress", daemon=True)
+        self._printed: tuple | None = None
+        self._pauses = 0
+        self._last_print = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._report(final=True)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._report()
+
+    def _state(self) -> dict | None:
+        import json
+
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("updated", 0) >= self.started else None
+
+    def _total(self) -> int | None:
+        try:
+            import pyarrow.parquet as pq
+
+            return pq.read_metadata(self.out / "sources.parquet").num_rows
+        except Exception:  # noqa: BLE001 - the total is a nicety; it may not be written yet
+            return None
+
+    def _report(self, final: bool = False) -> None:
+        state = self._state()
+        if state is None:
+            return
+        if state["pauses"] > self._pauses and state.get("last_pause"):
+            self._pauses = state["pauses"]
+            pause = state["last_pause"]
+            err_console.print(f"download: {pause['class']} answer for {pause['source_id']} ({pause['answers']} in a "
+                              f"row): every worker waits {pause['seconds']:g} s", markup=False)
+        key = (state["done"], state["ok"], tuple(sorted(state["failed"].items())))
+        now = time.monotonic()
+        if not self.counts or key == self._printed or (not final and now - self._last_print < self.every):
+            return
+        self._printed, self._last_print = key, now
+        total = self._total()
+        failed = sum(state["failed"].values())
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(state["failed"].items()))
+        err_console.print(f"download: {state['done']}" + (f" of {total}" if total else "") + f" finished, "
+                          f"{state['ok']} ok, {failed} failed" + (f" ({detail})" if detail else ""), markup=False)
 
 
 class NothingUsableError(TalkbenchError):

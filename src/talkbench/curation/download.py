@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TalkbenchError
+from .breaker import GLOBAL_ANSWERS
 
 TEMPORARY = frozenset({"rate_limited", "network"})
 ERROR_CLASSES = ("unavailable", "private", "bot_check", "rate_limited", "geo", "format", "network", "other")
@@ -69,11 +70,13 @@ class DownloadOptions:
     backoff: float = 2.0
     cookies_file: str | None = None
     proxy: str | None = None
+    max_consecutive_failures: int = 20  # the circuit breaker's threshold (breaker.py); 0 never trips
 
     @classmethod
     def from_config(cls, acquire) -> "DownloadOptions":
         return cls(min_height=acquire.min_height, timeout=acquire.timeout, retries=acquire.retries,
-                   backoff=acquire.backoff, cookies_file=acquire.cookies_file, proxy=acquire.proxy)
+                   backoff=acquire.backoff, cookies_file=acquire.cookies_file, proxy=acquire.proxy,
+                   max_consecutive_failures=acquire.max_consecutive_failures)
 
 
 @dataclass
@@ -205,8 +208,12 @@ def _sleep(seconds: float) -> None:
 
 
 def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, archive: Path | None = None,
-                 sleep=_sleep) -> DownloadResult:
-    """Download ``url`` to ``dest_dir/stem.<ext>``; an existing complete file is reused (skip on rerun)."""
+                 sleep=_sleep, breaker=None) -> DownloadResult:
+    """Download ``url`` to ``dest_dir/stem.<ext>``; an existing complete file is reused (skip on rerun).
+
+    With a ``breaker`` (see breaker.py), every attempt first waits out the global pause and then reports its answer;
+    a rate limit or bot check is backed off globally there instead of by this video alone.
+    """
     dest_dir.mkdir(parents=True, exist_ok=True)
     existing = _existing_download(dest_dir, stem)
     if existing is not None:
@@ -214,10 +221,14 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
     result = DownloadResult("failed")
     use_archive = archive
     while True:
+        if breaker is not None:
+            breaker.wait(sleep)
         result.attempts += 1
         try:
             result.path = _ytdlp_once(url, opts, dest_dir, stem, use_archive)
             result.status = "ok"
+            if breaker is not None:
+                breaker.answer(stem, None, None)
             return result
         except FileNotFoundError:
             if use_archive is None:
@@ -228,6 +239,8 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
         except RuntimeError as exc:
             message = str(exc)
         cls = classify_error(message)
+        if breaker is not None:
+            breaker.answer(stem, cls, message)
         result.errors.append(message)
         if result.error_message is None:
             result.error_class, result.error_message = cls, message
@@ -235,7 +248,9 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
             result.last_error = message
         if cls not in TEMPORARY or result.attempts > opts.retries:
             return result
-        sleep(opts.backoff * 2 ** (result.attempts - 1))
+        if breaker is None or cls not in GLOBAL_ANSWERS:
+            sleep(opts.backoff * 2 ** (result.attempts - 1))
+        # else the pause breaker.answer set for every worker is waited out at the top of the loop
 
 
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
@@ -280,7 +295,7 @@ def copy_local(src: Path, dest: Path) -> Path:
     return dest
 
 
-def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep) -> DownloadResult:
+def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep, breaker=None) -> DownloadResult:
     """Fetch one source row into ``out_dir/media/downloads``; the result's path is absolute."""
     dest_dir = out_dir / "media" / "downloads"
     stem = row["source_id"]
@@ -296,7 +311,8 @@ def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep) 
             raise OutputWriteError(f"cannot write {exc.filename or dest_dir}: {exc.strerror or exc}") from exc
         return DownloadResult("ok", path, attempts=1)
     try:
-        return download_url(row["url"], dest_dir, stem, opts, out_dir / "media" / "download_archive.txt", sleep)
+        return download_url(row["url"], dest_dir, stem, opts, out_dir / "media" / "download_archive.txt", sleep,
+                            breaker)
     except OSError as exc:
         if exc.errno in _FATAL_ERRNO:
             raise OutputWriteError(f"cannot write {exc.filename or dest_dir}: {exc.strerror or exc}") from exc

@@ -91,3 +91,15 @@ def test_a_usable_list_still_exits_zero(media, tmp_path, capsys):
     (tmp_path / "l.csv").write_text(f"{media['base']},0,1\n{tmp_path / 'gone.mp4'}\n")
     code, err = _run(capsys, tmp_path / "l.csv", "--out", tmp_path / "out", "--until", "acquire")
     assert code == 0 and err == ""
+
+
+def test_no_clip_surviving_the_filters_fails_with_the_drop_reasons(media, tmp_path, capsys):
+    """The astronaut clip is real but small (176×144): its face is far below the 256 px floor, so nothing is kept."""
+    (tmp_path / "l.csv").write_text(f"{media['base']},0,2.4,astronaut\n")
+    out = tmp_path / "out"
+    code, err = _run(capsys, tmp_path / "l.csv", "--out", out, "-q")
+    assert code == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith("error: no clips: every candidate clip was dropped (") and "see " in err
+    reasons = {r["reason"] for r in mio.read_rows(out / "rejections.parquet", "rejections")}
+    assert any(reason in err for reason in reasons)
+    assert mio.read_rows(out / "clips.parquet", "clips") == []

@@ -210,7 +210,8 @@ class DownloadProgress:
                               f"row): every worker waits {pause['seconds']:g} s", markup=False)
         key = (state["done"], state["ok"], tuple(sorted(state["failed"].items())))
         now = time.monotonic()
-        if not self.counts or key == self._printed or (not final and now - self._last_print < self.every):
+        if not self.counts or not state["done"] or key == self._printed or \
+                (not final and now - self._last_print < self.every):
             return
         self._printed, self._last_print = key, now
         total = self._total()

@@ -33,6 +33,12 @@ from ..manifests.io import atomic_write_text
 
 GLOBAL_ANSWERS = frozenset({"rate_limited", "bot_check"})  # the site refuses us, not one video
 STATE_FILE = "downloads.json"
+FIRST_CHARS = 200  # the first error is quoted in the one-line message; yt-dlp's can run to a paragraph
+
+
+def _first(source_id: str, message: str | None) -> str:
+    text = f"{source_id}: {' '.join(str(message).split())}"
+    return text if len(text) <= FIRST_CHARS else text[:FIRST_CHARS - 1] + "…"
 
 
 class DownloadsStopped(TalkbenchError):
@@ -102,7 +108,7 @@ class Breaker:
         def change(state):
             if error_class in GLOBAL_ANSWERS:
                 state["answers"] += 1
-                state["answer_first"] = state["answer_first"] or f"{source_id}: {message}"
+                state["answer_first"] = state["answer_first"] or _first(source_id, message)
                 kinds = state["answer_kinds"]
                 kinds[error_class] = kinds.get(error_class, 0) + 1
                 pause = min(self.backoff * 2 ** (state["answers"] - 1), self.max_pause)
@@ -127,7 +133,7 @@ class Breaker:
                 state["failed"][error_class] = state["failed"].get(error_class, 0) + 1
             if status != "ok" and error_class == "network":
                 state["streak"] += 1
-                state["streak_first"] = state["streak_first"] or f"{source_id}: {message}"
+                state["streak_first"] = state["streak_first"] or _first(source_id, message)
                 if self.threshold and state["streak"] >= self.threshold and not state["tripped"]:
                     state["tripped"] = (f"network unreachable: {state['streak']} consecutive downloads failed "
                                         f"(first: {state['streak_first']}); check connectivity, --proxy or "

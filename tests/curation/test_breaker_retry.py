@@ -117,6 +117,7 @@ def test_429_storm_backs_off_globally_across_workers_then_stops(media, server, t
     # One count for both worker processes: per-process counters would need 4 answers each (8 requests).
     storm_hits = sum(n for path, n in _Handler.hits.items() if path.startswith("/storm/"))
     assert 4 <= storm_hits <= 5, _Handler.hits
+    assert err.count("every worker waits") == storm_hits  # each refusal announced once
     assert len({p for p in _Handler.hits if p.startswith("/storm/")}) < 10  # most were never asked for
 
 

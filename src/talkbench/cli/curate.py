@@ -203,11 +203,11 @@ class DownloadProgress:
         state = self._state()
         if state is None:
             return
-        if state["pauses"] > self._pauses and state.get("last_pause"):
-            self._pauses = state["pauses"]
-            pause = state["last_pause"]
-            err_console.print(f"download: {pause['class']} answer for {pause['source_id']} ({pause['answers']} in a "
-                              f"row): every worker waits {pause['seconds']:g} s", markup=False)
+        for pause in state.get("pause_log", []):
+            if pause["n"] > self._pauses:
+                self._pauses = pause["n"]
+                err_console.print(f"download: {pause['class']} answer for {pause['source_id']} ({pause['answers']} "
+                                  f"in a row): every worker waits {pause['seconds']:g} s", markup=False)
         key = (state["done"], state["ok"], tuple(sorted(state["failed"].items())))
         now = time.monotonic()
         if not self.counts or not state["done"] or key == self._printed or \

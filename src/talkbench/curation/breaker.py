@@ -33,6 +33,7 @@ from ..manifests.io import atomic_write_text
 
 GLOBAL_ANSWERS = frozenset({"rate_limited", "bot_check"})  # the site refuses us, not one video
 STATE_FILE = "downloads.json"
+PAUSE_LOG = 32
 FIRST_CHARS = 200  # the first error is quoted in the one-line message; yt-dlp's can run to a paragraph
 
 
@@ -47,7 +48,7 @@ class DownloadsStopped(TalkbenchError):
 
 def fresh_state(run: str) -> dict:
     return {"run": run, "done": 0, "ok": 0, "failed": {}, "streak": 0, "streak_first": None, "answers": 0,
-            "answer_first": None, "answer_kinds": {}, "pause_until": 0.0, "pauses": 0, "last_pause": None,
+            "answer_first": None, "answer_kinds": {}, "pause_until": 0.0, "pauses": 0, "pause_log": [],
             "tripped": None, "updated": time.time()}
 
 
@@ -114,8 +115,10 @@ class Breaker:
                 pause = min(self.backoff * 2 ** (state["answers"] - 1), self.max_pause)
                 state["pause_until"] = max(state["pause_until"], time.time() + pause)
                 state["pauses"] += 1
-                state["last_pause"] = {"class": error_class, "source_id": source_id, "seconds": pause,
-                                       "answers": state["answers"]}
+                # Kept for the CLI, which announces every global pause (the last few are enough between its polls).
+                state["pause_log"] = state["pause_log"][-(PAUSE_LOG - 1):] + [
+                    {"n": state["pauses"], "class": error_class, "source_id": source_id, "seconds": pause,
+                     "answers": state["answers"]}]
                 if self.threshold and state["answers"] >= self.threshold and not state["tripped"]:
                     state["tripped"] = self._refused_message(state)
             elif error_class != "network":  # a real answer (a video, a 404…): the site is not refusing us

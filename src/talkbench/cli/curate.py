@@ -90,11 +90,11 @@ def build_manifest_command(
     from ..curation.pipeline import build_manifest
     from ..runtime import make_executor
 
-    if proxy is not None:
-        overrides = [*overrides, f"acquire.proxy={proxy}"]
-    if cookies_file is not None:
-        overrides = [*overrides, f"acquire.cookies_file={cookies_file}"]
     config = _load_config(config_file, overrides)
+    network = {"acquire.proxy": proxy, "acquire.cookies_file": None if cookies_file is None else str(cookies_file)}
+    network = {k: v for k, v in network.items() if v is not None}
+    if network:
+        config = config.with_overrides(network)  # as given: no YAML parsing of a path or url
     runner = make_executor(executor, workers=workers, quiet=quiet, ray_address=ray_address)
     log = None if quiet else (lambda message: err_console.print(message, markup=False))
     if retry_failed:

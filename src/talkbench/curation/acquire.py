@@ -15,7 +15,7 @@ from ..manifests.io import atomic_write_text
 from ..media import sha256_file
 from ..runtime import Step
 from .config import PIPELINE_VERSION, CurationConfig
-from .breaker import GLOBAL_ANSWERS, Breaker, DownloadsStopped, state_path
+from .breaker import GLOBAL_ANSWERS, Breaker, state_path
 from .download import TEMPORARY, DownloadOptions, DownloadResult, fetch_source
 from .normalise import NormaliseError, normalise_span
 from .probe import ProbeError, display_size, probe_video
@@ -55,9 +55,8 @@ class _AcquireStep(Step):
         """A rejected local input keeps no copy in OUT (the source is still where it was); a download is kept."""
         if row.get("platform") != "local" or not row.get("download_path"):
             return
-        downloads = Path(self.out_dir) / "media" / "downloads"
         (Path(self.out_dir) / row["download_path"]).unlink(missing_ok=True)
-        (downloads / f".{row['source_id']}.result.json").unlink(missing_ok=True)
+        result_record(Path(self.out_dir), row["source_id"]).unlink(missing_ok=True)
         row["download_path"] = None
         self.ctx.count("local_copy_removed")
 
@@ -108,9 +107,8 @@ class DownloadStep(_AcquireStep):
         if record.exists():
             try:
                 saved = json.loads(record.read_text())
-                path = out_dir / saved["path"]
-                if saved.get("status", "ok") == "ok" and path.exists():
-                    return DownloadResult("ok", path, attempts=saved["attempts"])
+                if saved.get("status", "ok") == "ok" and (out_dir / saved["path"]).exists():
+                    return DownloadResult("ok", out_dir / saved["path"], attempts=saved["attempts"])
             except (OSError, ValueError, KeyError, TypeError):
                 pass
         result = fetch_source(src, out_dir, opts, breaker=None if src.get("local_path") else breaker)

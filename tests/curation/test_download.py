@@ -233,3 +233,32 @@ def test_proxy_is_used(server, media, tmp_path):
     result = download_url(origin, tmp_path, "p", _opts(proxy=server), None)
     assert result.status == "ok" and sha256_file(result.path) == sha256_file(media["base"])
     assert _Handler.hits.get("/proxied/base.mp4", 0) >= 1
+
+
+def test_rate_limit_backs_off_globally_through_the_breaker(server, media, tmp_path):
+    """With the breaker, a 429 pauses every worker (shared state) instead of sleeping for this video alone."""
+    import time
+
+    from talkbench.curation.breaker import Breaker, DownloadsStopped
+
+    breaker = Breaker(str(tmp_path / "downloads.json"), "run", threshold=10, backoff=0.05, max_pause=0.1)
+    waited = []
+
+    def sleep(seconds):
+        waited.append(seconds)
+        time.sleep(seconds)
+
+    result = download_url(f"{server}/limit/2/base.mp4", tmp_path / "d", "g", _opts(retries=2, backoff=5.0), None,
+                          sleep=sleep, breaker=breaker)
+    assert (result.status, result.attempts) == ("ok", 3)
+    state = breaker.read()
+    assert [p["seconds"] for p in state["pause_log"]] == [0.05, 0.1]  # doubled per refusal, capped
+    assert state["answers"] == 0  # the success reset the count
+    assert waited and max(waited) <= 0.1  # never the per-video backoff (5 s)
+    # Bot checks count the same way and trip with their own line.
+    strict = Breaker(breaker.path, "run", threshold=3, backoff=0.01, max_pause=0.01)
+    for sid in "abc":
+        strict.answer(sid, "bot_check", "Sign in to confirm you're not a bot")
+    with pytest.raises(DownloadsStopped, match=r"^bot check: 3 consecutive downloads were refused as a bot .*"
+                                               r"\(first: a: Sign in to confirm you're not a bot\); pass --cookies-file"):
+        breaker.check()

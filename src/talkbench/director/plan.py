@@ -61,8 +61,8 @@ ABSOLUTE = [  # (pattern, function of the matched numbers and the duration → (
 STEP_BREAK = r"\b(?:and then|then|after that|afterwards|finally)\b"
 PHRASE_BREAK = r",|\band\b|\bwhile\b|\bwith\b|\bbut\b"
 QUOTE = re.compile(r"\"([^\"]+)\"|“([^”]+)”|(?<![A-Za-z])'([^']+)'(?![A-Za-z])")
-SAYING = re.compile(r"\b(?:while|when|as)\s+(?:saying|you say|he says|she says|they say)\s+(?:the word\s+)?"
-                    r"(@q\d+|[a-z0-9'\- ]+?)(?=,|\band\b|\bwhile\b|$)")
+SAY_VERB = re.compile(r"\b(?:while|when|as)\s+(?:saying|you say|he says|she says|they say)\b")
+SAYING = re.compile(r"@say\s+(?:the word\s+)?(@q\d+|[a-z0-9'\- ]+?)\s*$")
 ON_WORD = re.compile(r"(?:\b(?:on|at)\s+(?:the word\s+)?)?(@q\d+)")  # "on 'X'", or a bare quoted word
 FILLER = {"please", "the", "a", "an", "speaker", "should", "you", "your", "person", "avatar", "he", "she", "they",
           "first", "also", "just", "to", "be", "then", "and", "it", "let", "lets", "let's", "make", "now"}
@@ -138,29 +138,32 @@ def parse_instruction(instruction: str, duration: float, pauses: list[float], sp
 
     text = QUOTE.sub(keep_quote, instruction).lower()
     steps = []
-    for sentence in re.split(r"[.;!?]+", text):
+    for sentence in re.split(r"[;!?]+|\.(?!\d)", text):  # a decimal point ("1.5 seconds") is no full stop
         parts = [p for p in re.split(STEP_BREAK, sentence) if p.strip()]
         steps += [(p, len(parts) > 1) for p in parts]
     chain = [i for i, (_, chained) in enumerate(steps) if chained]
     controls, unmatched = [], []
     for index, (step, chained) in enumerate(steps):
-        span, timing, step, problem = _timing(step, duration, pauses, spans, quotes, transcript_given)
-        if span is None and chained:
-            k = chain.index(index)
-            span = _snap((duration * k / len(chain), duration * (k + 1) / len(chain)), duration, pauses)
-            timing = f"step {k + 1} of {len(chain)}"
-        if span is None:
-            span, timing = (0.0, duration), "whole video"
-        for phrase in _phrases(step, quotes):
-            found = match_phrase(phrase)
-            if problem is not None:
-                unmatched.append({"phrase": phrase, "reason": problem})
-                continue
-            if not found:
-                unmatched.append({"phrase": phrase, "reason": "no control in the vocabulary matches"})
-            for item in found:
-                controls.append({**item, "phrase": phrase, "t0": round(span[0], 3), "t1": round(span[1], 3),
-                                 "timing": timing})
+        step = SAY_VERB.sub(" @say ", step)  # "while saying" is timing, not a phrase break
+        for part in re.split(PHRASE_BREAK, step):
+            # Timing words belong to the phrase they are in: "keep the camera still and tilt at the end".
+            span, timing, part, problem = _timing(part, duration, pauses, spans, quotes, transcript_given)
+            if span is None and problem is None and chained:
+                k = chain.index(index)
+                span = _snap((duration * k / len(chain), duration * (k + 1) / len(chain)), duration, pauses)
+                timing = f"step {k + 1} of {len(chain)}"
+            if span is None:
+                span, timing = (0.0, duration), "whole video"
+            for phrase in _phrases(part, quotes):
+                if problem is not None:
+                    unmatched.append({"phrase": phrase, "reason": problem})
+                    continue
+                found = match_phrase(phrase)
+                if not found:
+                    unmatched.append({"phrase": phrase, "reason": "no control in the vocabulary matches"})
+                for item in found:
+                    controls.append({**item, "phrase": phrase, "t0": round(span[0], 3), "t1": round(span[1], 3),
+                                     "timing": timing})
     return controls, unmatched
 
 

@@ -77,3 +77,30 @@ def test_jerk_at_boundaries_is_within_the_jerk_inside_subclips(blueprint, direct
 def test_a_sampler_that_moves_clamped_frames_is_refused(blueprint):
     with pytest.raises(ConfigError, match="changed clamped frames"):
         denoise_subclips(lambda noise, known, clamp, valid, cond: noise, blueprint, KEYS)
+
+
+def test_a_five_minute_speech_is_one_batch_of_bounded_length():
+    """7500 frames: the sampler sees one call of (sub-clips, ≤ max_gap + 1 frames), never the whole length."""
+    n = n_frames(300.0, 25)
+    rng = np.random.default_rng(0)
+    bp = {"yaw": 10 * np.sin(np.arange(n) / 40), "pitch": 5 * rng.standard_normal(n), "roll": np.zeros(n),
+          "scale": np.full(n, 0.4), "centre": np.full((n, 2), 0.5), "clarity": rng.uniform(0.3, 1.0, n)}
+    cfg = KeyframeConfig(min_gap=25, max_gap=75)
+    keys, _ = choose_keyframes(bp, cfg)
+    calls = []
+
+    def linear(noise, known, clamp, valid, cond):
+        """Closed form between the clamped ends: linear interpolation of the keyframes (honours ``valid``)."""
+        calls.append(tuple(noise.shape))
+        out = torch.zeros_like(noise)
+        for b in range(noise.shape[0]):
+            m = int(valid[b].sum())
+            w = torch.linspace(0, 1, m, dtype=noise.dtype)[:, None]
+            out[b, :m] = (1 - w) * known[b, 0] + w * known[b, m - 1]
+            out[b, :m][clamp[b, :m]] = known[b, :m][clamp[b, :m]]
+        return out
+
+    motion = denoise_subclips(linear, torch.as_tensor(np.stack([bp["yaw"], bp["pitch"]], 1)), keys, seed=0)
+    assert motion.shape == (7500, 2)
+    (shape,) = calls
+    assert shape[0] == len(keys) - 1 >= 100 and shape[1] <= cfg.max_gap + 1

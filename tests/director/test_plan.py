@@ -134,3 +134,19 @@ def test_the_bundled_instruction_set(speech):
                 want = (a, b)
             assert c["t0"] == pytest.approx(want[0], abs=0.31) and c["t1"] == pytest.approx(want[1], abs=0.31), \
                 (item["id"], e, c)
+
+
+def test_timing_words_bind_to_their_phrase_or_to_the_whole_step(speech):
+    _, audio, truth = speech
+    d = round(len(audio) / 16000, 3)
+    plan = make_plan(audio, "Keep the camera still and tilt your head at the end.", transcript=TRANSCRIPT)
+    got = {c["value"]: (c["t0"], c["t1"]) for c in plan["controls"]}
+    assert got["static"] == (0.0, d) and got["tilt"][0] == pytest.approx(2 * d / 3, abs=0.3)
+    plan = make_plan(audio, "While saying hello, tilt your head and smile.", transcript=TRANSCRIPT)
+    for c in plan["controls"]:
+        assert (c["t0"], c["t1"]) == pytest.approx(truth[1], abs=0.06), c
+    assert {c["value"] for c in plan["controls"]} == {"tilt", "joy"}
+    plan = make_plan(audio, "at the end")
+    assert not plan["controls"] and "no control to place" in plan["unmatched"][0]["reason"]
+    plan = make_plan(audio, "nod from 10 to 20 seconds")
+    assert not plan["controls"] and "outside the audio" in plan["unmatched"][0]["reason"]

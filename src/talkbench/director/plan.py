@@ -145,9 +145,17 @@ def parse_instruction(instruction: str, duration: float, pauses: list[float], sp
     controls, unmatched = [], []
     for index, (step, chained) in enumerate(steps):
         step = SAY_VERB.sub(" @say ", step)  # "while saying" is timing, not a phrase break
-        for part in re.split(PHRASE_BREAK, step):
-            # Timing words belong to the phrase they are in: "keep the camera still and tilt at the end".
-            span, timing, part, problem = _timing(part, duration, pauses, spans, quotes, transcript_given)
+        # Timing words belong to the phrase they are in ("keep the camera still and tilt at the end"); a part that
+        # is only timing ("while saying hello, nod") times the other parts of its step.
+        parts = [_timing(part, duration, pauses, spans, quotes, transcript_given)
+                 for part in re.split(PHRASE_BREAK, step)]
+        shared = next(((sp, tm, pr) for sp, tm, rest, pr in parts if (sp or pr) and not _phrases(rest, quotes)),
+                      None)
+        used = False
+        for span, timing, part, problem in parts:
+            if span is None and problem is None and shared is not None:
+                span, timing, problem = shared
+                used = used or bool(_phrases(part, quotes))
             if span is None and problem is None and chained:
                 k = chain.index(index)
                 span = _snap((duration * k / len(chain), duration * (k + 1) / len(chain)), duration, pauses)
@@ -164,6 +172,9 @@ def parse_instruction(instruction: str, duration: float, pauses: list[float], sp
                 for item in found:
                     controls.append({**item, "phrase": phrase, "t0": round(span[0], 3), "t1": round(span[1], 3),
                                      "timing": timing})
+        if shared is not None and not used:
+            unmatched.append({"phrase": " ".join(step.replace("@say", "while saying").split()),
+                              "reason": shared[2] or f"a time ({shared[1]}) with no control to place"})
     return controls, unmatched
 
 

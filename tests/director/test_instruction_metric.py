@@ -56,7 +56,7 @@ def test_every_control_succeeds_when_its_effect_is_there_and_fails_on_the_neutra
     rows = []
     for kind, value in EFFECTS:
         if (kind, value) == ("camera", "static"):
-            continue  # its neutral baseline already barely moves; see the next test
+            continue  # a neutral run that barely moves is already static: see the next test
         row = adherence(with_effect(kind, value), base, kind, value, (80 / FPS, 160 / FPS), FPS)
         assert row["success"], row
         rows.append(row)
@@ -77,6 +77,9 @@ def test_effects_outside_the_span_or_in_the_wrong_direction_fail():
     assert not adherence(with_effect("head", "shake"), base, "head", "nod", (80 / FPS, 160 / FPS), FPS)["success"]
     moving = dict(base, centre=base["centre"] + np.linspace(0, 0.1, N)[:, None])
     assert adherence(base, moving, "camera", "static", (80 / FPS, 160 / FPS), FPS)["success"]
+    # A static output counts even against a static neutral run (the ceiling); a drifting output never does.
+    assert adherence(neutral(seed=1), base, "camera", "static", (80 / FPS, 160 / FPS), FPS)["success"]
+    assert not adherence(moving, moving, "camera", "static", (80 / FPS, 160 / FPS), FPS)["success"]
 
 
 def test_measured_values_are_the_formulas():
@@ -95,3 +98,35 @@ def test_bad_inputs_are_one_line_errors():
         adherence({k: v for k, v in base.items() if k != "expression"}, base, "head", "nod", (0, 1), FPS)
     with pytest.raises(ConfigError, match="covers 0 frames"):
         adherence(base, base, "head", "nod", (9, 10), FPS)
+
+
+def test_face_tracks_from_real_video_score_zoom_and_pan():
+    """The shared face module on a real portrait (skimage's astronaut) filmed by a virtual camera: a window that
+    narrows (zoom in), slides (pan) or stays put (neutral). The known camera moves must be found, and only they."""
+    import cv2
+    from skimage.data import astronaut
+
+    from talkbench.metrics.instruction import face_tracks
+
+    img = astronaut()
+
+    def clip(zoom=0.0, pan=0.0, n=30):
+        frames = []
+        for t in range(n):
+            f = t / (n - 1)
+            s = int(300 - 120 * zoom * f)
+            x0, y0 = int(90 + 80 * pan * f) + (300 - s) // 2, (300 - s) // 3
+            frames.append(cv2.resize(img[y0:y0 + s, x0:x0 + s], (128, 128), interpolation=cv2.INTER_AREA))
+        return np.stack(frames)
+
+    base, zoom, pan = face_tracks(clip()), face_tracks(clip(zoom=1)), face_tracks(clip(pan=1))
+    assert base["missing"] == zoom["missing"] == pan["missing"] == 0
+    span = (0.0, 30 / FPS)
+    # The window narrows from 300 to 180 px: the face grows by 300/180, log 0.51 (0.2 s end averages: ~0.47).
+    zin = adherence(zoom, base, "camera", "zoom-in", span, FPS)
+    assert zin["success"] and zin["effect"] == pytest.approx(np.log(300 / 180) * (1 - 5 / 30), abs=0.06)
+    assert not adherence(zoom, base, "camera", "zoom-out", span, FPS)["success"]
+    assert adherence(pan, base, "camera", "pan", span, FPS)["success"]
+    assert not adherence(pan, base, "camera", "zoom-in", span, FPS)["success"]
+    assert adherence(base, base, "camera", "static", span, FPS)["success"]
+    assert not adherence(pan, base, "camera", "static", span, FPS)["success"]

@@ -3,7 +3,7 @@
 A plan is plain JSON, editable by hand::
 
     {duration, fps, n_frames, instruction, transcript, controls: [...], unmatched: [...], notes: [...],
-     shots: [{t0, t1, text, emotion, head, gesture, camera, intensity}, ...]}
+     segments: [[t0, t1], ...], shots: [{t0, t1, text, emotion, head, gesture, camera, intensity}, ...]}
 
 ``shots`` is what generation reads; ``controls`` and ``unmatched`` explain where each shot value came from.
 
@@ -96,6 +96,7 @@ def make_plan(audio, instruction: str, transcript: str | None = None, fps: int =
         "controls": controls,
         "unmatched": unmatched,
         "notes": notes,
+        "segments": [[a, b] for a, b in segments],
         "shots": build_shots(controls, duration, fps, pauses, spans),
     }
     validate_plan(plan, duration)

@@ -3,19 +3,10 @@ of every sentence (and of the one-word sentence "Hello") is known."""
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-SENTENCES = ("Good morning everyone.", "Hello.", "Today we talk about plans.")
-TRANSCRIPT = " ".join(SENTENCES)
-
-
-def espeak(path: Path, text: str) -> Path:
-    subprocess.run(["espeak-ng", "-s", "170", "-w", str(path), text], check=True, capture_output=True)
-    return path
+from director_speech import SENTENCES, espeak
 
 
 @pytest.fixture(scope="session")

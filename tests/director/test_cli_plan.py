@@ -6,7 +6,7 @@ import json
 
 from talkbench.cli.main import main
 
-from conftest import TRANSCRIPT
+from director_speech import TRANSCRIPT
 
 
 def test_plan_nod_while_saying_hello_then_validate_the_edited_plan(speech, tmp_path, capsys):

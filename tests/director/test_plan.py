@@ -10,7 +10,7 @@ from talkbench.director.plan import SHOT_FIELDS, make_plan, n_frames, validate_p
 from talkbench.director.segments import speech_segments, word_spans
 from talkbench.errors import PlanError
 
-from conftest import TRANSCRIPT
+from director_speech import TRANSCRIPT
 
 
 def _shots_with(plan, kind, value):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bench, curate, demo, manifests, metrics, models, weights
+from . import bench, curate, demo, manifests, metrics, models, plan, weights
 from ._app import new_app, run_app
 
 app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.")
 
 # Each module adds its own commands or groups; the curate and bench scripts are also reachable as groups here.
-for module in (manifests, weights, metrics, models, demo):
+for module in (manifests, weights, metrics, models, demo, plan):
     module.register(app)
 app.add_typer(curate.app, name="curate")
 app.add_typer(bench.app, name="bench")

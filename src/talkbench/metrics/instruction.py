@@ -148,7 +148,7 @@ def success_rate(rows: list[dict]) -> dict[str, float]:
 def face_tracks(frames: np.ndarray, max_missing: float = 0.5) -> dict:
     """Per-frame tracks of a video (T, H, W, 3) uint8 RGB through the shared face module (MediaPipe Face Mesh).
 
-    - ``yaw``/``pitch``/``roll``: ``metrics.face.head_pose`` (solvePnP on six mesh points), degrees;
+    - ``yaw``/``pitch``/``roll``: ``faces.pose.head_pose`` (the one estimator curation's filter uses too), degrees;
     - ``scale``: the RMS distance of the mesh points from their centroid over the frame width;
     - ``centre``: the mesh centroid over (width, height);
     - ``expression``: the mesh in the face's own frame (centroid removed, divided by its scale, roll undone),
@@ -157,7 +157,8 @@ def face_tracks(frames: np.ndarray, max_missing: float = 0.5) -> dict:
     Frames without a face are filled by linear interpolation; ``missing`` says how many there were, and more than
     ``max_missing`` of the video is an error.
     """
-    from .face import head_pose, mesh_landmarks
+    from ..faces.detect import mesh_landmarks
+    from ..faces.pose import head_pose
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 3:
@@ -168,7 +169,7 @@ def face_tracks(frames: np.ndarray, max_missing: float = 0.5) -> dict:
     if found.mean() < 1 - max_missing:
         raise ConfigError(f"a face was found in {int(found.sum())} of {t} frames; need at least "
                           f"{int(np.ceil((1 - max_missing) * t))}")
-    pose = head_pose(mesh, w, h)  # (T, 3) yaw, pitch, roll
+    pose = head_pose(mesh)  # (T, 3) yaw, pitch, roll
     xy = mesh[:, :, :2]
     centroid = xy.mean(1)  # (T, 2)
     rel = xy - centroid[:, None]

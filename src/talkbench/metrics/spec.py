@@ -5,7 +5,8 @@ The Evaluator, the bench tasks, the run summaries and the leaderboards all read 
 metric names or directions. Adding a metric is one new file (its functional core and compute entry) plus one
 registration here. This module imports nothing heavy, so the leaderboards and the CLI can read it cheaply.
 
-Compute entries are dotted paths ``"module:function"`` resolved on first use:
+Compute entries are callables, or dotted paths ``"module:function"`` resolved on first use (so this module stays
+light):
 
 - a per-clip metric's entry is ``fn(ev, video) -> Score | dict[str, Score]`` (``ev``: the Evaluator, which owns
   the device, the protocol and the shared networks; ``video``: :class:`talkbench.metrics.scores.Video`). Metrics
@@ -32,7 +33,7 @@ class MetricSpec:
     inputs: str  # paired (ground truth or driver frames) | single (generated frames only) | source | audio
     higher_is_better: bool | None  # None: shown, never ranked
     label: str
-    compute: str | None  # "module:function" (see the module docstring); None: only papers report it
+    compute: str | Callable | None  # the entry, or "module:function" (see the module docstring); None: papers only
     level: str = "clip"  # clip | set
     weights: tuple[str, ...] | Callable[[object], tuple[str, ...]] = ()  # entries, or fn(protocol) -> entries
     network: str | None = None  # key of the shared network (``Evaluator(networks=...)`` injects it)
@@ -51,6 +52,8 @@ class MetricSpec:
     def resolve(self) -> Callable:
         if self.compute is None:
             raise ValueError(f"metric {self.name!r} is reported by papers only; talkbench does not compute it")
+        if callable(self.compute):
+            return self.compute
         module, _, attr = self.compute.partition(":")
         return getattr(importlib.import_module(module), attr)
 

@@ -102,3 +102,14 @@ def read_video(path: str | Path, protocol, *, duration: float | None = None) -> 
     h, w = frames.shape[1:3]
     info.update(source_size=[w, h], resized=(h, w) != (protocol.size, protocol.size))
     return Frames(resize_frames(frames, protocol), info)
+
+
+def reading_at(size: int, protocol_id: str = "talkbench-v1-256"):
+    """A protocol's frame reading at another size: training data decoded at a model's own resolution reads frames
+    exactly as the benchmark does (same fps, kernel and colour)."""
+    from dataclasses import replace
+
+    from .protocols import get_protocol
+
+    base = get_protocol(protocol_id)
+    return base if base.size == size else replace(base, size=size)

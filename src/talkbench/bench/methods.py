@@ -202,6 +202,9 @@ class Folder(Method):
         return Generated(frames[:n], extra, ["length_trimmed"], reference_frames=n)
 
 
+_MODELS: dict[tuple, object] = {}  # per process: (checkpoint, mtime, device) -> ReenactModel
+
+
 class Ours(Method):
     name = "ours"
     tasks = ("self-reenact", "cross-reenact", "upper-body")
@@ -222,11 +225,13 @@ class Ours(Method):
         return {"method": self.name, "checkpoint_sha256": sha256_file(self.checkpoint)}
 
     def _model(self):
-        if getattr(self, "_lazy_model", None) is None:
+        # kept per process (bench runs one rank per clip): a worker loads the checkpoint once
+        key = (str(self.checkpoint.resolve()), self.checkpoint.stat().st_mtime_ns, self.device)
+        if key not in _MODELS:
             from ..models.inference import ReenactModel
 
-            self._lazy_model = ReenactModel.from_checkpoint(self.checkpoint, self.device)
-        return self._lazy_model
+            _MODELS[key] = ReenactModel.from_checkpoint(self.checkpoint, self.device)
+        return _MODELS[key]
 
     def generate(self, inputs):
         model = self._model()

@@ -126,6 +126,9 @@ def write_lossless(path: Path, frames: np.ndarray, fps: float) -> None:
 # steps
 
 
+_EVALUATORS: dict[tuple, object] = {}  # per process: (protocol, metrics, device) -> Evaluator
+
+
 class ScoreClips(Step):
     """Generate and score one job at a time; the executor persists each rank's records and marks it complete."""
 
@@ -134,9 +137,12 @@ class ScoreClips(Step):
         self.out = Path(cfg.out)
 
     def _evaluator(self):
-        if getattr(self, "_lazy_evaluator", None) is None:
-            self._lazy_evaluator = make_evaluator(self.cfg.protocol, self.task.per_clip_metrics(), self.cfg.device)
-        return self._lazy_evaluator
+        # One rank per clip: the Evaluator (and its networks) is kept per process, not per rank, so a worker that
+        # scores many clips loads the metric networks once.
+        key = (self.cfg.protocol, self.task.per_clip_metrics(), self.cfg.device)
+        if key not in _EVALUATORS:
+            _EVALUATORS[key] = make_evaluator(*key)
+        return _EVALUATORS[key]
 
     def run(self, rows, rank=0, world_size=1):
         for job in rows:

@@ -126,7 +126,7 @@ def write_lossless(path: Path, frames: np.ndarray, fps: float) -> None:
 # steps
 
 
-_EVALUATORS: dict[tuple, object] = {}  # per process: (protocol, metrics, device) -> Evaluator
+_EVALUATORS: dict[tuple, object] = {}  # per process: (run hash, device) -> Evaluator
 
 
 class ScoreClips(Step):
@@ -139,9 +139,11 @@ class ScoreClips(Step):
     def _evaluator(self):
         # One rank per clip: the Evaluator (and its networks) is kept per process, not per rank, so a worker that
         # scores many clips loads the metric networks once.
-        key = (self.cfg.protocol, self.task.per_clip_metrics(), self.cfg.device)
+        # The run hash covers the protocol id, the task and the weights found (missing or non-official files).
+        key = (self.run_hash, self.cfg.device)
         if key not in _EVALUATORS:
-            _EVALUATORS[key] = make_evaluator(*key)
+            _EVALUATORS.clear()  # one run at a time: do not keep another run's networks alive
+            _EVALUATORS[key] = make_evaluator(self.cfg.protocol, self.task.per_clip_metrics(), self.cfg.device)
         return _EVALUATORS[key]
 
     def run(self, rows, rank=0, world_size=1):

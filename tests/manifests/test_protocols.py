@@ -20,7 +20,9 @@ def test_every_protocol_names_registered_metrics_and_weights():
     from talkbench.metrics.spec import METRICS, computable
 
     for protocol in PROTOCOLS.values():
-        assert set(protocol.metrics) == set(computable()), protocol.protocol_id
+        # a protocol pins its default metric set; a metric registered later runs under it by name, and adding it to
+        # the set is a deliberate protocol change (a new digest)
+        assert set(protocol.metrics) <= set(computable()), protocol.protocol_id
         needed = {e for m in protocol.metrics for e in METRICS[m].entries(protocol)}
         pinned = {net.weights for _, net in protocol.feature_nets}
         assert needed - {"dwpose"} <= pinned <= set(weights.REGISTRY), protocol.protocol_id

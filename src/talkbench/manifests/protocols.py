@@ -70,7 +70,8 @@ def get_protocol(protocol_id: str) -> EvalProtocol:
 
 
 # ----------------------------------------------------------------------------- registered protocols
-# The metric set is data here; tests/manifests/test_protocols.py checks it against talkbench.metrics.spec.METRICS.
+# The metric set is data here (the default set a protocol pins, part of its digest); tests/manifests/test_protocols.py
+# checks it against talkbench.metrics.spec.METRICS. A newly registered metric runs under a protocol by name.
 # Hashes: full SHA-256 where published, the torch.hub filename prefix where only that is published, "" where the
 # upstream publishes none (the result rows then carry the installed file's SHA-256; see talkbench.metrics.weights).
 

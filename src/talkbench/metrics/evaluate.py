@@ -1,6 +1,8 @@
 """Evaluator: every metric of a protocol over a stream of videos, as rows of the ``results`` schema.
 
-Per-video metrics come back from ``add_video``; set-level metrics (FID, clean-FID, FVD) from ``finalize``.
+Every metric's inputs, level, weights and compute entry come from the registry (``talkbench.metrics.spec.METRICS``);
+the Evaluator only checks the inputs and weights, calls the entries and writes rows. Per-video metrics come back from
+``add_video``; set-level metrics (FID, clean-FID, FVD) from ``finalize``.
 A metric whose weights are missing, or whose input (ground truth, source image, audio) is absent, gives a row with
 ``value=None`` and the reason; the other metrics still run. Networks are built lazily, once, on first use.
 """

@@ -166,6 +166,7 @@ REJECTIONS = pa.schema(
 RESULTS = pa.schema(
     [
         pa.field("protocol_id", pa.string(), nullable=False),
+        pa.field("protocol_digest", pa.string(), nullable=False),  # EvalProtocol.digest: two definitions under one id never mix
         pa.field("protocol_standard", pa.bool_()),  # false when a non-official (unverified) weights file was used
         pa.field("method", pa.string(), nullable=False),
         pa.field("task", pa.string()),

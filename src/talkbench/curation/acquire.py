@@ -44,7 +44,7 @@ class _AcquireStep(Step):
 
     def fail(self, row: dict, status: str, error_class: str, message: str, **detail) -> dict:
         row.update(status=status, error_class=error_class, error_message=message)
-        self.ctx.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
+        self.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
         return row
 
 
@@ -64,13 +64,13 @@ class DownloadStep(_AcquireStep):
             result = self._fetch(src, out_dir, opts)
             row["attempts"] = result.attempts
             if result.status != "ok":
-                self.ctx.count(f"failed_{result.error_class}")
+                self.count(f"failed_{result.error_class}")
                 detail = {"attempts": result.attempts}
                 if result.last_error:
                     detail["last_error"] = result.last_error
                 yield self.fail(row, "failed", result.error_class, result.error_message, **detail)
                 continue
-            self.ctx.count("downloaded")
+            self.count("downloaded")
             row.update(status="ok", download_path=_rel(result.path, out_dir))
             yield row
 
@@ -117,11 +117,11 @@ class ProbeStep(_AcquireStep):
                        else None, norm_width=w - w % 2, norm_height=h - h % 2)
             for flag in ("is_vfr", "has_audio"):
                 if probe[flag]:
-                    self.ctx.count(flag)
+                    self.count(flag)
             if probe["rotation"]:
-                self.ctx.count("rotated")
+                self.count("rotated")
             if (probe["bit_depth"] or 8) > 8:
-                self.ctx.count("high_bit_depth")
+                self.count("high_bit_depth")
             yield row
 
 
@@ -153,17 +153,17 @@ class NormaliseStep(_AcquireStep):
                                               end=span.get("end"), source_duration=row["duration"],
                                               has_audio=row["has_audio"], fps=acquire.fps,
                                               audio_rate=acquire.audio_rate))
-                    self.ctx.count("segments_ok")
+                    self.count("segments_ok")
                 except NormaliseError as exc:
                     seg.update(status="failed", path=None, error_message=str(exc))
-                    self.ctx.reject(f"{row['source_id']}/{seg['index']}", exc.reason, source_id=row["source_id"],
+                    self.reject(f"{row['source_id']}/{seg['index']}", exc.reason, source_id=row["source_id"],
                                     message=str(exc), start=start, end=end)
                 segments.append(seg)
             row["segments"] = segments
             if not any(s["status"] == "ok" for s in segments):
                 first = next(s for s in segments if s["status"] != "ok")
                 row.update(status="rejected", error_class="no_usable_segment", error_message=first["error_message"])
-                self.ctx.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
+                self.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
                                 message=first["error_message"])
             yield row
 

@@ -187,14 +187,17 @@ def test_segment_rows_explode_ok_segments_only(tmp_path):
 
 
 def test_no_usable_video_gives_empty_manifests_and_a_report(tmp_path):
-    from talkbench.curation.clip_pipeline import run_clip_stages
     from talkbench.curation.config import CurationConfig
+    from talkbench.curation.pipeline import run_stages
+    from talkbench.curation.stages import STAGES, Run
     from talkbench.runtime import make_executor
 
     prior = [{"stage": "acquire", "item_id": "v1", "source_id": "v1", "reason": "unavailable", "value": None,
               "threshold": None, "detail": None}]
     videos = [{"source_id": "v1", "status": "failed", "segments": []}]
-    clips, rejections = run_clip_stages(tmp_path, videos, CurationConfig(), make_executor("local", quiet=True), prior)
+    run = Run(tmp_path, CurationConfig(), make_executor("local", quiet=True), rejections=list(prior))
+    clips = run_stages(run, videos, STAGES[1:])  # every stage after acquire, on videos none of which is usable
+    rejections = run.rejections
     assert clips == [] and rejections == prior
     assert read_rows(tmp_path / "clips.parquet", "clips") == []
     assert read_rows(tmp_path / "rejections.parquet", "rejections") == prior

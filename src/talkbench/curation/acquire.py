@@ -170,21 +170,3 @@ class NormaliseStep(_AcquireStep):
 
 def acquire_steps(out_dir: str | Path, config: CurationConfig) -> list[Step]:
     return [DownloadStep(out_dir, config), ProbeStep(out_dir, config), NormaliseStep(out_dir, config)]
-
-
-def segment_rows(videos: list[dict], out_dir: str | Path) -> list[dict]:
-    """Explode ``videos`` rows into the segment rows the clip stages consume (see CURATION_CONTRACT.md)."""
-    out_dir = Path(out_dir).resolve()
-    rows = []
-    for video in videos:
-        if video.get("status") != "ok":
-            continue
-        for seg in video.get("segments") or []:
-            if seg["status"] != "ok":
-                continue
-            rows.append({"source_id": video["source_id"], "segment_index": seg["index"], "path": seg["path"],
-                         "abs_path": str(out_dir / seg["path"]), "fps": video["norm_fps"], "n_frames": seg["n_frames"],
-                         "has_audio": bool(video["has_audio"]), "source_label": video["source_label"],
-                         "width": video["norm_width"], "height": video["norm_height"], "segment_start": seg["start"],
-                         "out_dir": str(out_dir)})
-    return sorted(rows, key=lambda r: (r["source_id"], r["segment_index"]))

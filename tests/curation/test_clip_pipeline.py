@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from talkbench.curation.clip_pipeline import clip_id_for, segment_rows
+from talkbench.curation.stages import STAGES
 from talkbench.manifests.io import read_rows
 
 SECONDS = 2.4  # ≥ the 2 s minimum duration
@@ -135,8 +136,8 @@ def _wait_for(path: Path, proc, timeout=240.0) -> bool:
     return False
 
 
-CLIP_STATE = ("scenes", "faces", "filters", "identity", "cluster", "select", "export", "clips", "clips.parquet",
-              "rejections.parquet", "report", "report.html")
+CLIP_STATE = (*(stage.name for stage in STAGES[1:]), "clips", "clips.parquet", "rejections.parquet", "report",
+              "report.html")
 
 
 @pytest.mark.slow

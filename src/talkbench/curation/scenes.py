@@ -28,7 +28,7 @@ def make_detector(scenes):
         return ContentDetector(threshold=scenes.content_threshold, min_scene_len=scenes.min_scene_frames)
     if scenes.detector == "adaptive":
         return AdaptiveDetector(adaptive_threshold=scenes.adaptive_threshold, min_scene_len=scenes.min_scene_frames)
-    raise ValueError(f"unknown method {scenes.detector!r}; choose from {sorted(DETECTORS)}")
+    raise ConfigError(f"unknown scene detector {scenes.detector!r}; choose from {sorted(DETECTORS)}")
 
 
 def detect_cuts(path: str | os.PathLike, fps: float, scenes, width: int | None = None,

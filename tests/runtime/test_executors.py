@@ -206,3 +206,22 @@ def test_steps_count_and_reject_outside_an_executor():
     assert square.ctx.counters == {"squared": 6}
     assert odd.ctx.dropped == {"odd": 6 - len(kept)} and odd.ctx.counters == {"kept": len(kept)}
     assert [r["item_id"] for r in odd.ctx.rejections] == [r["item_id"] for r in _rows(6) if r["x"] % 2]
+
+
+def test_curate_refuses_a_planted_pickle_in_its_run_folder_with_one_line(tmp_path, capsys):
+    """The CLI path: a pickle planted in OUT/stats/acquire/output/ stops the rerun with one line and exit 1."""
+    from talkbench.cli.main import main
+
+    (tmp_path / "list.csv").write_text("url\nmissing.mp4\n")  # a source that fails fast: one rank, one rejection
+    args = ["curate", "build-manifest", str(tmp_path / "list.csv"), "--out", str(tmp_path / "out"), "--until",
+            "acquire", "--quiet"]
+    assert main(args) == 0
+    output = tmp_path / "out" / "stats" / "acquire" / "output"
+    assert sorted(p.name for p in output.iterdir()) == ["00000.json"]
+    marker = tmp_path / "pwned"
+    (output / "00000.pkl").write_bytes(pickle.dumps(Marker(marker)))
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and "pickled step outputs are refused" in err
+    assert not marker.exists()

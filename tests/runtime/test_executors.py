@@ -144,7 +144,7 @@ def test_steps_pickle_without_their_context(tmp_path):
     _run(tmp_path, "s", 1, steps=[step])
     step._lazy_model = object()  # loaded models never travel to workers
     state = pickle.loads(pickle.dumps(step)).__dict__
-    assert "ctx" not in state and "_lazy_model" not in state
+    assert "_ctx" not in state and "ctx" not in state and "_lazy_model" not in state
 
 
 class Marker:
@@ -194,7 +194,8 @@ def test_numpy_values_round_trip_exactly(tmp_path):
 
     result = _run(tmp_path, "s", 1, steps=[Arrays()], tasks=3)
     rows = sorted(result.rows, key=lambda r: r["id"])
-    assert rows[4]["vec"].dtype == np.float32 and rows[4]["vec"].tolist() == (np.arange(3, dtype=np.float32) / 3).tolist()
+    assert rows[4]["vec"].dtype == np.float32
+    assert rows[4]["vec"].tolist() == (np.arange(3, dtype=np.float32) / 3).tolist()
     assert rows[4]["n"] == _rows()[4]["x"] and rows[4]["t"] == [1, 2]
 
 

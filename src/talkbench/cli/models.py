@@ -21,7 +21,7 @@ def _train_command(family: Family):
     """`train FAMILY`: options default to None, meaning the family's TrainConfig default (its only copy)."""
 
     def train(
-        manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips are never read)"),
+        manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips never are)"),
         out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
         preset: Optional[str] = typer.Option(None, help="model size preset (see `talkbench models summary`)"),
         max_steps: Optional[int] = typer.Option(None, help="stop after this many optimisation steps (across resumes)"),

@@ -1,7 +1,7 @@
 """Curation report: DIR/report.html plus PNG plots in DIR/report/, built only from the manifests and stage stats.
 
-The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out, labelled by ``stages.STAGES``) and the manifests; drops per reason come
-from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
+The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out, labelled by ``stages.STAGES``) and the manifests;
+drops per reason come from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
 """
 
 from __future__ import annotations

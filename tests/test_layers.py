@@ -16,17 +16,8 @@ ROOT = Path(talkbench.__file__).parent
 
 # Known violations that other changes in flight remove (weights/ and faces/ layers, the leaderboards data model).
 # Each entry is (importing module, imported module). The integrator empties this list after merging them.
-ALLOWED: set[tuple[str, str]] = {
-    # curation imports metrics.weights; the registry moves to talkbench/weights/ (below curation and metrics)
-    ("talkbench.curation.faces", "talkbench.metrics.weights"),
-    ("talkbench.curation.identity", "talkbench.metrics.weights"),
-}
-ALLOWED_CYCLES: list[list[str]] = [
-    # lpips special-cased in the weights registry; goes with the weights/ layer
-    ["talkbench.metrics.lpips", "talkbench.metrics.weights"],
-    # the leaderboards data model lives in the orchestrator; goes when it moves to its own module
-    ["talkbench.leaderboards.plots", "talkbench.leaderboards.publish", "talkbench.leaderboards.render"],
-]
+ALLOWED: set[tuple[str, str]] = set()  # no known violation is left
+ALLOWED_CYCLES: list[list[str]] = []
 
 
 def _module_name(path: Path) -> str:

@@ -14,6 +14,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("weights",),
     ("faces",),
     ("runtime",),
+    ("director",),  # instruction → time-coded plan, keyframes, sub-clips: reads audio and arrays only
     ("metrics",),
     ("curation",),
     ("models",),

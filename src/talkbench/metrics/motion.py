@@ -65,15 +65,3 @@ def driver_agreement(pred_mesh: np.ndarray, driver_mesh: np.ndarray) -> tuple[fl
     if not both.any():
         return None, 0
     return float(np.linalg.norm(dp[both] - dd[both], axis=-1).mean()), int(both.sum())
-
-
-def akd_driver(ev, video):
-    """Compute entry of ``akd_driver`` (see talkbench.metrics.spec): ``video.gt`` holds the driver frames."""
-    from .scores import Score, mesh
-
-    value, used = driver_agreement(mesh(video, "pred_paired"), mesh(video, "gt"))
-    extra = {"normalisation": NORMALISATION, "compared_with": "driver", "face_frames": used,
-             "frames": int(len(video.pred_paired))}
-    if value is None:
-        return Score(None, 0, extra, reason="no face found in generated and driver frames", flags=False)
-    return Score(value, used, extra, flags=False)

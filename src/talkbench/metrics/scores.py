@@ -231,3 +231,15 @@ def fid_clean(ev) -> FrechetSet:
 
 def fvd(ev) -> FrechetSet:
     return FrechetSet(ev, "fvd")
+
+
+def akd_driver(ev, video):
+    """Compute entry of ``akd_driver``: ``video.gt`` holds the driver frames."""
+    from .motion import NORMALISATION, driver_agreement
+
+    value, used = driver_agreement(mesh(video, "pred_paired"), mesh(video, "gt"))
+    extra = {"normalisation": NORMALISATION, "compared_with": "driver", "face_frames": used,
+             "frames": int(len(video.pred_paired))}
+    if value is None:
+        return Score(None, 0, extra, reason="no face found in generated and driver frames", flags=False)
+    return Score(value, used, extra, flags=False)

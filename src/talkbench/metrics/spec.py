@@ -74,7 +74,7 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("csim", "source", True, "CSIM", _S + "csim", weights=("buffalo_l",), network="arcface",
                tasks=(SELF, CROSS, AUDIO, UPPER)),
     MetricSpec("akd", "paired", False, "AKD", _S + "akd", tasks=(SELF, UPPER)),
-    MetricSpec("akd_driver", "paired", False, "AKD↔driver", "talkbench.metrics.motion:akd_driver", tasks=(CROSS,)),
+    MetricSpec("akd_driver", "paired", False, "AKD↔driver", "talkbench.metrics.scores:akd_driver", tasks=(CROSS,)),
     MetricSpec("aed", "paired", False, "AED", _S + "aed", weights=("buffalo_l",), network="arcface",
                tasks=(SELF, UPPER)),
     MetricSpec("fid", "paired", False, "FID", _S + "fid", level="set", weights=("fid-inception",), network="fid",

@@ -216,7 +216,8 @@ def test_curate_refuses_a_planted_pickle_in_its_run_folder_with_one_line(tmp_pat
     (tmp_path / "list.csv").write_text("url\nmissing.mp4\n")  # a source that fails fast: one rank, one rejection
     args = ["curate", "build-manifest", str(tmp_path / "list.csv"), "--out", str(tmp_path / "out"), "--until",
             "acquire", "--quiet"]
-    assert main(args) == 0
+    assert main(args) == 1  # every source failed: a non-zero exit (issue 11.11), the run folder is still written
+    assert "no usable video" in capsys.readouterr().err
     output = tmp_path / "out" / "stats" / "acquire" / "output"
     assert sorted(p.name for p in output.iterdir()) == ["00000.json"]
     marker = tmp_path / "pwned"

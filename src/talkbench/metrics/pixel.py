@@ -44,13 +44,22 @@ def _as_frames(x: torch.Tensor) -> torch.Tensor:
 def psnr_frames(pred: torch.Tensor, target: torch.Tensor, cap: float | None = None) -> torch.Tensor:
     """Per-frame PSNR (N,) of uint8 RGB frames; identical frames give inf (or ``cap``).
 
-    The squared error is summed in int64 (exact for uint8 inputs), so only the final division rounds.
+    The squared error is summed exactly (OpenCV's integer L2 norm on the CPU, int64 elsewhere), so only the final
+    division rounds.
     """
+    if pred.shape != target.shape:
+        raise ValueError(f"PSNR needs frames of one shape, found {tuple(pred.shape)} and {tuple(target.shape)}")
     if pred.ndim == 3:
         pred, target = pred[None], target[None]
-    d = pred.to(torch.int32) - target.to(torch.int32)
-    sse = (d * d).flatten(1).sum(1, dtype=torch.int64)
-    mse = sse.to(torch.float64) / d[0].numel()
+    if pred.device.type == "cpu" and pred.dtype == torch.uint8:
+        import cv2
+
+        a, b = pred.numpy(), target.numpy()
+        sse = torch.tensor([cv2.norm(a[i], b[i], cv2.NORM_L2SQR) for i in range(len(a))], dtype=torch.float64)
+    else:
+        d = pred.to(torch.int32) - target.to(torch.int32)
+        sse = (d * d).flatten(1).sum(1, dtype=torch.int64).to(torch.float64)
+    mse = sse / pred[0].numel()
     values = 10.0 * torch.log10(DATA_RANGE**2 / mse)
     if cap is not None:
         values = values.clamp(max=cap)

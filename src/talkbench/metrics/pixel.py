@@ -55,7 +55,11 @@ def psnr_frames(pred: torch.Tensor, target: torch.Tensor, cap: float | None = No
         import cv2
 
         a, b = pred.numpy(), target.numpy()
-        sse = torch.tensor([cv2.norm(a[i], b[i], cv2.NORM_L2SQR) for i in range(len(a))], dtype=torch.float64)
+        sse = torch.tensor([cv2.norm(np.ascontiguousarray(a[i]), np.ascontiguousarray(b[i]), cv2.NORM_L2SQR)
+                            for i in range(len(a))], dtype=torch.float64)
+    elif pred.dtype.is_floating_point:
+        d = pred.to(torch.float64) - target.to(torch.float64)
+        sse = (d * d).flatten(1).sum(1)
     else:
         d = pred.to(torch.int32) - target.to(torch.int32)
         sse = (d * d).flatten(1).sum(1, dtype=torch.int64).to(torch.float64)

@@ -34,7 +34,8 @@ def test_ssim_and_psnr_match_skimage(i):
     a, b = real_pairs()[i]
     ours_ssim = float(ssim_frames(torch.from_numpy(a), torch.from_numpy(b))[0])
     assert abs(ours_ssim - protocol_ssim(a, b)) < 1e-6
-    for backend in ("conv", "ndimage", "tiles"):  # the GPU path, the float64 CPU reference, the float32 CPU default
+    # the GPU paths (float64 GEMMs, float64 convs), the float64 CPU reference, the float32 CPU default
+    for backend in ("matmul", "conv", "ndimage", "tiles"):
         value = float(ssim_frames(torch.from_numpy(a), torch.from_numpy(b), backend=backend)[0])
         assert abs(value - protocol_ssim(a, b)) < 1e-6, backend
     ours_psnr = float(psnr_frames(torch.from_numpy(a), torch.from_numpy(b))[0])

@@ -67,9 +67,12 @@ def bench_pixel(n: int, threads: int, rounds: int) -> list[tuple]:
 
     pred, gt = real_frames(n)
     p, g = torch.from_numpy(pred), torch.from_numpy(gt)
-    sk_psnr = lambda: [peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(pred, gt)]  # noqa: E731
-    sk_ssim = lambda: [structural_similarity(b, a, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,  # noqa: E731
-                                             data_range=255, channel_axis=-1) for a, b in zip(pred, gt)]
+    def sk_psnr():
+        return [peak_signal_noise_ratio(b, a, data_range=255) for a, b in zip(pred, gt)]
+
+    def sk_ssim():
+        return [structural_similarity(b, a, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                      data_range=255, channel_axis=-1) for a, b in zip(pred, gt)]
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     t = interleaved({"sk_psnr": sk_psnr, "sk_ssim": sk_ssim, "psnr": lambda: psnr_frames(p, g),

@@ -29,23 +29,43 @@ def _is_symmetric(m: torch.Tensor) -> bool:
     return bool((m - m.mT).abs().max() <= 1e-10 * m.abs().max())
 
 
+def _lower_congruence(factor: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """L^T S L for lower-triangular L and symmetric S, skipping the zero half of L and the mirrored block of the
+    symmetric result: 9 half-size products instead of 16 (torch has no triangular matrix product)."""
+    n = factor.shape[0]
+    if n < 256:
+        return factor.mT @ (s @ factor)
+    p = n // 2
+    a, b, c = factor[:p, :p], factor[p:, :p], factor[p:, p:]
+    s11, s12, s21, s22 = s[:p, :p], s[:p, p:], s[p:, :p], s[p:, p:]
+    x11 = s11 @ a + s12 @ b  # (S L) blocks; the top-right one is not needed
+    x21 = s21 @ a + s22 @ b
+    x22 = s22 @ c
+    m21 = c.mT @ x21
+    return torch.cat([torch.cat([a.mT @ x11 + b.mT @ x21, m21.mT], 1), torch.cat([m21, c.mT @ x22], 1)], 0)
+
+
 def _eigh_trace_sqrt(s1: np.ndarray, s2: np.ndarray) -> float | None:
     """Tr sqrt(S1 S2) for symmetric PSD S1, S2 from symmetric solvers, or None when they are not PSD.
 
     With S1 = A A^T, the eigenvalues of S1 S2 equal those of the symmetric PSD A^T S2 A, so
-    Tr sqrt(S1 S2) = sum sqrt(eigvalsh(A^T S2 A)). A is the Cholesky factor when S1 is positive definite;
-    when it is not (fewer samples than dimensions), A = V diag(sqrt w) from eigh(S1) restricted to the non-zero
-    eigenvalues, which also makes A^T S2 A smaller. Rounding makes some eigenvalues tiny negatives: they are
+    Tr sqrt(S1 S2) = sum sqrt(eigvalsh(A^T S2 A)). A is the Cholesky factor of S1, or of S2 (the roles swap)
+    when S1 is rank-deficient (fewer samples than dimensions); when both are, A = V diag(sqrt w) from eigh(S1)
+    restricted to the non-zero eigenvalues, which also makes A^T S2 A smaller. Rounding makes some eigenvalues tiny negatives: they are
     clipped to 0, the real part that the sqrtm formula keeps. float64 throughout, in torch (its LAPACK/BLAS
     are 2-7x faster than scipy's on the CPUs measured).
     """
     t1, t2 = torch.from_numpy(np.ascontiguousarray(s1)), torch.from_numpy(np.ascontiguousarray(s2))
     if not (_is_symmetric(t1) and _is_symmetric(t2)):
         return None
-    factor, info = torch.linalg.cholesky_ex(t1)
-    if int(info) == 0:
-        m = factor.mT @ (t2 @ factor)
-    else:
+    # Tr sqrt(S1 S2) = Tr sqrt(S2 S1): factor whichever of the two is positive definite.
+    m = None
+    for a, b in ((t1, t2), (t2, t1)):
+        factor, info = torch.linalg.cholesky_ex(a)
+        if int(info) == 0:
+            m = _lower_congruence(factor, b)
+            break
+    if m is None:  # both rank-deficient
         w, v = torch.linalg.eigh(t1)
         scale = max(float(w.abs().max()), 1e-300)
         if float(w.min()) < -NEGATIVE_EIGEN_TOL * scale:

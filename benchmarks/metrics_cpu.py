@@ -116,10 +116,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     rows = bench_pixel(args.frames, args.threads, args.repeat)
-    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
     if args.pixel_only:
         print_table(rows)
         return
+    torch.set_num_threads(args.torch_threads or os.cpu_count() or 1)
 
     from talkbench.metrics.lpips import LPIPSNet
     from talkbench.metrics.nets.inception import FIDInceptionV3

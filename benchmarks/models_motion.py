@@ -249,11 +249,29 @@ def bench_streaming(args, device) -> list[tuple]:
     flops = frame_flops(args.preset)
     rows = []
 
+    print(f"\nstreaming reenactment (1 frame in, 1 out), preset {args.preset} ({cfg.size} px), device {name}, "
+          f"{flops / 1e9:.2f} GFLOP per frame; first call = warm-up (compile, capture)")
+    print(f"| {'path':<28} | {'first s':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | {'frames/s':>8} | "
+          f"{'TFLOP/s':>7} | {'MFU':>6} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 8}|", flush=True)
+
+    def report(label, first, lat):  # printed as soon as measured: a time-boxed run keeps what it finished
+        rows.append((label, first, lat))
+        if isinstance(lat, str):
+            print(f"| {label:<28} | {'':>7} | failed: {lat}", flush=True)
+            return
+        ms = lat * 1e3
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        fps = 1e3 / ms.mean()
+        mfu = f"{flops * fps / peak:.1%}" if peak else "n/a"
+        print(f"| {label:<28} | {first:>7.2f} | {p50:>7.2f} | {p95:>7.2f} | {p99:>7.2f} | {fps:>8.1f} | "
+              f"{flops * fps / 1e12:>7.3f} | {mfu:>6} |", flush=True)
+
     # reference: ReenactModel.reenact at batch 1 (uint8 in and out, as a live caller would use it)
     model = ReenactModel(copy.deepcopy(base), device=device)
     it = model.reenact(frames_np[0], iter(list(frames_np[1:]) * 2), batch_size=1)
     first, lat = _latencies(lambda _: next(it), frames[1:], device, args.warmup)
-    rows.append(("ReenactModel.reenact (ref.)", first, lat))
+    report("ReenactModel.reenact (ref.)", first, lat)
 
     def variant(label, fused=False, channels_last=False, compile=False, graph=False):
         gen = copy.deepcopy(base).to(device)
@@ -272,9 +290,9 @@ def bench_streaming(args, device) -> list[tuple]:
             stream.use_cuda_graph(drv[:1])
         try:
             first, lat = _latencies(stream, drv, device, args.warmup)
-            rows.append((label, first, lat))
+            report(label, first, lat)
         except Exception as exc:  # noqa: BLE001 - a failing tool is a row that says why, not a lost table
-            rows.append((label, float("nan"), f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}"))
+            report(label, float("nan"), f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
 
     variant("cached source, eager")
     variant("cached + fused modconv", fused=True)
@@ -284,23 +302,6 @@ def bench_streaming(args, device) -> list[tuple]:
     if device.type == "cuda":
         variant("cached + CUDA graph", graph=True)
         variant("cached + fused + CUDA graph", fused=True, graph=True)
-    print(f"\nstreaming reenactment (1 frame in, 1 out), preset {args.preset} ({cfg.size} px), device {name}, "
-          f"{flops / 1e9:.2f} GFLOP per frame; first call = warm-up (compile, capture)")
-    print(f"| {'path':<28} | {'first s':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | {'frames/s':>8} | "
-          f"{'TFLOP/s':>7} | {'MFU':>6} |")
-    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 8}|")
-    ref_p50 = None
-    for label, first, lat in rows:
-        if isinstance(lat, str):
-            print(f"| {label:<28} | {'':>7} | failed: {lat}")
-            continue
-        ms = lat * 1e3
-        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
-        fps = 1e3 / ms.mean()
-        mfu = f"{flops * fps / peak:.1%}" if peak else "n/a"
-        ref_p50 = ref_p50 or p50
-        print(f"| {label:<28} | {first:>7.2f} | {p50:>7.2f} | {p95:>7.2f} | {p99:>7.2f} | {fps:>8.1f} | "
-              f"{flops * fps / 1e12:>7.3f} | {mfu:>6} |")
     return rows
 
 

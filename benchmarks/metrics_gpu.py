@@ -46,7 +46,12 @@ def per_metric(device: str, n: int = 256) -> list[tuple[str, float]]:
         rows.append((name, frames / (time.perf_counter() - start)))
 
     run("PSNR (uint8 RGB)", lambda: psnr_frames(a, b), n)
-    run("SSIM (float64, 11x11 Gaussian)", lambda: ssim_frames(a, b), n)
+    run("SSIM float64 GEMM (default)", lambda: ssim_frames(a, b, backend="matmul"), n)
+    run("SSIM float64 conv (previous)", lambda: ssim_frames(a, b, backend="conv"), n)
+    ref = ssim_frames(a[:8].cpu(), b[:8].cpu(), backend="ndimage")  # same values, 1e-6: the float64 CPU reference
+    for backend in ("matmul", "conv"):
+        diff = float((ssim_frames(a[:8], b[:8], backend=backend).cpu() - ref).abs().max())
+        print(f"SSIM {backend} on {device}: max |diff| vs the CPU float64 reference {diff:.1e}")
     lp = LPIPSNet("alex").to(device)
     x = a.permute(0, 3, 1, 2).float() / 127.5 - 1
     y = b.permute(0, 3, 1, 2).float() / 127.5 - 1

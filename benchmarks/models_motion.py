@@ -9,6 +9,12 @@ synthetic frames built from skimage's astronaut. MFU = model FLOPs per step (cou
 one eager step, backward included) / step time / the card's dense bf16 peak. Inference rows time
 ``ReenactModel.reenact`` on 256 px frames: batched throughput, and streaming (batch 1) per-frame latency.
 The eager-vs-compile and fp32-vs-bf16 rows are the in-run references.
+
+Streaming rows (``bench_streaming``) time one driver frame in, one frame out, after a warm-up, against
+``ReenactModel.reenact(batch_size=1)`` as the in-run reference: the cached-source ``StreamingReenactor`` eager,
+with the fused modulated conv, channels-last, torch.compile (first-call warm-up reported separately from the
+steady state) and, on CUDA, a captured CUDA graph. p50/p95/p99 per frame, and the achieved FLOP rate (MFU on a
+card with a known peak). On a CPU, run with ``--preset tiny`` to stay within minutes.
 """
 
 from __future__ import annotations
@@ -135,12 +141,17 @@ def bench_train(args, device) -> list[tuple]:
     modes = [("fp32 eager", False, False), ("bf16 eager", False, True), ("bf16 compile", True, True)]
     if device.type != "cuda":
         modes = modes[:1]
+    modes = [m for m in modes if args.train_modes is None or m[0] in args.train_modes]
     for label, comp, amp in modes:
         for b in args.train_batches:
             try:
                 step = Step(args.preset, device, comp, amp)
                 bt = step.batch(b)
-                for _ in range(args.warmup):
+                t0 = time.perf_counter()
+                step(bt)  # the first step carries torch.compile's warm-up
+                sync(device)
+                first = time.perf_counter() - t0
+                for _ in range(args.warmup - 1):
                     step(bt)
                 sync(device)
                 if device.type == "cuda":
@@ -152,17 +163,17 @@ def bench_train(args, device) -> list[tuple]:
                 dt = (time.perf_counter() - t) / args.steps
                 mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
                 mfu = flops * b / dt / peak if peak else float("nan")
-                rows.append((label, b, dt * 1e3, b / dt, mem, mfu))
+                rows.append((label, b, dt * 1e3, b / dt, mem, mfu, first))
             except torch.OutOfMemoryError:
-                rows.append((label, b, float("nan"), float("nan"), float("inf"), float("nan")))
+                rows.append((label, b, float("nan"), float("nan"), float("inf"), float("nan"), float("nan")))
             finally:
                 del step
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     print(f"\ntraining step, preset {args.preset}, device {name}")
-    print(f"{'mode':<14}{'batch':>6}{'ms/step':>10}{'samples/s':>11}{'peak GiB':>10}{'MFU':>8}")
-    for label, b, ms, sps, mem, mfu in rows:
-        print(f"{label:<14}{b:>6}{ms:>10.1f}{sps:>11.1f}{mem:>10.2f}{mfu:>8.1%}")
+    print(f"{'mode':<14}{'batch':>6}{'first step s':>13}{'ms/step':>10}{'samples/s':>11}{'peak GiB':>10}{'MFU':>8}")
+    for label, b, ms, sps, mem, mfu, first in rows:
+        print(f"{label:<14}{b:>6}{first:>13.1f}{ms:>10.1f}{sps:>11.1f}{mem:>10.2f}{mfu:>8.1%}")
     return rows
 
 
@@ -202,6 +213,98 @@ def bench_inference(args, device) -> None:
           f"(targets on GPU: >= 200 frames/s batched, < 15 ms per streamed frame)")
 
 
+def _latencies(fn, frames: torch.Tensor, device, warmup: int) -> tuple[float, np.ndarray]:
+    """(first-call seconds, per-frame seconds after ``warmup`` more frames) of fn(frame) over the frames."""
+    sync(device)
+    t = time.perf_counter()
+    fn(frames[:1])
+    sync(device)
+    first = time.perf_counter() - t
+    for i in range(warmup):
+        fn(frames[i % len(frames)][None])
+    lat = []
+    for i in range(len(frames)):
+        sync(device)
+        t = time.perf_counter()
+        fn(frames[i][None])
+        sync(device)
+        lat.append(time.perf_counter() - t)
+    return first, np.array(lat)
+
+
+def bench_streaming(args, device) -> list[tuple]:
+    """Streamed reenactment latency: the reference path, then the cached source with each speed tool."""
+    import copy
+
+    from talkbench.models.layers import set_fused, to_channels_last
+    from talkbench.models.streaming import StreamingReenactor
+
+    cfg = get_config(args.preset)
+    torch.manual_seed(0)
+    base = MotionGenerator(cfg).eval().requires_grad_(False)
+    frames_np = astronaut_frames(args.stream_frames + 1, cfg.size)
+    frames = (torch.from_numpy(frames_np).permute(0, 3, 1, 2).float() / 127.5 - 1).to(device)
+    amp = torch.bfloat16 if device.type == "cuda" else None
+    name, peak = card_peak(device)
+    flops = frame_flops(args.preset)
+    rows = []
+
+    print(f"\nstreaming reenactment (1 frame in, 1 out), preset {args.preset} ({cfg.size} px), device {name}, "
+          f"{flops / 1e9:.2f} GFLOP per frame; first call = warm-up (compile, capture)")
+    print(f"| {'path':<28} | {'first s':>7} | {'p50 ms':>7} | {'p95 ms':>7} | {'p99 ms':>7} | {'frames/s':>8} | "
+          f"{'TFLOP/s':>7} | {'MFU':>6} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 8}|", flush=True)
+
+    def report(label, first, lat):  # printed as soon as measured: a time-boxed run keeps what it finished
+        rows.append((label, first, lat))
+        if isinstance(lat, str):
+            print(f"| {label:<28} | {'':>7} | failed: {lat}", flush=True)
+            return
+        ms = lat * 1e3
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        fps = 1e3 / ms.mean()
+        mfu = f"{flops * fps / peak:.1%}" if peak else "n/a"
+        print(f"| {label:<28} | {first:>7.2f} | {p50:>7.2f} | {p95:>7.2f} | {p99:>7.2f} | {fps:>8.1f} | "
+              f"{flops * fps / 1e12:>7.3f} | {mfu:>6} |", flush=True)
+
+    # reference: ReenactModel.reenact at batch 1 (uint8 in and out, as a live caller would use it)
+    model = ReenactModel(copy.deepcopy(base), device=device)
+    it = model.reenact(frames_np[0], iter(list(frames_np[1:]) * 2), batch_size=1)
+    first, lat = _latencies(lambda _: next(it), frames[1:], device, args.warmup)
+    report("ReenactModel.reenact (ref.)", first, lat)
+
+    def variant(label, fused=False, channels_last=False, compile=False, graph=False):
+        gen = copy.deepcopy(base).to(device)
+        if fused:
+            set_fused(gen, True)
+        src, drv = frames[:1], frames[1:]
+        if channels_last:
+            to_channels_last(gen)
+            src, drv = (x.contiguous(memory_format=torch.channels_last) for x in (src, drv))
+        stream = StreamingReenactor(gen, relative=True, amp_dtype=amp).to(device)
+        stream.set_source(src)
+        stream(drv[:1])  # first-frame reference of the relative motion
+        if compile:
+            stream.step = torch.compile(stream.step, fullgraph=False, dynamic=False, mode=args.compile_mode)
+        if graph:
+            stream.use_cuda_graph(drv[:1])
+        try:
+            first, lat = _latencies(stream, drv, device, args.warmup)
+            report(label, first, lat)
+        except Exception as exc:  # noqa: BLE001 - a failing tool is a row that says why, not a lost table
+            report(label, float("nan"), f"{type(exc).__name__}: {str(exc).splitlines()[0][:60]}")
+
+    variant("cached source, eager")
+    variant("cached + fused modconv", fused=True)
+    variant("cached + channels-last", channels_last=True)
+    if not args.no_compile:
+        variant("cached + torch.compile", compile=True)
+    if device.type == "cuda":
+        variant("cached + CUDA graph", graph=True)
+        variant("cached + fused + CUDA graph", fused=True, graph=True)
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -214,6 +317,11 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 on a shared CPU box)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile streaming row")
+    p.add_argument("--train-modes", nargs="+", default=None,
+                   help="training rows to run: 'fp32 eager', 'bf16 eager', 'bf16 compile' (default: all on CUDA)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode for streaming (e.g. max-autotune)")
+    p.add_argument("--skip-batched", action="store_true", help="only the streaming table (and training on CUDA)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -226,7 +334,9 @@ def main():
     args.frames = args.frames or (512 if gpu else 32)
     args.stream_frames = args.stream_frames or (200 if gpu else 16)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {card_peak(device)[0]}")
-    bench_inference(args, device)
+    if not args.skip_batched:
+        bench_inference(args, device)
+    bench_streaming(args, device)
     if gpu or args.train:
         bench_train(args, device)
 

@@ -63,7 +63,7 @@ def _frames(n=6, size=48):
     return torch.from_numpy(np.stack([np.roll(img, i, axis=0) for i in range(n)]).copy())
 
 
-@pytest.mark.slow  # two 2048-d sqrtm calls: ~40 s on a loaded CI core
+@pytest.mark.slow  # a 2048-d Inception forward and Frechet distance
 def test_fid_identity_with_random_inception_from_official_file(fake_files):
     net = FIDInceptionV3()
     net.load_state_dict(torch.load(fake_files["fid-inception"], map_location="cpu", weights_only=True), strict=False)
@@ -135,3 +135,39 @@ def test_singular_product_retries_with_eps_and_imaginary_part_is_refused():
     # A product with a negative eigenvalue has an imaginary square root: refused, as pytorch-fid does.
     with pytest.raises(ImaginaryComponentError):
         frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2))
+
+
+def inception_like(rng, n, d, shift=0.0):
+    """Non-negative features with a power-law spectrum (condition numbers ~1e6-1e12), like pool3 activations."""
+    scales = 1.0 / (1 + np.arange(d)) ** 1.5
+    z = rng.normal(size=(n, d)) * scales
+    return np.maximum(z @ rng.normal(size=(d, d)) / np.sqrt(d) + 0.05 + shift, 0)
+
+
+@pytest.mark.parametrize("d,n_real,n_fake", [(384, 3000, 2500),  # full rank, ill-conditioned
+                                             (384, 200, 3000),  # real side rank-deficient (fewer samples than d)
+                                             (384, 150, 120)])  # both rank-deficient
+def test_eigh_path_equals_scipy_sqrtm_on_ill_conditioned_covariances(d, n_real, n_fake):
+    rng = np.random.default_rng(d + n_real)
+    a, b = inception_like(rng, n_real, d), inception_like(rng, n_fake, d, shift=0.02) * 1.05
+    s_a, s_b = gaussian_stats(a), gaussian_stats(b)
+    assert np.linalg.cond(s_a[1]) > 1e6
+    from talkbench.metrics.frechet import frechet_distance_details
+
+    fast, method = frechet_distance_details(*s_a, *s_b)
+    assert method == "eigh"
+    assert fast == pytest.approx(reference_fid(a, b), rel=1e-6)
+    assert fast == pytest.approx(frechet_distance(*s_a, *s_b, method="sqrtm"), rel=1e-6)
+    assert frechet_distance(*s_b, *s_a) == pytest.approx(fast, rel=1e-6)  # symmetric in its arguments
+
+
+def test_non_covariances_take_the_pytorch_fid_path():
+    from talkbench.metrics.frechet import frechet_distance_details
+
+    # Not symmetric: sqrtm with the eps retry decides, as before.
+    _, method = frechet_distance_details(np.zeros(2), np.array([[0.0, 1.0], [0.0, 0.0]]), np.zeros(2), np.eye(2))
+    assert method.startswith("sqrtm")
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        frechet_distance(np.zeros(2), np.diag([1.0, -1.0]), np.zeros(2), np.eye(2), method="eigh")
+    with pytest.raises(ValueError, match="unknown Frechet method 'svd'"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2), method="svd")

@@ -20,23 +20,108 @@ class ImaginaryComponentError(ValueError):
     """sqrtm gave a covariance product with a non-negligible imaginary diagonal."""
 
 
-def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
-    """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)), with pytorch-fid's eps*I retry and imaginary-part check."""
-    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    if mu1.shape != mu2.shape or s1.shape != s2.shape:
-        raise ValueError(f"statistics differ in shape: {mu1.shape}/{s1.shape} vs {mu2.shape}/{s2.shape}")
-    diff = mu1 - mu2
+# A symmetric eigenvalue this far below zero (relative to the largest) means the input is not a covariance:
+# the fast path is not used and the scipy path's pytorch-fid checks decide.
+NEGATIVE_EIGEN_TOL = 1e-8
+
+
+def _is_symmetric(m: torch.Tensor) -> bool:
+    return bool((m - m.mT).abs().max() <= 1e-10 * m.abs().max())
+
+
+def _lower_congruence(factor: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """L^T S L for lower-triangular L and symmetric S, skipping the zero half of L and the mirrored block of the
+    symmetric result: 9 half-size products instead of 16 (torch has no triangular matrix product)."""
+    n = factor.shape[0]
+    if n < 256:
+        return factor.mT @ (s @ factor)
+    p = n // 2
+    a, b, c = factor[:p, :p], factor[p:, :p], factor[p:, p:]
+    s11, s12, s21, s22 = s[:p, :p], s[:p, p:], s[p:, :p], s[p:, p:]
+    x11 = s11 @ a + s12 @ b  # (S L) blocks; the top-right one is not needed
+    x21 = s21 @ a + s22 @ b
+    x22 = s22 @ c
+    m21 = c.mT @ x21
+    return torch.cat([torch.cat([a.mT @ x11 + b.mT @ x21, m21.mT], 1), torch.cat([m21, c.mT @ x22], 1)], 0)
+
+
+def _eigh_trace_sqrt(s1: np.ndarray, s2: np.ndarray) -> float | None:
+    """Tr sqrt(S1 S2) for symmetric PSD S1, S2 from symmetric solvers, or None when they are not PSD.
+
+    With S1 = A A^T, the eigenvalues of S1 S2 equal those of the symmetric PSD A^T S2 A, so
+    Tr sqrt(S1 S2) = sum sqrt(eigvalsh(A^T S2 A)). A is the Cholesky factor of S1, or of S2 (the roles swap)
+    when S1 is rank-deficient (fewer samples than dimensions); when both are, A = V diag(sqrt w) from eigh(S1)
+    restricted to the non-zero eigenvalues, which also makes A^T S2 A smaller. Rounding makes some eigenvalues tiny negatives: they are
+    clipped to 0, the real part that the sqrtm formula keeps. float64 throughout, in torch (its LAPACK/BLAS
+    are 2-7x faster than scipy's on the CPUs measured).
+    """
+    t1, t2 = torch.from_numpy(np.ascontiguousarray(s1)), torch.from_numpy(np.ascontiguousarray(s2))
+    if not (_is_symmetric(t1) and _is_symmetric(t2)):
+        return None
+    # Tr sqrt(S1 S2) = Tr sqrt(S2 S1): factor whichever of the two is positive definite.
+    m = None
+    for a, b in ((t1, t2), (t2, t1)):
+        factor, info = torch.linalg.cholesky_ex(a)
+        if int(info) == 0:
+            m = _lower_congruence(factor, b)
+            break
+    if m is None:  # both rank-deficient
+        w, v = torch.linalg.eigh(t1)
+        scale = max(float(w.abs().max()), 1e-300)
+        if float(w.min()) < -NEGATIVE_EIGEN_TOL * scale:
+            return None
+        keep = w > scale * t1.shape[0] * torch.finfo(torch.float64).eps  # numerically zero directions add nothing
+        a = v[:, keep] * w[keep].sqrt()
+        m = a.mT @ (t2 @ a)
+    lam = torch.linalg.eigvalsh((m + m.mT) / 2)
+    if lam.numel() and float(lam.min()) < -NEGATIVE_EIGEN_TOL * max(float(lam.abs().max()), 1e-300):
+        return None
+    return float(lam.clamp(min=0).sqrt().sum())
+
+
+def _sqrtm_trace_sqrt(s1: np.ndarray, s2: np.ndarray, eps: float) -> tuple[float, str]:
+    """pytorch-fid's path: scipy sqrtm of the product, the eps*I retry, the imaginary-part check."""
+    method = "sqrtm"
     covmean = scipy.linalg.sqrtm(s1.dot(s2))
     if not np.isfinite(covmean).all():
         # A singular product: retry on slightly regularised covariances, as pytorch-fid does.
         offset = np.eye(s1.shape[0]) * eps
         covmean = scipy.linalg.sqrtm((s1 + offset).dot(s2 + offset))
+        method = "sqrtm+eps"
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ImaginaryComponentError(f"imaginary component {np.max(np.abs(covmean.imag))}")
         covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return float(np.trace(covmean)), method
+
+
+def frechet_distance_details(mu1, sigma1, mu2, sigma2, eps: float = 1e-6,
+                             method: str = "auto") -> tuple[float, str]:
+    """(distance, method used): ||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
+
+    ``auto`` uses the symmetric eigen-solve (``eigh``, ~50x faster than sqrtm at 2048-d, equal to 1e-6
+    relative, benchmarks/frechet_speed.py) whenever both matrices are symmetric PSD covariances; otherwise, or
+    with ``method="sqrtm"``, it is pytorch-fid's path, with its eps*I retry ("sqrtm+eps") and imaginary-part check.
+    """
+    if method not in ("auto", "eigh", "sqrtm"):
+        raise ValueError(f"unknown Frechet method {method!r}; choose from ['auto', 'eigh', 'sqrtm']")
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape:
+        raise ValueError(f"statistics differ in shape: {mu1.shape}/{s1.shape} vs {mu2.shape}/{s2.shape}")
+    diff = mu1 - mu2
+    tr_covmean = _eigh_trace_sqrt(s1, s2) if method != "sqrtm" else None
+    used = "eigh"
+    if tr_covmean is None:
+        if method == "eigh":
+            raise ValueError("the eigh path needs symmetric positive semi-definite covariances")
+        tr_covmean, used = _sqrtm_trace_sqrt(s1, s2, eps)
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * tr_covmean), used
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6, method: str = "auto") -> float:
+    """||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)); see ``frechet_distance_details``."""
+    return frechet_distance_details(mu1, sigma1, mu2, sigma2, eps, method)[0]
 
 
 def gaussian_stats(feats: np.ndarray, ddof: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -64,11 +149,26 @@ class _FrechetMetric(Metric):
             self.add_state(f"{side}_sum", default=torch.zeros(dim, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{side}_outer", default=torch.zeros(dim, dim, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"{side}_n", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.real_reference = None  # (mu, sigma, n) from a reference-statistics cache, see set_real_stats
+        self.last_method = None  # which Frechet path the last compute() used ("eigh", "sqrtm", "sqrtm+eps")
+
+    def set_real_stats(self, mu: np.ndarray, sigma: np.ndarray, n: int) -> None:
+        """Use precomputed ground-truth statistics (metrics/stats_cache.py) instead of accumulating real samples."""
+        mu, sigma = np.asarray(mu, np.float64), np.asarray(sigma, np.float64)
+        if mu.shape != (self.dim,) or sigma.shape != (self.dim, self.dim):
+            raise ConfigError(f"{type(self).__name__}: reference statistics must be ({self.dim},) and "
+                              f"({self.dim}, {self.dim}), found {mu.shape} and {sigma.shape}")
+        if int(self.real_n) > 0:
+            raise ConfigError(f"{type(self).__name__}: real samples were already added; reference statistics "
+                              "replace them, they do not add to them")
+        self.real_reference = (mu, sigma, int(n))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def update_features(self, feats: torch.Tensor, real: bool) -> None:
+        if real and self.real_reference is not None:
+            raise ConfigError(f"{type(self).__name__}: real statistics come from the cache; do not add real samples")
         side = "real" if real else "fake"
         f = feats.to(torch.float64)
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + f.sum(0))
@@ -80,6 +180,9 @@ class _FrechetMetric(Metric):
             self.update_features(self.features(x), real)
 
     def stats(self, side: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(mu, sigma, n) of one side; for "real" the cached reference when one was set."""
+        if side == "real" and self.real_reference is not None:
+            return self.real_reference
         n = int(getattr(self, f"{side}_n"))
         if n <= self.ddof:
             raise ConfigError(f"{type(self).__name__}: {n} {side} samples, need at least {self.ddof + 1}")
@@ -92,7 +195,8 @@ class _FrechetMetric(Metric):
     def compute(self) -> torch.Tensor:
         mu1, s1, _ = self.stats("real")
         mu2, s2, _ = self.stats("fake")
-        return torch.tensor(frechet_distance(mu1, s1, mu2, s2), dtype=torch.float64)
+        value, self.last_method = frechet_distance_details(mu1, s1, mu2, s2)
+        return torch.tensor(value, dtype=torch.float64)
 
 
 class FID(_FrechetMetric):
@@ -165,6 +269,7 @@ class FVD(_FrechetMetric):
         return self.extractor(x, rescale=True, resize=True, return_features=True)
 
     def compute(self) -> torch.Tensor:
-        if int(self.real_n) != int(self.fake_n):
-            raise ConfigError(f"FVD needs equal real/fake clip counts, found {int(self.real_n)} real vs {int(self.fake_n)} fake")
+        n_real = self.stats("real")[2] if self.real_reference is not None else int(self.real_n)
+        if n_real != int(self.fake_n):
+            raise ConfigError(f"FVD needs equal real/fake clip counts, found {n_real} real vs {int(self.fake_n)} fake")
         return super().compute()

@@ -5,8 +5,13 @@ Written from the StyleGAN2 paper (Karras et al. 2020) and the layer structure of
 
 - blur uses a depthwise ``conv2d`` instead of the generic ``upfirdn2d`` reshape trick (same result, the kernel is
   symmetric so flipping does not matter);
-- modulated convolutions use the *non-fused* form (scale activations by the style, shared-weight conv, scale the
-  output by the demodulation factor). It equals the grouped per-sample conv mathematically and lets cuDNN batch it.
+- modulated convolutions use the *non-fused* form by default (scale activations by the style, shared-weight conv,
+  scale the output by the demodulation factor). It equals the grouped per-sample conv mathematically and lets cuDNN
+  batch it. ``ModulatedConv2d(fused=True)`` (or ``set_fused(model, True)``) selects the StyleGAN2 fused form instead:
+  per-sample weights, modulated and demodulated, in one grouped conv call (``modulated_conv2d_fused``); at batch 1
+  (streaming) it is one plain conv with a precomputed weight. tests/models/test_layers.py checks both forms agree.
+
+Channels-last: every layer here works on ``torch.channels_last`` inputs unchanged (``to_channels_last``).
 """
 
 from __future__ import annotations
@@ -113,12 +118,34 @@ class ResBlock(nn.Module):
         return (self.conv2(self.conv1(x)) + self.skip(x)) / SQRT2
 
 
+def modulated_conv2d_fused(x: torch.Tensor, weight: torch.Tensor, s: torch.Tensor, demodulate: bool,
+                           upsample: bool) -> torch.Tensor:
+    """StyleGAN2's fused modulated conv: one grouped conv with per-sample weights w * s (and demodulated).
+
+    x (B, in, H, W); weight (out, in, k, k), already scaled; s (B, in) styles. Returns (B, out, H', W') before any
+    upsampling blur: (H, W) for a plain conv, (2H+1, 2W+1) for the stride-2 transposed conv.
+    """
+    b, c_in, h, w_ = x.shape
+    c_out, _, k, _ = weight.shape
+    wb = weight[None].float() * s.float()[:, None, :, None, None]  # (B, out, in, k, k)
+    if demodulate:
+        wb = wb * torch.rsqrt(wb.pow(2).sum((2, 3, 4), keepdim=True) + 1e-8)
+    wb = wb.to(x.dtype)
+    if upsample:
+        wt = wb.transpose(1, 2).reshape(b * c_in, c_out, k, k)  # conv_transpose2d weights: (in, out/groups, k, k)
+        out = F.conv_transpose2d(x.reshape(1, b * c_in, h, w_), wt, stride=2, groups=b)
+    else:
+        out = F.conv2d(x.reshape(1, b * c_in, h, w_), wb.reshape(b * c_out, c_in, k, k), padding=k // 2, groups=b)
+    return out.reshape(b, c_out, *out.shape[2:])
+
+
 class ModulatedConv2d(nn.Module):
     """Style-modulated conv (StyleGAN2 eq. 1-3), optionally ×2 upsampling via transposed conv + blur."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, style_dim: int, demodulate: bool = True,
-                 upsample: bool = False):
+                 upsample: bool = False, fused: bool = False):
         super().__init__()
+        self.fused = fused
         self.weight = nn.Parameter(torch.randn(out_ch, in_ch, kernel, kernel))
         self.modulation = EqualLinear(style_dim, in_ch, bias_init=1.0)  # styles start at 1 = plain conv
         self.scale = 1.0 / math.sqrt(in_ch * kernel * kernel)
@@ -130,6 +157,9 @@ class ModulatedConv2d(nn.Module):
     def forward(self, x, style):
         s = self.modulation(style)  # (B, in)
         w = self.weight * self.scale  # (out, in, k, k)
+        if self.fused:
+            x = modulated_conv2d_fused(x, w, s, self.demodulate, self.upsample)  # (B, out, H or 2H+1, W or 2W+1)
+            return self.blur(x) if self.upsample else x
         x = x * s[:, :, None, None].to(x.dtype)
         if self.upsample:
             x = F.conv_transpose2d(x, w.transpose(0, 1).to(x.dtype), stride=2)  # (B, out, 2H+1, 2W+1)
@@ -155,3 +185,16 @@ class StyledConv(nn.Module):
 
 def upsample2x(x):
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+def set_fused(model: nn.Module, fused: bool = True) -> nn.Module:
+    """Switch every ModulatedConv2d of ``model`` to the fused (grouped, per-sample weight) form or back."""
+    for m in model.modules():
+        if isinstance(m, ModulatedConv2d):
+            m.fused = fused
+    return model
+
+
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Channels-last parameters and buffers (4-d ones); feed inputs as ``x.contiguous(memory_format=...)``."""
+    return model.to(memory_format=torch.channels_last)

@@ -205,6 +205,9 @@ class Audio2Motion(nn.Module):
         out["total"] = sum(out.values())
         return out
 
+    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
+        return self.losses(batch)
+
     # --- generation --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def _window(self, audio, hint, identity, given, control, steps, guidance, sampler, generator):

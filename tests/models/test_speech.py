@@ -15,8 +15,35 @@ import torch
 from talkbench.errors import ConfigError, MediaError
 from talkbench.models import checkpoints
 
-from .conftest import animated_astronaut
-from .test_audio2motion import TRAIN_TEXTS, espeak
+TRAIN_TEXTS = (
+    "Talking heads need good lip sync. The quick brown fox jumps over the lazy dog, and then it runs away.",
+    "A speech driven model must open the mouth when the voice is loud and close it in the pauses between words.",
+    "Seven silver swans swam silently seaward. Pack my box with five dozen liquor jugs, please.",
+    "We measure how the motion follows the envelope of the speech, frame by frame, at twenty five frames a second.",
+)
+
+
+def espeak(text: str, voice: str, folder) -> np.ndarray:
+    import shutil
+
+    from talkbench.media import read_audio
+
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed for real speech (apt-get install espeak-ng sox)")
+    wav = folder / f"{abs(hash((text, voice)))}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True, capture_output=True)
+    return read_audio(wav, 16000)
+
+
+def animated_astronaut(n: int, size: int) -> np.ndarray:
+    """skimage's astronaut portrait with a slow pan (a real photo moving like a talking head)."""
+    from PIL import Image
+    from skimage import data
+
+    img = Image.fromarray(data.astronaut())
+    return np.stack([np.asarray(img.resize((size, size), Image.BILINEAR,
+                                           box=(90 + 12 * np.sin(t / 5), 20, 390 + 12 * np.sin(t / 5), 320)))
+                     for t in range(n)])
 
 
 def motion_checkpoint(path: Path, seed: int = 0, **changes) -> Path:

@@ -100,10 +100,20 @@ class MfccFrontEnd(nn.Module):
 
     def __init__(self, dim: int = 512, hidden: int = 256):
         super().__init__()
+        # Fixed per-coefficient standardisation (ours; AniTalker feeds raw MFCC): the log-energy and low cepstra are
+        # O(10-50) and dominated the first convolution of the tiny model. Identity until ``fit`` is called.
+        self.register_buffer("feat_mean", torch.zeros(39))
+        self.register_buffer("feat_std", torch.ones(39))
         self.down_sample1 = nn.Conv1d(39, hidden, 3, stride=2, padding=1)
         self.down_sample2 = nn.Conv1d(hidden, dim, 3, stride=2, padding=1)
 
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> None:
+        """Set the standardisation from training features (N, 39)."""
+        self.feat_mean.copy_(feats.float().mean(0)), self.feat_std.copy_(feats.float().std(0).clamp_min(1e-3))
+
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        feats = (feats - self.feat_mean) / self.feat_std
         x = self.down_sample2(self.down_sample1(feats.transpose(1, 2)))  # (B, dim, T)
         return x.transpose(1, 2)
 

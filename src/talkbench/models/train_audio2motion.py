@@ -181,6 +181,8 @@ def main(cfg: TrainConfig) -> dict:
 
     model = Audio2Motion(model_cfg).to(device)
     model.diffusion.fit_normalization(data.all_motion().to(device))  # data units → [-1, 1]; saved as buffers
+    if model_cfg.front_end == "mfcc":
+        model.net.front_end.fit(torch.cat([c["audio"] for c in data.clips]).to(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

@@ -61,6 +61,22 @@ def motion_checkpoint(path: Path, seed: int = 0, **changes) -> Path:
 
 
 @pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A random-init tiny stage-1 checkpoint and a random-init tiny audio2motion checkpoint made on it."""
+    from talkbench.media import sha256_file
+    from talkbench.models.audio2motion import Audio2Motion, get_config
+
+    root = tmp_path_factory.mktemp("speech-pair")
+    stage1 = motion_checkpoint(root / "stage1.pt")
+    torch.manual_seed(0)
+    state = Audio2Motion(get_config("tiny")).state_dict()
+    checkpoints.save(root / "a2m.pt", {"model": state, "ema": state, "cfg": {"model": get_config("tiny").to_dict(),
+                     "family": "audio2motion"}, "step": 0, "manifest_sha": "0",
+                     "motion_checkpoint_sha": sha256_file(stage1)})
+    return {"stage1": stage1, "ckpt": root / "a2m.pt", "speech": root}
+
+
+@pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """A 2-clip manifest with speech, its latents and targets, and a 4-step tiny audio2motion run."""
     from talkbench import media
@@ -108,8 +124,8 @@ def test_targets_and_training_chain(chain):
     assert (chain["root"] / "run" / "tb").is_dir()
 
 
-@pytest.mark.slow
-def test_generate_speech_writes_mp4_with_speech(chain, tmp_path):
+def test_generate_speech_writes_mp4_with_speech(pair, tmp_path):
+    chain = pair
     from skimage import data
     from PIL import Image
 
@@ -156,12 +172,12 @@ def bad_inputs(chain, tmp_path):
             "speech": speech, "other_stage1": other_stage1, "base_stage1": base_stage1}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("case, pattern", [
     ("silent", "silent"), ("short", "shorter than one generation window"), ("text", "not an audio file"),
     ("no_face", "no face found"), ("other_stage1", "trained on stage-1 checkpoint"),
     ("base_stage1", "another preset"), ("a2m_is_stage1", "not an audio2motion checkpoint")])
-def test_bad_input_is_refused_before_output(chain, tmp_path, case, pattern):
+def test_bad_input_is_refused_before_output(pair, tmp_path, case, pattern):
+    chain = pair
     from talkbench.cli.main import main as cli
 
     files = bad_inputs(chain, tmp_path)

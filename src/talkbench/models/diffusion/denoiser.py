@@ -42,7 +42,7 @@ class EpsDenoiser(nn.Module):
         """Centre each dimension and scale its |deviation| quantile to 1 (samples: (N, D))."""
         mean = samples.float().mean(0)
         dev = (samples.float() - mean).abs()
-        scale = torch.quantile(dev, quantile, dim=0).clamp_min(1e-6)
+        scale = torch.quantile(dev, quantile, dim=0).clamp_min(1e-3)  # a constant dimension stays finite
         self.data_mean.copy_(mean), self.data_scale.copy_(scale)
 
     # --- network call ----------------------------------------------------------------------------------------

@@ -58,6 +58,10 @@ class Audio2MotionConfig:
     # width the raw index saturates the decoder early in training.
     t_scale: float = 1.0
     cond_drop_prob: float = 0.1  # 0 reproduces AniTalker (no CFG)
+    # What the decoder's 20 outputs mean: "eps" (AniTalker) or "v" (turned into ε by the diffusion wrapper; the loss
+    # stays the ε MSE). Measured on the tiny learning material (150 steps): with "eps" the x̂₀ of the high-noise steps
+    # was noise (corr. with the target 0.07 at t = 700, std ×30 too large), so DDIM's first steps went astray.
+    output: str = "eps"
 
     def __post_init__(self):
         if self.front_end not in FRONT_ENDS:
@@ -88,7 +92,7 @@ PRESETS: dict[str, Audio2MotionConfig] = {
     "paper-hubert": Audio2MotionConfig(front_end="hubert"),
     # CPU minutes, on the tiny stage-1 model (identity 64): decoder width 128.
     "tiny": Audio2MotionConfig(speech_dim=64, mfcc_hidden=64, proj_dim=16, identity_dim=64, motion_preset="tiny",
-                               lstm_hidden=32, dropout=0.1, overlap=25, t_scale=1e-3),
+                               lstm_hidden=32, dropout=0.1, overlap=25, t_scale=1e-3, output="v"),
 }
 
 
@@ -187,7 +191,8 @@ class Audio2Motion(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.net = Audio2MotionNet(cfg)
-        self.diffusion = EpsDenoiser(self.net, cfg.motion_dim, cfg.num_steps, cfg.t_scale, cfg.cond_drop_prob)
+        self.diffusion = EpsDenoiser(self.net, cfg.motion_dim, cfg.num_steps, cfg.t_scale, cfg.cond_drop_prob,
+                                     cfg.output)
 
     @property
     def frames_per_video_frame(self) -> int:

@@ -18,11 +18,17 @@ from . import samplers as _samplers
 from .schedules import linear_schedule, q_sample, strided_timesteps
 
 
+OUTPUTS = ("eps", "v")  # what the network's output means; the wrapper turns either into ε̂
+
+
 class EpsDenoiser(nn.Module):
     def __init__(self, net: nn.Module, dim: int, num_steps: int = 1000, t_scale: float = 1.0,
-                 cond_drop_prob: float = 0.0):
+                 cond_drop_prob: float = 0.0, output: str = "eps"):
         super().__init__()
+        if output not in OUTPUTS:
+            raise ValueError(f"unknown network output {output!r}; choose from {sorted(OUTPUTS)}")
         self.net = net
+        self.output = output
         self.schedule = linear_schedule(num_steps)  # float64 CPU tensors: not buffers, so .half() cannot round them
         self.t_scale = float(t_scale)
         self.cond_drop_prob = float(cond_drop_prob)
@@ -47,10 +53,17 @@ class EpsDenoiser(nn.Module):
 
     # --- network call ----------------------------------------------------------------------------------------
     def eps(self, x_t, t, cond: dict, drop: torch.Tensor | None = None):
+        """(ε̂, extras). With output "v" the network predicts v = √ᾱ ε − √(1−ᾱ) x₀ (Salimans & Ho 2022) and
+        ε̂ = √(1−ᾱ) x_t + √ᾱ v̂: at high noise ε̂ ≈ x_t needs no copying through the network, and x̂₀ ≈ −v̂ is
+        not amplified by 1/√ᾱ. The loss is still the ε MSE."""
         if drop is None:
             drop = torch.zeros(x_t.shape[0], dtype=torch.bool, device=x_t.device)
-        return self.net(x_t, t.to(x_t.dtype if x_t.is_floating_point() else torch.float32) * self.t_scale, cond,
-                        drop)
+        out, extras = self.net(x_t, t.to(x_t.dtype if x_t.is_floating_point() else torch.float32) * self.t_scale,
+                               cond, drop)
+        if self.output == "v":
+            ac = self.schedule.alphas_cumprod.to(x_t.device)[t].to(out.dtype).view(-1, *([1] * (x_t.ndim - 1)))
+            out = (1 - ac).sqrt() * x_t.to(out.dtype) + ac.sqrt() * out
+        return out, extras
 
     def loss(self, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None):
         """(ε MSE, extras) for clean data x0 (B, T, D) in data units."""

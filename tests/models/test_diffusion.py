@@ -134,3 +134,29 @@ def test_denoiser_buffers_follow_to_meta():
     assert den.data_mean.device.type == "meta" and den.data_scale.device.type == "meta"
     out = den.sample((1, 3, 5), {}, steps=2, generator=None, noise=torch.empty(1, 3, 5, device="meta"))
     assert out.device.type == "meta" and out.shape == (1, 3, 5)
+
+
+class ExactV(nn.Module):
+    """Returns the exact v = √ᾱ ε − √(1−ᾱ) x₀ for data that is always x0 (found from x_t and t)."""
+
+    def __init__(self, schedule, x0):
+        super().__init__()
+        self.schedule, self.x0 = schedule, x0
+
+    def forward(self, x_t, c_noise, cond, drop):
+        t = c_noise.round().long()
+        ac = self.schedule.alphas_cumprod[t].to(x_t.dtype).view(-1, 1, 1)
+        eps = (x_t - ac.sqrt() * self.x0) / (1 - ac).sqrt()
+        return ac.sqrt() * eps - (1 - ac).sqrt() * self.x0, {}
+
+
+def test_v_output_is_turned_into_the_exact_eps():
+    s = schedules.linear_schedule(1000)
+    x0 = torch.rand(2, 6, 3, dtype=torch.float64) - 0.5
+    den = EpsDenoiser(ExactV(s, x0), dim=3, output="v").double()
+    noise = torch.randn(2, 6, 3, dtype=torch.float64)
+    t = torch.tensor([10, 900])
+    eps, _ = den.eps(schedules.q_sample(s, x0, t, noise), t, {})
+    torch.testing.assert_close(eps, noise)
+    with pytest.raises(ValueError, match="unknown network output 'x0'"):
+        EpsDenoiser(EchoNet(), dim=3, output="x0")

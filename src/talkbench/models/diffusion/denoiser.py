@@ -73,7 +73,11 @@ class EpsDenoiser(nn.Module):
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         drop = torch.rand(b, device=x0.device, generator=generator) < self.cond_drop_prob
         eps, extras = self.eps(q_sample(self.schedule, x0, t, noise), t, cond, drop)
-        return (eps.float() - noise.float()).pow(2).mean(), extras
+        err = (eps.float() - noise.float()).pow(2)
+        if self.output == "v":  # MSE on v = the ε MSE / ᾱ_t: the high-noise steps, where only the condition
+            # tells x₀, are not down-weighted to nothing (Salimans & Ho 2022)
+            err = err / self.schedule.alphas_cumprod.to(err.device)[t].float().view(-1, *([1] * (err.ndim - 1)))
+        return err.mean(), extras
 
     @torch.no_grad()
     def sample(self, shape, cond: dict, *, steps: int = 50, sampler: str = "ddim", guidance: float = 1.0,

@@ -6,7 +6,8 @@ c_noise (B,) float (the step index times ``t_scale``), ``cond`` a dict of tensor
 samples whose condition must be replaced by the null condition; ``extras`` is a dict the network may fill (the
 variance adapter's predictions) and which ``loss`` passes back.
 
-Training objective: L_simple of DDPM (Ho et al. 2020, Eq. 14): ‖ε − ε_θ(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t)‖² with t uniform.
+Training objective: L_simple of DDPM (Ho et al. 2020, Eq. 14): ‖ε − ε_θ(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t)‖² with t uniform;
+with ``output="v"`` the same error divided by ᾱ_t, i.e. the v MSE (Salimans & Ho 2022).
 """
 
 from __future__ import annotations

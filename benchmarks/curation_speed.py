@@ -32,14 +32,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from talkbench.curation.config import CurationConfig  # noqa: E402
-from talkbench.curation.faces import (FaceStep, MediaPipeBackend, sampled_frame_index, sharpness,  # noqa: E402
-                                      summarise_track, track_faces)
+from talkbench.curation.faces import (FaceStep, sampled_frame_index, sharpness, summarise_track,  # noqa: E402
+                                      track_faces)
 from talkbench.curation.filters import make_filters  # noqa: E402
-from talkbench.curation.pose import landmarks5_from_mesh, pose_from_points  # noqa: E402
+from talkbench.faces.points import five_points_from_mesh  # noqa: E402
+from talkbench.faces.pose import pose_from_points  # noqa: E402
 from talkbench.curation.scenes import SceneStep, detect_cuts, segment_row  # noqa: E402
 from talkbench.demo import load_photo, render_portrait, speech  # noqa: E402
 from talkbench.media import iter_frames, write_video  # noqa: E402
-from talkbench.curation.faces import Detection  # noqa: E402
+from talkbench.faces.detect import Detection, MediaPipeBackend  # noqa: E402
 from talkbench.runtime import StepContext  # noqa: E402
 
 
@@ -103,7 +104,7 @@ def run_stages(path: Path, config: CurationConfig, clock: Clock) -> float:
                 pts = backend.landmarks(frame, box, kps)
                 if pts is not None:
                     yaw, pitch, roll = pose_from_points(pts)
-                    dets.append(Detection(box, score, landmarks5_from_mesh(pts).tolist(), yaw, pitch, roll,
+                    dets.append(Detection(box, score, five_points_from_mesh(pts).tolist(), yaw, pitch, roll,
                                           sharpness(frame, box)))
             t2 = time.perf_counter()
             t_detect += t1 - t0

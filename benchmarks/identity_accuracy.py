@@ -24,8 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from talkbench.curation.identity import (  # noqa: E402
-    DEFAULT_THRESHOLDS, ArcFaceEmbedder, DlibEmbedder, arcface_installed, cluster_embeddings,
+    DEFAULT_THRESHOLDS, DlibEmbedder, arcface_installed, cluster_embeddings,
 )
+from talkbench.faces.arcface import ArcFace  # noqa: E402
 
 # Face boxes (x0, y0, x1, y1) found once with dlib's CNN (mmod) detector, which is too slow to rerun here (30 s for t1).
 T1_BOXES = [(52, 272, 170, 390), (900, 81, 1018, 199), (721, 355, 839, 473), (437, 267, 578, 409),
@@ -175,7 +176,7 @@ def main(argv=None):
         if backend == "arcface" and not (arcface_installed() or args.arcface_onnx):
             print(f"{'arcface':8} {'buffalo_l (not installed: talkbench weights fetch buffalo_l)':40} — no figures")
             continue
-        embedder = DlibEmbedder() if backend == "dlib" else ArcFaceEmbedder(args.arcface_onnx)
+        embedder = DlibEmbedder() if backend == "dlib" else ArcFace(args.arcface_onnx)
         if backend == "arcface":
             marks = landmarks5(data)
             emb = [embedder.embed(im, b, m) for (_, _, im, b), m in zip(data, marks)]

@@ -49,3 +49,7 @@ def require(module: str, install: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(f"{module} is not installed ({exc}); install it with: {install}") from exc
+
+
+class PlanError(ConfigError):
+    """A director plan (or the instruction behind it) is invalid: times past the audio, an unknown control, bad types."""

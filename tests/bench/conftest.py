@@ -34,7 +34,8 @@ def install_random_weights(home: Path, names: list[str], seed: int = 0) -> dict[
     entry pins a hash); returns each entry's install record."""
     import os
 
-    from talkbench.metrics import random_weights, weights
+    from talkbench import weights
+    from talkbench.metrics import random_weights
 
     home.mkdir(parents=True, exist_ok=True)
     old = os.environ.get("TALKBENCH_HOME")

@@ -128,6 +128,33 @@ def test_build_manifest_until_acquire(media, server, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in out.glob("*.parquet")} == stamps
 
 
+def test_rejected_local_inputs_leave_no_copy_and_no_link(media, tmp_path):
+    """Issue 11.8: ``file:///etc/passwd`` got a second hard link in OUT/media/downloads; now it is copied, rejected
+    as not a video, and its copy removed. The kept local video is a copy too."""
+    passwd = Path("/etc/passwd")
+    links_before = os.stat(passwd).st_nlink
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video at all\n")
+    good = tmp_path / "good.mp4"
+    good.write_bytes(media["base"].read_bytes())
+    (tmp_path / "l.csv").write_text(f"url\nfile://{passwd}\n{notes}\n{good}\n")
+    out = tmp_path / "out"
+    build_manifest([tmp_path / "l.csv"], out, _config(), make_executor("local", quiet=True), until="acquire")
+    videos = {v["source_id"]: v for v in mio.read_rows(out / "videos.parquet", "videos")}
+    assert {k: (v["status"], v["error_class"]) for k, v in videos.items()} == {
+        "passwd": ("rejected", "corrupt"), "notes": ("rejected", "corrupt"), "good": ("ok", None)}
+    assert os.stat(passwd).st_nlink == links_before and os.stat(notes).st_nlink == 1
+    assert os.stat(good).st_nlink == 1
+    downloads = out / "media" / "downloads"
+    assert sorted(p.name for p in downloads.iterdir() if not p.name.startswith(".")) == ["good.mp4"]
+    assert os.stat(downloads / "good.mp4").st_ino != os.stat(good).st_ino
+    assert videos["passwd"]["download_path"] is None and videos["notes"]["download_path"] is None
+    # A rerun is still a no-op and brings no copy back.
+    again = build_manifest([tmp_path / "l.csv"], out, _config(), make_executor("local", quiet=True), until="acquire")
+    assert again.videos == {"ok": 1, "rejected": 2}
+    assert sorted(p.name for p in downloads.iterdir() if not p.name.startswith(".")) == ["good.mp4"]
+
+
 def test_ids_with_parent_references_stay_inside_out(media, tmp_path):
     (tmp_path / "l.yaml").write_text(f"- id: ../../../escaped\n  url: {media['base']}\n  end: 1\n"
                                      f"- id: sub/dir/name\n  url: {media['noaudio']}\n  end: 1\n")

@@ -16,7 +16,7 @@ from talkbench.curation.download import (
     download_url,
     fetch_source,
     format_selector,
-    link_local,
+    copy_local,
 )
 from talkbench.media import sha256_file
 
@@ -177,14 +177,26 @@ def test_error_classes(message, cls):
     assert classify_error(message) == cls
 
 
-def test_local_sources_are_hard_linked(media, tmp_path):
-    row = {"source_id": "local", "local_path": str(media["base"]), "url": None}
-    result = fetch_source(row, tmp_path, _opts())
+def test_local_sources_are_copied_never_linked(media, tmp_path):
+    """Issue 11.8: a hard link gave the source (``file:///etc/passwd`` too) a second name inside OUT."""
+    src = tmp_path / "src" / "base.mp4"
+    src.parent.mkdir()
+    src.write_bytes(media["base"].read_bytes())
+    assert os.stat(src).st_nlink == 1
+    row = {"source_id": "local", "local_path": str(src), "url": None}
+    result = fetch_source(row, tmp_path / "out", _opts())
     assert (result.status, result.attempts) == ("ok", 1)
-    assert result.path == tmp_path / "media" / "downloads" / "local.mp4"
-    assert os.stat(result.path).st_ino == os.stat(media["base"]).st_ino
-    copy = link_local(media["base"], tmp_path / "copy.mp4", hard_link=False)
-    assert os.stat(copy).st_ino != os.stat(media["base"]).st_ino and sha256_file(copy) == sha256_file(media["base"])
+    assert result.path == tmp_path / "out" / "media" / "downloads" / "local.mp4"
+    assert os.stat(src).st_nlink == 1 and os.stat(result.path).st_nlink == 1
+    assert os.stat(result.path).st_ino != os.stat(src).st_ino and not result.path.is_symlink()
+    assert sha256_file(result.path) == sha256_file(src)
+    # The copy is independent: changing it never touches the source.
+    with open(result.path, "r+b") as fh:
+        fh.write(b"\0\0\0\0")
+    assert sha256_file(src) == sha256_file(media["base"])
+    copy = copy_local(src, tmp_path / "copy.mp4")
+    assert os.stat(copy).st_ino != os.stat(src).st_ino and sha256_file(copy) == sha256_file(src)
+    assert os.stat(src).st_nlink == 1
     missing = fetch_source({"source_id": "gone", "local_path": str(tmp_path / "nope.mp4"), "url": None}, tmp_path,
                            _opts())
     assert (missing.status, missing.error_class) == ("failed", "unavailable")
@@ -221,3 +233,32 @@ def test_proxy_is_used(server, media, tmp_path):
     result = download_url(origin, tmp_path, "p", _opts(proxy=server), None)
     assert result.status == "ok" and sha256_file(result.path) == sha256_file(media["base"])
     assert _Handler.hits.get("/proxied/base.mp4", 0) >= 1
+
+
+def test_rate_limit_backs_off_globally_through_the_breaker(server, media, tmp_path):
+    """With the breaker, a 429 pauses every worker (shared state) instead of sleeping for this video alone."""
+    import time
+
+    from talkbench.curation.breaker import Breaker, DownloadsStopped
+
+    breaker = Breaker(str(tmp_path / "downloads.json"), "run", threshold=10, backoff=0.05, max_pause=0.1)
+    waited = []
+
+    def sleep(seconds):
+        waited.append(seconds)
+        time.sleep(seconds)
+
+    result = download_url(f"{server}/limit/2/base.mp4", tmp_path / "d", "g", _opts(retries=2, backoff=5.0), None,
+                          sleep=sleep, breaker=breaker)
+    assert (result.status, result.attempts) == ("ok", 3)
+    state = breaker.read()
+    assert [p["seconds"] for p in state["pause_log"]] == [0.05, 0.1]  # doubled per refusal, capped
+    assert state["answers"] == 0  # the success reset the count
+    assert waited and max(waited) <= 0.1  # never the per-video backoff (5 s)
+    # Bot checks count the same way and trip with their own line.
+    strict = Breaker(breaker.path, "run", threshold=3, backoff=0.01, max_pause=0.01)
+    for sid in "abc":
+        strict.answer(sid, "bot_check", "Sign in to confirm you're not a bot")
+    with pytest.raises(DownloadsStopped, match=r"^bot check: 3 consecutive downloads were refused as a bot .*"
+                                               r"\(first: a: Sign in to confirm you're not a bot\); pass --cookies-file"):
+        breaker.check()

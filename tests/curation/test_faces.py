@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from talkbench.curation.config import CurationConfig
-from talkbench.curation.faces import (Detection, FaceStep, MediaPipeBackend, iou, make_backend, sampled_frame_index,
-                                      square_crop, track_faces)
+from talkbench.curation.faces import (Detection, FaceStep, iou, make_backend, sampled_frame_index, square_crop,
+                                      track_faces)
 from talkbench.demo import load_photo
 from talkbench.errors import ConfigError, MissingWeightsError, WeightsError
+from talkbench.faces.detect import MediaPipeBackend
 from talkbench.media import iter_frames, read_frames, write_video
 
 MEGAMIND = "/usr/share/doc/opencv-doc/examples/data/Megamind.avi"
@@ -75,7 +76,7 @@ def test_square_crop_margin_and_padding():
 def test_unknown_backend_and_missing_insightface_pack():
     with pytest.raises(ConfigError, match="unknown face backend 'dlib'"):
         FaceStep(CurationConfig().with_overrides({"faces.backend": "dlib"}))
-    with pytest.raises(ValueError, match="unknown method 'dlib'; choose from"):
+    with pytest.raises(ValueError, match="unknown face backend 'dlib'; choose from"):
         make_backend("dlib")
     # TALKBENCH_HOME is an empty folder in tests: the error names the weights entry and how to install it
     with pytest.raises(MissingWeightsError, match="buffalo_l.*talkbench weights"):

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from talkbench.curation.identity import (
-    ARCFACE_TEMPLATE, DEFAULT_THRESHOLDS, ArcFaceEmbedder, DlibEmbedder, EmbedStep, align_arcface,
-    assign_identities, cluster_embeddings, identity_id_for, pick_samples, resolve_backend, similarity_transform,
+    DEFAULT_THRESHOLDS, DlibEmbedder, EmbedStep, assign_identities, cluster_embeddings, identity_id_for, pick_samples,
+    resolve_backend,
 )
+from talkbench.faces.arcface import ARCFACE_TEMPLATE, ArcFace, align_arcface, similarity_transform
 from talkbench.runtime import StepContext
 
 ASTRONAUT_BOX = (168, 69, 263, 164)  # dlib CNN detector box on skimage's astronaut
@@ -146,7 +147,7 @@ def test_arcface_loader_accepts_the_official_format(tmp_path):
     pack = tmp_path / "buffalo_l"
     pack.mkdir()
     _random_arcface_onnx(pack / "w600k_r50.onnx")
-    embedder = ArcFaceEmbedder(pack)
+    embedder = ArcFace(pack)
     assert embedder.backend == "arcface" and embedder.model == "buffalo_l/w600k_r50.onnx" and embedder.size == 112
     # Landmarks: the template mapped into the astronaut's box, so alignment gives back (nearly) that box.
     x0, y0, x1, y1 = ASTRONAUT_BOX

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkbench.metrics import random_weights, weights
+from talkbench import weights
+from talkbench.metrics import random_weights
 
 
 @pytest.fixture
@@ -19,7 +20,7 @@ def home(tmp_path, monkeypatch):
 def fake_files(tmp_path_factory):
     """name -> path of a random-weight file in that entry's official container."""
     folder = tmp_path_factory.mktemp("fake-weights")
-    return {name: random_weights.write_random(name, folder / entry.filename) for name, entry in weights.REGISTRY.items()}
+    return {name: random_weights.write_random(name, folder / entry.filename) for name, entry in weights.all_entries().items()}
 
 
 @pytest.fixture(scope="session")

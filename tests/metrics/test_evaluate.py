@@ -11,7 +11,8 @@ import torch
 
 from talkbench.cli.main import main
 from talkbench.manifests.io import read_rows, write_table
-from talkbench.metrics import random_weights, weights
+from talkbench import weights
+from talkbench.metrics import random_weights
 from talkbench.metrics.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, Evaluator
 
 ROW_KEYS = {"metric", "value", "null_reason", "n", "flags", "weights", "extra"}
@@ -61,7 +62,7 @@ def test_absent_inputs_are_null_with_reason(home, face_frames):
 
 
 def test_injected_networks_run_every_per_video_metric(home, face_frames, tmp_path):
-    from talkbench.metrics.face import FivePointDetector
+    from talkbench.faces.detect import FivePointDetector
     from talkbench.metrics.identity import ArcFace
     from talkbench.metrics.lpips import LPIPSNet
 

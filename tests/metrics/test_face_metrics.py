@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from talkbench.metrics import random_weights
-from talkbench.metrics.face import ARCFACE_TEMPLATE, FivePointDetector, align_arcface, five_points_from_mesh, mesh_landmarks
+from talkbench.faces.arcface import ARCFACE_TEMPLATE, align_arcface
+from talkbench.faces.detect import FivePointDetector, mesh_landmarks
+from talkbench.faces.points import five_points_from_mesh
 from talkbench.metrics.hands import DWPose, hkc_frames
 from talkbench.metrics.identity import ArcFace, aed, csim, embed_frames
 from talkbench.metrics.motion import akd, diversity
@@ -89,7 +91,6 @@ def test_diversity_and_akd(face_frames):
 def test_video_metric_classes_stream_and_pickle(face_frames, arcface):
     import pickle
 
-    from talkbench.metrics.face import FivePointDetector
     from talkbench.metrics.video_metrics import AKD, CSIM, HKC, Diversity
 
     detector = FivePointDetector("mediapipe")

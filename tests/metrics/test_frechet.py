@@ -11,7 +11,7 @@ import torch
 from skimage import data
 
 from talkbench.errors import ConfigError
-from talkbench.metrics import weights
+from talkbench import weights
 from talkbench.metrics.frechet import FID, FVD, CleanFID, frechet_distance, gaussian_stats
 from talkbench.metrics.nets.inception import FIDInceptionV3
 

@@ -9,7 +9,7 @@ import torch
 from skimage import data
 
 from talkbench.errors import ConfigError
-from talkbench.metrics import weights
+from talkbench import weights
 from talkbench.metrics.lpips import LPIPS, LPIPSNet, uint8_to_lpips_input
 
 
@@ -17,7 +17,7 @@ from talkbench.metrics.lpips import LPIPS, LPIPSNet, uint8_to_lpips_input
 def net():
     torch.manual_seed(0)
     model = LPIPSNet("alex")  # random backbone; heads are the official v0.1 file
-    path = weights._local_source("torchmetrics:functional/image/lpips_models/alex.pth")
+    path = weights.local_source("torchmetrics:functional/image/lpips_models/alex.pth")
     heads = torch.load(path, map_location="cpu", weights_only=True)
     model.load_weights({f"features.{k}": v for k, v in model.backbone.features.state_dict().items()}, heads)
     return model
@@ -44,9 +44,9 @@ def test_range_is_enforced(net):
 
 
 def test_official_heads_are_used(net):
-    heads = weights._local_source("torchmetrics:functional/image/lpips_models/alex.pth")
+    heads = weights.local_source("torchmetrics:functional/image/lpips_models/alex.pth")
     official = torch.load(heads, map_location="cpu", weights_only=True)
-    assert torch.equal(net.lins[2][1].weight, official["lin2.model.1.weight"])
+    assert torch.equal(net.heads[2][1].weight, official["lin2.model.1.weight"])
 
 
 def test_metric_streaming_and_pickle(net):

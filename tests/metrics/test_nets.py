@@ -13,8 +13,9 @@ import importlib.util
 import pytest
 import torch
 
-from talkbench.metrics import weights
-from talkbench.metrics.nets import backbones, inception, syncnet
+from talkbench import weights
+from talkbench.metrics.nets import inception, syncnet
+from talkbench.weights import backbones
 
 
 def n_params(module) -> int:

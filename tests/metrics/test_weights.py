@@ -14,10 +14,12 @@ import torch
 
 from talkbench.cli.main import main
 from talkbench.errors import MissingWeightsError, WeightsError
-from talkbench.metrics import random_weights, weights
+from talkbench import weights
+from talkbench.metrics import random_weights
 
-ALL = sorted(weights.REGISTRY)
-STATE_DICTS = [n for n in ALL if weights.REGISTRY[n].container == "legacy-pickle"]
+ENTRIES = weights.all_entries()
+ALL = sorted(ENTRIES)
+STATE_DICTS = [n for n in ALL if ENTRIES[n].container == "legacy-pickle"]
 OFFICIAL_LPIPS_SHA = {
     "lpips-alex": "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0",
     "lpips-vgg": "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
@@ -27,18 +29,18 @@ OFFICIAL_LPIPS_SHA = {
 def test_registry_entries_are_complete():
     assert set(ALL) == {"alexnet", "vgg16", "vgg19", "lpips-alex", "lpips-vgg", "fid-inception", "clean-fid-inception",
                         "i3d", "syncnet", "buffalo_l", "dwpose"}
-    for entry in weights.REGISTRY.values():
-        assert entry.urls and entry.licence and entry.loader and entry.filename
+    for entry in ENTRIES.values():
+        assert entry.urls and entry.licence and entry.filename and callable(entry.build) and callable(entry.check)
         assert entry.hash_kind in ("sha256", "prefix", "unpinned")
         assert (entry.hash_kind == "unpinned") == (entry.sha256 == "")
     for name, sha in OFFICIAL_LPIPS_SHA.items():
-        assert weights.REGISTRY[name].sha256 == sha
+        assert ENTRIES[name].sha256 == sha
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_official_container_is_accepted(name, fake_files, home):
     path = fake_files[name]
-    entry = weights.REGISTRY[name]
+    entry = ENTRIES[name]
     if entry.container == "legacy-pickle":
         import zipfile
 
@@ -198,7 +200,7 @@ def test_protocol_hashes_equal_the_registry():
         protocol = get_protocol(pid)
         assert protocol.fps == 25.0 and protocol.audio_rate == 16000
         for metric, net in protocol.feature_nets:
-            assert net.sha256 == weights.REGISTRY[net.weights].sha256, (pid, metric)
+            assert net.sha256 == ENTRIES[net.weights].sha256, (pid, metric)
     assert get_protocol("talkbench-v1-256-dwpose").hkc_detector == "dwpose"
 
 
@@ -206,7 +208,7 @@ def test_unverified_import_of_an_unpinned_entry_is_non_standard(fake_files, home
     # syncnet_v2.model publishes no hash, so only the user's --unverified (a re-trained SyncNet, say) can tell;
     # results made with it must carry a non-standard protocol id.
     record = weights.install_file("syncnet", fake_files["syncnet"], unverified=True)
-    assert weights.REGISTRY["syncnet"].hash_kind == "unpinned"
+    assert ENTRIES["syncnet"].hash_kind == "unpinned"
     assert record["official"] is False and weights.is_standard("syncnet") is False
     record = weights.install_file("syncnet", fake_files["syncnet"])  # the same file imported as official again
     assert record["official"] is None and weights.is_standard("syncnet") is True

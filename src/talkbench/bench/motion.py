@@ -16,7 +16,7 @@ NORMALISATION = "displacement from the first face frame / median inter-ocular di
 
 def normalised_displacements(mesh: np.ndarray) -> np.ndarray:
     """(T, 468, 3) landmarks (NaN rows: no face) -> (T, 468, 2) normalised displacements (NaN rows kept)."""
-    from ..metrics.face import five_points_from_mesh
+    from ..faces.points import five_points_from_mesh
 
     pts = mesh[..., :2]
     valid = ~np.isnan(pts[:, 0, 0])
@@ -32,7 +32,7 @@ def motion_agreement(pred: np.ndarray, driver: np.ndarray) -> dict:
     """A result row (metric ``akd_driver``) for uint8 videos (T, H, W, 3) of equal length."""
     import json
 
-    from ..metrics.face import mesh_landmarks
+    from ..faces.detect import mesh_landmarks
 
     n = min(len(pred), len(driver))
     dp = normalised_displacements(mesh_landmarks(pred[:n]))

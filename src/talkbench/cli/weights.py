@@ -1,4 +1,4 @@
-"""`talkbench weights ...`: list, fetch, import and verify the pretrained networks the metrics use."""
+"""`talkbench weights ...`: list, fetch, import and verify the pretrained networks (``talkbench.weights``)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,12 @@ app = new_app("Manage pretrained weights in $TALKBENCH_HOME/weights (default ~/.
 @app.command("list")
 def list_cmd() -> None:
     """List every registry entry: file, installed state, hash kind, size and licence."""
-    from ..metrics import weights
+    from .. import weights
 
     table = Table(title=f"weights in {weights.weights_home()}")
     for col in ("name", "file", "installed", "official hash", "size", "licence"):
         table.add_column(col)
-    for name, entry in sorted(weights.REGISTRY.items()):
+    for name, entry in weights.all_entries().items():
         record = weights.installed_record(name)
         if record is None:
             state = "no"
@@ -37,7 +37,7 @@ def list_cmd() -> None:
 def fetch_cmd(name: str = typer.Argument(..., help="registry entry, e.g. lpips-alex"),
               url: Optional[str] = typer.Option(None, help="download from this URL instead of the registry's")) -> None:
     """Install an entry: offline local source first (lpips heads from torchmetrics), else a resumable download."""
-    from ..metrics import weights
+    from .. import weights
 
     record = weights.fetch(name, url=url)
     console.print(f"installed {name}: sha256 {record['sha256']} from {record['source']}")
@@ -50,7 +50,7 @@ def import_cmd(path: Path = typer.Argument(..., help="a weights file you brought
                                                help="accept a non-official hash if keys/shapes match; results are "
                                                     "then marked with a non-standard protocol id")) -> None:
     """Install a local file as a registry entry after checking its hash and structure."""
-    from ..metrics import weights
+    from .. import weights
 
     record = weights.install_file(as_, path, unverified=unverified, source=f"import:{path}")
     note = {True: "official", None: "no published hash (recorded)", False: "NON-STANDARD (unverified)"}[record["official"]]
@@ -60,8 +60,8 @@ def import_cmd(path: Path = typer.Argument(..., help="a weights file you brought
 @app.command("verify")
 def verify_cmd(names: Optional[List[str]] = typer.Argument(None, help="entries to check (default: all)")) -> None:
     """Re-hash every installed file and re-check its structure; exit 1 if any is changed or bad."""
+    from .. import weights
     from ..errors import WeightsError
-    from ..metrics import weights
 
     results = weights.verify(names or None)
     table = Table(title="weights verify")

@@ -8,13 +8,15 @@ Paths in rows are relative to the output folder; the steps get that folder as an
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from ..manifests.io import atomic_write_text
 from ..media import sha256_file
 from ..runtime import Step
 from .config import PIPELINE_VERSION, CurationConfig
-from .download import DownloadOptions, DownloadResult, fetch_source
+from .breaker import GLOBAL_ANSWERS, Breaker, state_path
+from .download import TEMPORARY, DownloadOptions, DownloadResult, fetch_source
 from .normalise import NormaliseError, normalise_span
 from .probe import ProbeError, display_size, probe_video
 
@@ -45,23 +47,47 @@ class _AcquireStep(Step):
     def fail(self, row: dict, status: str, error_class: str, message: str, **detail) -> dict:
         row.update(status=status, error_class=error_class, error_message=message)
         self.ctx.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
+        if status == "rejected":
+            self.drop_local_copy(row)
         return row
+
+    def drop_local_copy(self, row: dict) -> None:
+        """A rejected local input keeps no copy in OUT (the source is still where it was); a download is kept."""
+        if row.get("platform") != "local" or not row.get("download_path"):
+            return
+        (Path(self.out_dir) / row["download_path"]).unlink(missing_ok=True)
+        result_record(Path(self.out_dir), row["source_id"]).unlink(missing_ok=True)
+        row["download_path"] = None
+        self.ctx.count("local_copy_removed")
 
 
 class DownloadStep(_AcquireStep):
-    """Source row → video row with the download result (yt-dlp for urls, a hard link for local files)."""
+    """Source row → video row with the download result (yt-dlp for urls, a copy for local files)."""
 
     stage = "download"
+
+    def __init__(self, out_dir: str | Path, config: CurationConfig):
+        super().__init__(out_dir, config)
+        self.run_token = uuid.uuid4().hex  # one per build: the breaker's shared state starts afresh (breaker.py)
+
+    def breaker(self, opts: DownloadOptions) -> Breaker:
+        return Breaker(str(state_path(self.out_dir)), self.run_token, opts.max_consecutive_failures, opts.backoff,
+                       opts.backoff * 2 ** max(opts.retries, 0))
 
     def run(self, rows, rank=0, world_size=1):
         out_dir = Path(self.out_dir)
         opts = DownloadOptions.from_config(self.config.acquire)
+        breaker = self.breaker(opts)
         for src in rows:
+            breaker.check()  # tripped (here or in another worker): no new download starts
             row = {k: src.get(k) for k in ("source_id", "dataset", "platform", "video_id", "url", "source_label",
                                             "licence")}
             row.update(config_hash=self.config.hash("acquire"), pipeline_version=PIPELINE_VERSION, segments=[],
                        _spans=src.get("spans") or [])
-            result = self._fetch(src, out_dir, opts)
+            result = self._fetch(src, out_dir, opts, breaker)
+            if result.status != "ok" and result.error_class in TEMPORARY | GLOBAL_ANSWERS:
+                # Failed after the breaker tripped: stop without marking this rank complete, so a rerun retries it.
+                breaker.check()
             row["attempts"] = result.attempts
             if result.status != "ok":
                 self.ctx.count(f"failed_{result.error_class}")
@@ -74,21 +100,52 @@ class DownloadStep(_AcquireStep):
             row.update(status="ok", download_path=_rel(result.path, out_dir))
             yield row
 
-    def _fetch(self, src: dict, out_dir: Path, opts: DownloadOptions) -> DownloadResult:
+    def _fetch(self, src: dict, out_dir: Path, opts: DownloadOptions, breaker: Breaker) -> DownloadResult:
         # The result of a finished download is kept beside it, so a rerun after a crash reports the same attempts.
-        record = out_dir / "media" / "downloads" / f".{src['source_id']}.result.json"
+        # A failed one is kept too (never reused): it is how --retry-failed finds the ranks to run again.
+        record = result_record(out_dir, src["source_id"])
         if record.exists():
             try:
                 saved = json.loads(record.read_text())
-                path = out_dir / saved["path"]
-                if path.exists():
-                    return DownloadResult("ok", path, attempts=saved["attempts"])
-            except (OSError, ValueError, KeyError):
+                if saved.get("status", "ok") == "ok" and (out_dir / saved["path"]).exists():
+                    return DownloadResult("ok", out_dir / saved["path"], attempts=saved["attempts"])
+            except (OSError, ValueError, KeyError, TypeError):
                 pass
-        result = fetch_source(src, out_dir, opts)
+        result = fetch_source(src, out_dir, opts, breaker=None if src.get("local_path") else breaker)
+        if result.attempts and not src.get("local_path"):
+            breaker.finished(src["source_id"], result.status, result.error_class, result.error_message)
         if result.status == "ok":
-            atomic_write_text(record, json.dumps({"path": _rel(result.path, out_dir), "attempts": result.attempts}))
+            saved = {"status": "ok", "path": _rel(result.path, out_dir), "attempts": result.attempts}
+        else:
+            saved = {"status": "failed", "path": None, "attempts": result.attempts, "error_class": result.error_class}
+        atomic_write_text(record, json.dumps(saved, sort_keys=True))
         return result
+
+
+def result_record(out_dir: Path, source_id: str) -> Path:
+    return Path(out_dir) / "media" / "downloads" / f".{source_id}.result.json"
+
+
+def reopen_failed_downloads(rows: list[dict], out_dir: str | Path, world_size: int,
+                            classes=TEMPORARY) -> list[str]:
+    """``--retry-failed``: make the ranks whose download failed with a temporary class run again.
+
+    The executor skips ranks that have a completion marker (``stats/acquire/completions/{rank:05d}``) and gives
+    rank ``r`` the rows ``rows[r::world_size]``; removing the marker of such a rank is all it takes. Every other rank
+    is untouched, so its rows, segments and rejections stay byte-identical. Returns the source ids reopened.
+    """
+    out_dir = Path(out_dir)
+    completions = out_dir / "stats" / "acquire" / "completions"
+    reopened = []
+    for i, row in enumerate(rows):
+        try:
+            saved = json.loads(result_record(out_dir, row["source_id"]).read_text())
+        except (OSError, ValueError):
+            continue
+        if saved.get("status") == "failed" and saved.get("error_class") in classes:
+            (completions / f"{i % world_size:05d}").unlink(missing_ok=True)
+            reopened.append(row["source_id"])
+    return reopened
 
 
 class ProbeStep(_AcquireStep):
@@ -165,6 +222,7 @@ class NormaliseStep(_AcquireStep):
                 row.update(status="rejected", error_class="no_usable_segment", error_message=first["error_message"])
                 self.ctx.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
                                 message=first["error_message"])
+                self.drop_local_copy(row)
             yield row
 
 

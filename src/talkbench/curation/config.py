@@ -21,9 +21,16 @@ class AcquireConfig:
     backoff: float = 2.0  # seconds, doubled per retry
     cookies_file: str | None = None
     proxy: str | None = None
-    link_local: bool = True  # hard-link (or copy) local files instead of downloading
+    # Circuit breaker: after this many consecutive network failures, or rate-limit / bot-check answers, across all
+    # workers, no new download starts and the stage stops with one line (curation/breaker.py). 0 never stops.
+    max_consecutive_failures: int = 20
     fps: float = 25.0
     audio_rate: int = 16000
+
+    def __post_init__(self):
+        n = self.max_consecutive_failures
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"acquire.max_consecutive_failures must be a whole number ≥ 0 (0 never stops), got {n!r}")
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,8 @@ class CurationConfig:
         # Network options (timeouts, cookies, proxy) do not change what is produced.
         if "acquire" in data:
             data["acquire"] = {k: v for k, v in data["acquire"].items()
-                               if k not in ("timeout", "retries", "backoff", "cookies_file", "proxy")}
+                               if k not in ("timeout", "retries", "backoff", "cookies_file", "proxy",
+                                            "max_consecutive_failures")}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

@@ -1,4 +1,6 @@
-"""Fetch one source video: yt-dlp (Python API) for urls, a hard link (or copy) for local files.
+"""Fetch one source video: yt-dlp (Python API) for urls, a copy (a reflink where the file system allows) for local
+files. Local files are never hard-linked: a link would give the source (``file:///etc/passwd`` too) a second name
+inside OUT, and anything that later changed or removed the copy in place would change the source.
 
 Every call has a socket timeout. Failures are classified from yt-dlp's messages; only the temporary classes
 (``rate_limited``, ``network``) are retried, with exponential backoff. The first error message is the one recorded:
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TalkbenchError
+from .breaker import GLOBAL_ANSWERS
 
 TEMPORARY = frozenset({"rate_limited", "network"})
 ERROR_CLASSES = ("unavailable", "private", "bot_check", "rate_limited", "geo", "format", "network", "other")
@@ -67,13 +70,13 @@ class DownloadOptions:
     backoff: float = 2.0
     cookies_file: str | None = None
     proxy: str | None = None
-    link_local: bool = True
+    max_consecutive_failures: int = 20  # the circuit breaker's threshold (breaker.py); 0 never trips
 
     @classmethod
     def from_config(cls, acquire) -> "DownloadOptions":
         return cls(min_height=acquire.min_height, timeout=acquire.timeout, retries=acquire.retries,
                    backoff=acquire.backoff, cookies_file=acquire.cookies_file, proxy=acquire.proxy,
-                   link_local=acquire.link_local)
+                   max_consecutive_failures=acquire.max_consecutive_failures)
 
 
 @dataclass
@@ -205,8 +208,12 @@ def _sleep(seconds: float) -> None:
 
 
 def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, archive: Path | None = None,
-                 sleep=_sleep) -> DownloadResult:
-    """Download ``url`` to ``dest_dir/stem.<ext>``; an existing complete file is reused (skip on rerun)."""
+                 sleep=_sleep, breaker=None) -> DownloadResult:
+    """Download ``url`` to ``dest_dir/stem.<ext>``; an existing complete file is reused (skip on rerun).
+
+    With a ``breaker`` (see breaker.py), every attempt first waits out the global pause and then reports its answer;
+    a rate limit or bot check is backed off globally there instead of by this video alone.
+    """
     dest_dir.mkdir(parents=True, exist_ok=True)
     existing = _existing_download(dest_dir, stem)
     if existing is not None:
@@ -214,10 +221,14 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
     result = DownloadResult("failed")
     use_archive = archive
     while True:
+        if breaker is not None:
+            breaker.wait(sleep)
         result.attempts += 1
         try:
             result.path = _ytdlp_once(url, opts, dest_dir, stem, use_archive)
             result.status = "ok"
+            if breaker is not None:
+                breaker.answer(stem, None, None)
             return result
         except FileNotFoundError:
             if use_archive is None:
@@ -228,6 +239,8 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
         except RuntimeError as exc:
             message = str(exc)
         cls = classify_error(message)
+        if breaker is not None:
+            breaker.answer(stem, cls, message)
         result.errors.append(message)
         if result.error_message is None:
             result.error_class, result.error_message = cls, message
@@ -235,43 +248,61 @@ def download_url(url: str, dest_dir: Path, stem: str, opts: DownloadOptions, arc
             result.last_error = message
         if cls not in TEMPORARY or result.attempts > opts.retries:
             return result
-        sleep(opts.backoff * 2 ** (result.attempts - 1))
+        if breaker is None or cls not in GLOBAL_ANSWERS:
+            sleep(opts.backoff * 2 ** (result.attempts - 1))
+        # else the pause breaker.answer set for every worker is waited out at the top of the loop
 
 
-def link_local(src: Path, dest: Path, hard_link: bool = True) -> Path:
-    """Hard-link ``src`` to ``dest`` (copy across file systems), atomically; an identical existing file is kept."""
+_FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
+# A file system that cannot share extents answers one of these; then the bytes are copied.
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EINVAL, errno.ENOTTY, errno.ENOSYS, errno.EPERM}
+
+
+def _reflink(src_fd: int, dst_fd: int) -> bool:
+    """Share ``src``'s extents with ``dst`` (btrfs, XFS, bcachefs…): a copy that costs no space until either changes."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst_fd, _FICLONE, src_fd)
+        return True
+    except (ImportError, OSError) as exc:
+        if isinstance(exc, OSError) and exc.errno not in _NO_REFLINK:
+            raise
+        return False
+
+
+def copy_local(src: Path, dest: Path) -> Path:
+    """Copy ``src`` to ``dest`` atomically (reflink where the file system allows); an identical existing file is kept.
+
+    Never a hard link or a symlink: ``dest`` is always a file of its own inside the output folder.
+    """
     src = Path(src)
     if not src.is_file():
         raise FileNotFoundError(f"no such file: {src}")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+    if dest.is_file() and not dest.is_symlink() and dest.stat().st_size == src.stat().st_size \
+            and not os.path.samefile(dest, src):
         return dest
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
-        if hard_link:
-            try:
-                os.link(src, tmp)
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP):
-                    raise
-                shutil.copyfile(src, tmp)
-        else:
-            shutil.copyfile(src, tmp)
+        with open(src, "rb") as fin, open(tmp, "xb") as fout:
+            if not _reflink(fin.fileno(), fout.fileno()):
+                shutil.copyfileobj(fin, fout, 1 << 20)
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
     return dest
 
 
-def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep) -> DownloadResult:
+def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep, breaker=None) -> DownloadResult:
     """Fetch one source row into ``out_dir/media/downloads``; the result's path is absolute."""
     dest_dir = out_dir / "media" / "downloads"
     stem = row["source_id"]
     if row.get("local_path"):
         src = Path(row["local_path"])
         try:
-            path = link_local(src, dest_dir / f"{stem}{src.suffix.lower()}", opts.link_local)
+            path = copy_local(src, dest_dir / f"{stem}{src.suffix.lower()}")
         except FileNotFoundError as exc:
             return DownloadResult("failed", error_class="unavailable", error_message=str(exc), attempts=1)
         except OSError as exc:
@@ -280,7 +311,8 @@ def fetch_source(row: dict, out_dir: Path, opts: DownloadOptions, sleep=_sleep) 
             raise OutputWriteError(f"cannot write {exc.filename or dest_dir}: {exc.strerror or exc}") from exc
         return DownloadResult("ok", path, attempts=1)
     try:
-        return download_url(row["url"], dest_dir, stem, opts, out_dir / "media" / "download_archive.txt", sleep)
+        return download_url(row["url"], dest_dir, stem, opts, out_dir / "media" / "download_archive.txt", sleep,
+                            breaker)
     except OSError as exc:
         if exc.errno in _FATAL_ERRNO:
             raise OutputWriteError(f"cannot write {exc.filename or dest_dir}: {exc.strerror or exc}") from exc

@@ -5,9 +5,10 @@
 track's clip box is the union of its boxes, enlarged by ``faces.crop_margin`` of its side on every side and made
 square: the camera stays fixed over the clip (no alignment), so natural head motion is kept.
 
-Backends (a plain registry): ``mediapipe`` (BlazeFace full-range detector + 468-point face mesh; the models ship in
-the mediapipe 0.10.21 wheel, so it works offline) and ``insightface`` (SCRFD det_10g + 1k3d68 landmarks from the
-``buffalo_l`` pack installed through the weights registry).
+Backends and the head pose come from ``talkbench.faces`` (shared with the metrics): ``mediapipe`` (BlazeFace
+full-range detector + 468-point face mesh; the models ship in the mediapipe 0.10.21 wheel, so it works offline) and
+``insightface`` (SCRFD det_10g + 1k3d68 landmarks from the ``buffalo_l`` pack installed through the weights
+registry). The pose filter reads the per-sample yaw/pitch/roll measured here by ``talkbench.faces.pose``.
 """
 
 from __future__ import annotations
@@ -17,178 +18,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, MissingWeightsError, WeightsError
+from ..errors import ConfigError
+from ..faces.detect import BACKENDS, Detection, make_backend
 from ..runtime import Step
-from . import pose as pose_mod
+
+__all__ = ["BACKENDS", "Detection", "FaceStep", "iou", "make_backend", "sampled_frame_index", "sharpness",
+           "square_crop", "summarise_track", "track_faces"]
 
 # Detection runs on frames whose longer side is at most this (boxes are scaled back to source pixels):
 # both detectors resize to ≤ 640 px internally, so decoding 4K at full size would only cost time.
 MAX_DETECT_SIDE = 1280
-MESH_CROP = 256  # face-mesh input crop side (the mesh model itself runs at 192)
-MESH_ROI_SCALE = 1.6  # crop side / detector box side, as MediaPipe's own detection → landmark ROI (≈1.5)
-
-
-@dataclass
-class Detection:
-    box: list[float]  # x0, y0, x1, y1 in source pixels
-    score: float
-    landmarks5: list[list[float]]
-    yaw: float
-    pitch: float
-    roll: float
-    sharpness: float | None = None  # filled by FaceStep from the frame it was found in
-
-    @property
-    def size(self) -> float:
-        return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
-
-
-# ----------------------------------------------------------------------------------------------- backends
-
-
-class MediaPipeBackend:
-    """BlazeFace (full range) boxes, then the face mesh on a roll-corrected crop of each box for landmarks + pose."""
-
-    name = "mediapipe"
-    model = "blazeface_full_range_sparse+face_mesh_468"
-
-    def __init__(self, min_confidence: float = 0.5):
-        self.min_confidence = min_confidence
-        mp = _require_mediapipe()
-        self._detector = mp.solutions.face_detection.FaceDetection(model_selection=1,
-                                                                   min_detection_confidence=min_confidence)
-        # static_image_mode: every crop is a new image (no tracking state leaks between faces or shots).
-        self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1,
-                                                     refine_landmarks=False, min_detection_confidence=0.3)
-        self.stats = {"mesh_failed": 0}
-
-    def close(self) -> None:
-        self._detector.close()
-        self._mesh.close()
-
-    def boxes(self, frame: np.ndarray) -> list[tuple[list[float], float, np.ndarray]]:
-        """[(box xyxy, score, (6, 2) keypoints)] from the detector alone (the 'detect' stage)."""
-        h, w = frame.shape[:2]
-        result = self._detector.process(frame)
-        out = []
-        for det in result.detections or []:
-            rb = det.location_data.relative_bounding_box
-            box = [rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w, (rb.ymin + rb.height) * h]
-            kps = np.array([[k.x * w, k.y * h] for k in det.location_data.relative_keypoints])
-            out.append((box, float(det.score[0]), kps))
-        return out
-
-    def landmarks(self, frame: np.ndarray, box: list[float], kps: np.ndarray) -> np.ndarray | None:
-        """(468, 3) mesh points in frame pixels (z in the same scale), or None when the mesh finds no face."""
-        import cv2
-
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        side = MESH_ROI_SCALE * max(box[2] - box[0], box[3] - box[1])
-        # Keypoints 0/1 are the subject's right/left eye: rotate the crop so the eyes are level (as MediaPipe's own
-        # detection-to-ROI step does), which keeps the mesh working on strongly rolled heads.
-        (rx, ry), (lx, ly) = kps[0], kps[1]
-        roll = math.degrees(math.atan2(-(ly - ry), lx - rx))
-        mat = cv2.getRotationMatrix2D((cx, cy), -roll, MESH_CROP / side)
-        mat[:, 2] += (MESH_CROP / 2 - cx, MESH_CROP / 2 - cy)
-        crop = cv2.warpAffine(frame, mat, (MESH_CROP, MESH_CROP), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_CONSTANT)
-        result = self._mesh.process(crop)
-        if not result.multi_face_landmarks:
-            self.stats["mesh_failed"] += 1
-            return None
-        pts = np.array([[p.x, p.y, p.z] for p in result.multi_face_landmarks[0].landmark]) * MESH_CROP
-        inv = cv2.invertAffineTransform(mat)
-        xy = pts[:, :2] @ inv[:, :2].T + inv[:, 2]
-        z = pts[:, 2] * side / MESH_CROP
-        return np.column_stack([xy, z])
-
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        out = []
-        for box, score, kps in self.boxes(frame):
-            pts = self.landmarks(frame, box, kps)
-            if pts is None:
-                continue  # a box the mesh cannot fit is not a usable face (profile, occluded, false positive)
-            yaw, pitch, roll = pose_mod.pose_from_points(pts)
-            out.append(Detection(box, score, pose_mod.landmarks5_from_mesh(pts).tolist(), yaw, pitch, roll))
-        return out
-
-
-class InsightFaceBackend:
-    """SCRFD (det_10g) + 1k3d68 3-D landmarks from the ``buffalo_l`` pack installed via the weights registry."""
-
-    name = "insightface"
-    model = "buffalo_l:det_10g+1k3d68"
-
-    def __init__(self, min_confidence: float = 0.5, pack_dir: str | None = None):
-        self.min_confidence = min_confidence
-        pack_dir = pack_dir or _buffalo_dir()
-        insightface = _require("insightface.app", "pip install --no-deps insightface onnxruntime")
-        self._app = insightface.FaceAnalysis(name=pack_dir, root=pack_dir,
-                                             allowed_modules=["detection", "landmark_3d_68"],
-                                             providers=["CPUExecutionProvider"])
-        if "landmark_3d_68" not in self._app.models:
-            # Without 3-D landmarks there is no pose, and the pose filter would pass faces it never measured.
-            raise WeightsError(f"the insightface pack in {pack_dir} has no 3-D landmark model (1k3d68.onnx, "
-                               f"found tasks {sorted(self._app.models)}); install the full buffalo_l pack")
-        self._app.prepare(ctx_id=-1, det_thresh=min_confidence, det_size=(640, 640))
-        self.stats = {}
-
-    def close(self) -> None:
-        pass
-
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        out = []
-        for face in self._app.get(frame[:, :, ::-1].copy()):  # insightface expects BGR
-            pts = getattr(face, "landmark_3d_68", None)
-            if pts is None:
-                continue
-            # 1k3d68 gives x, y in image pixels and a depth in the same scale, like the mesh; the same geometric
-            # estimate applies. Its depth sign is taken to match the mesh's (not verified: no pack offline).
-            yaw, pitch, roll = pose_mod.pose_from_points(pts, pose_mod.IBUG_PAIRS, pose_mod.IBUG_UP)
-            out.append(Detection([float(v) for v in face.bbox[:4]], float(face.det_score),
-                                 np.asarray(face.kps, float).tolist(), yaw, pitch, roll))
-        return out
-
-
-BACKENDS = {"mediapipe": MediaPipeBackend, "insightface": InsightFaceBackend}
-
-
-def make_backend(name: str, min_confidence: float = 0.5):
-    if name not in BACKENDS:
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(BACKENDS)}")
-    return BACKENDS[name](min_confidence=min_confidence)
-
-
-def _require(module: str, install: str):
-    from ..errors import require
-
-    return require(module, install)
-
-
-def _require_mediapipe():
-    try:
-        import mediapipe as mp
-    except ImportError as exc:
-        raise MissingDependencyError(f"mediapipe is not installed ({exc}); install it with: "
-                                     "pip install mediapipe==0.10.21") from exc
-    if not hasattr(mp, "solutions"):
-        raise MissingDependencyError(f"mediapipe {getattr(mp, '__version__', '?')} has no legacy solutions "
-                                     "(models ship only up to 0.10.21); install it with: "
-                                     "pip install mediapipe==0.10.21")
-    return mp
-
-
-def _buffalo_dir() -> str:
-    """The extracted buffalo_l pack folder (insightface's FaceAnalysis sorts its ONNX files by shape)."""
-    try:
-        from ..metrics import weights
-    except ImportError as exc:
-        raise MissingDependencyError(f"the insightface backend needs talkbench.metrics.weights ({exc})") from exc
-    if not weights.is_installed("buffalo_l"):
-        raise MissingWeightsError("weights entry 'buffalo_l' (insightface SCRFD + 3-D landmarks) is not installed; "
-                                  "install it with: talkbench weights fetch buffalo_l (or talkbench weights import "
-                                  "/path/to/buffalo_l.zip), or use faces.backend=mediapipe, the offline default")
-    return str(weights.pack_dir("buffalo_l"))
 
 
 # ----------------------------------------------------------------------------------------------- tracking

@@ -3,7 +3,8 @@
 Two embedding backends:
 
 - ``arcface``: insightface's buffalo_l recognition model (w600k_r50.onnx) through onnxruntime, on faces aligned by a
-  5-point similarity transform to the 112×112 ArcFace template. Used when the ``buffalo_l`` weights entry is installed.
+  5-point similarity transform to the 112×112 ArcFace template (``talkbench.faces.arcface``, shared with the CSIM
+  metric). Used when the ``buffalo_l`` weights entry is installed.
 - ``dlib``: dlib's ResNet face descriptor (128-d), whose weights ship in the ``face-recognition-models`` wheel. dlib's
   own 5-point shape predictor places the landmarks inside the candidate's box; dlib's HOG detector is never used
   (it fires on non-faces such as the astronaut's mission patch).
@@ -21,14 +22,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, MissingDependencyError, MissingWeightsError, WeightsError, require
+from .. import weights
+from ..errors import ConfigError, MediaError, MissingDependencyError, MissingWeightsError, require
+from ..faces.arcface import ArcFace
+from ..faces.buffalo import BUFFALO_ENTRY
 from ..runtime.step import Step, StepContext
-
-# ArcFace's canonical landmark positions in a 112×112 crop: left eye, right eye, nose tip, left/right mouth corner.
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float64,
-)
 
 # Cosine-distance cut for average-linkage clustering, per backend.
 #
@@ -47,7 +45,6 @@ ARCFACE_TEMPLATE = np.array(
 DEFAULT_THRESHOLDS = {"dlib": 0.07, "arcface": 0.6}
 
 BACKENDS = ("arcface", "dlib")
-ARCFACE_ENTRY = "buffalo_l"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -96,88 +93,8 @@ class DlibEmbedder:
         return _unit(np.array(self._net.compute_face_descriptor(image, shape)))
 
 
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama, no reflection) mapping src points onto dst; returns a 2×3 matrix."""
-    src = np.asarray(src, np.float64)
-    dst = np.asarray(dst, np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    scale = np.trace(np.diag(sig) @ sign) / s.var(0).sum()
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - scale * rot @ mu_s
-    return m
-
-
-def align_arcface(image: np.ndarray, landmarks5, size: int = 112) -> np.ndarray:
-    """Warp a face to the ArcFace template (size 112, or a multiple of it) from its 5 landmarks."""
-    import cv2
-
-    template = ARCFACE_TEMPLATE * (size / 112.0)
-    m = similarity_transform(np.asarray(landmarks5, np.float64).reshape(5, 2), template)
-    return cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_LINEAR, borderValue=0)
-
-
-def _find_recognition_onnx(path: Path) -> Path:
-    """The recognition model of a pack folder: w600k_r50.onnx, else the ONNX with a square ≥112 input and 1 output."""
-    if path.is_file():
-        return path
-    if (path / "w600k_r50.onnx").is_file():
-        return path / "w600k_r50.onnx"
-    onnx = require("onnx", "pip install onnx")
-    for f in sorted(path.rglob("*.onnx")):
-        model = onnx.load(str(f), load_external_data=False)
-        dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
-        if len(model.graph.output) == 1 and len(dims) == 4 and dims[2] == dims[3] and dims[2] >= 112:
-            return f
-    raise WeightsError(f"{path}: no ArcFace recognition model found (expected an ONNX with a square ≥112 input and "
-                       "one embedding output, such as w600k_r50.onnx)")
-
-
-class ArcFaceEmbedder:
-    """insightface ArcFace (buffalo_l recognition model) through onnxruntime on 5-point aligned 112×112 RGB faces."""
-
-    backend = "arcface"
-
-    def __init__(self, model_path: str | Path | None = None):
-        ort = require("onnxruntime", "pip install onnxruntime")
-        if model_path is None:
-            from ..metrics import weights  # written in parallel; imported lazily so dlib works without it
-
-            if not weights.is_installed(ARCFACE_ENTRY):
-                raise MissingWeightsError(f"weights entry {ARCFACE_ENTRY!r} is not installed; install it with: "
-                                          f"talkbench weights fetch {ARCFACE_ENTRY}")
-            # The entry is the pack's zip; the registry extracts it once and returns the folder.
-            model_path = weights.pack_dir(ARCFACE_ENTRY)
-        self.path = _find_recognition_onnx(Path(model_path))
-        self.model = f"{ARCFACE_ENTRY}/{self.path.name}"
-        self._session = ort.InferenceSession(str(self.path), providers=["CPUExecutionProvider"])
-        self._input = self._session.get_inputs()[0].name
-        shape = self._session.get_inputs()[0].shape
-        self.size = int(shape[2]) if isinstance(shape[2], int) else 112
-
-    def embed(self, image: np.ndarray, box, landmarks5=None) -> np.ndarray:
-        if landmarks5 is None:
-            raise MediaError("ArcFace needs 5 landmarks per face (eyes, nose, mouth corners); the sample has none")
-        face = align_arcface(image, landmarks5, self.size).astype(np.float32)
-        x = ((face - 127.5) / 127.5).transpose(2, 0, 1)[None]  # (1, 3, 112, 112) RGB
-        out = self._session.run(None, {self._input: np.ascontiguousarray(x)})[0]
-        return _unit(out[0])
-
-
 def arcface_installed() -> bool:
-    try:
-        from ..metrics import weights
-
-        return bool(weights.is_installed(ARCFACE_ENTRY))
-    except Exception:  # noqa: BLE001 - the registry may be absent or broken; auto then means dlib
-        return False
+    return weights.is_installed(BUFFALO_ENTRY)
 
 
 def resolve_backend(name: str) -> str:
@@ -190,7 +107,7 @@ def resolve_backend(name: str) -> str:
 
 def make_embedder(name: str):
     backend = resolve_backend(name)
-    return ArcFaceEmbedder() if backend == "arcface" else DlibEmbedder()
+    return ArcFace() if backend == "arcface" else DlibEmbedder()
 
 
 def threshold_for(backend: str, configured: float | None) -> float:
@@ -239,7 +156,7 @@ class EmbedStep(Step):
 
     def _embedder(self):
         if getattr(self, "_lazy_embedder", None) is None:
-            self._lazy_embedder = ArcFaceEmbedder() if self.backend == "arcface" else DlibEmbedder()
+            self._lazy_embedder = ArcFace() if self.backend == "arcface" else DlibEmbedder()
         return self._lazy_embedder
 
     def run(self, rows, rank=0, world_size=1):

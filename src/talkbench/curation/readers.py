@@ -271,9 +271,14 @@ def _table_records(path: Path) -> list[tuple[int, dict]]:
         import pyarrow.parquet as pq
 
         try:
-            records = pq.read_table(path).to_pylist()
+            table = pq.read_table(path)
         except Exception as exc:  # noqa: BLE001 - any pyarrow failure means the list is unreadable
             raise SourceListError(f"{path}: not a readable Parquet file: {exc}") from exc
+        columns = [str(c).lower() for c in table.column_names]
+        if "url" not in columns and "path" not in columns:
+            # Every row would be skipped as "no url": the table is the wrong one, say so once.
+            raise SourceListError(f"{path.name} has no 'url' or 'path' column (columns: {', '.join(columns)})")
+        records = table.to_pylist()
         return [(i + 1, {str(k).lower(): v for k, v in r.items()}) for i, r in enumerate(records)]
     if suffix in (".yaml", ".yml"):
         import yaml
@@ -438,7 +443,7 @@ def read_sources(paths, fmt: str | None = None) -> tuple[list[dict], list[Issue]
     """Read every list (format detected per path unless ``fmt`` is given), merge duplicates, sort by source_id."""
     if fmt is not None and fmt not in READERS:
         raise ValueError(f"unknown source format {fmt!r}; choose from {sorted(READERS)}")
-    rows, issues = [], []
+    rows, issues, empty = [], [], []
     for k, path in enumerate(paths):
         path = Path(path)
         if not path.exists():
@@ -450,8 +455,25 @@ def read_sources(paths, fmt: str | None = None) -> tuple[list[dict], list[Issue]
             raise SourceListError(f"{path}: cannot read as {kind}: {exc}") from exc
         rows.extend(dict(r, _order=k) for r in got)
         issues.extend(bad)
+        if not got and not bad:
+            empty.append(_why_empty(path, kind))
+    if not rows and not issues:
+        # Nothing to write and nothing to report line by line: stop before any output exists.
+        raise SourceListError("no sources: " + ("; ".join(empty) or "no source list given"))
     merged = _merge(rows, issues)
     return merged, issues
+
+
+def _why_empty(path: Path, kind: str) -> str:
+    """Why a list gave no row and no skipped line: an empty file, a lone header, a folder without videos."""
+    if kind == "folder":
+        return f"{path.name} holds no video files ({' '.join(VIDEO_EXTENSIONS)})"
+    if kind == "hdtf":
+        return f"{path.name} lists no videos in its *_video_url.txt files"
+    if path.suffix.lower() in (".parquet", ".yaml", ".yml"):
+        return f"{path.name} has no rows"
+    text = [l for l in path.read_text(encoding="utf-8-sig").splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    return f"{path.name} has a header line but no rows" if text else f"{path.name} is empty"
 
 
 def issues_as_rejections(issues: list[Issue]) -> list[dict]:

@@ -3,7 +3,7 @@
 A result row always carries ``protocol_id``. Two rows are comparable only when their protocol ids are equal and
 both are standard (every feature network's file is the official one, checked by SHA-256).
 The registry of protocols lives here (manifests stands below every stage); the weights entries' hashes are
-checked against ``talkbench.metrics.weights`` by the tests.
+checked against ``talkbench.weights`` by the tests.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def get_protocol(protocol_id: str) -> EvalProtocol:
 
 # ----------------------------------------------------------------------------- registered protocols (metrics owner)
 # Hashes: full SHA-256 where published, the torch.hub filename prefix where only that is published, "" where the
-# upstream publishes none (the result rows then carry the installed file's SHA-256; see talkbench.metrics.weights).
+# upstream publishes none (the result rows then carry the installed file's SHA-256; see talkbench.weights).
 
 TALKBENCH_METRICS = ("psnr", "ssim", "lpips", "fid", "fid_clean", "fvd", "sync_c", "sync_d", "av_offset", "csim",
                      "hkc", "diversity", "akd", "aed")

@@ -1,7 +1,8 @@
 """talkbench.metrics: every talking-head metric under a pinned protocol.
 
-- ``weights``: the registry of pretrained networks (``talkbench weights list|fetch|import|verify``).
-- ``nets``: AlexNet/VGG, the FID Inception-v3 and SyncNet, written here in the official files' key layouts.
+- ``nets``: the FID Inception-v3 and SyncNet, written here in the official files' key layouts, and the TorchScript
+  entries (clean-FID Inception, I3D); each module registers its ``talkbench.weights`` entry (the weights layer below
+  holds the registry and the AlexNet/VGG backbones; faces below holds detection, ArcFace and head pose).
 - ``pixel`` (PSNR, SSIM), ``lpips``, ``frechet`` (FID, clean-FID, FVD), ``sync`` (Sync-C/D, AV offset),
   ``identity`` (CSIM, AED), ``hands`` (HKC), ``motion`` (Diversity, AKD): functional cores; the
   ``torchmetrics.Metric`` classes are beside them (pixel, lpips, frechet) or in ``video_metrics``.

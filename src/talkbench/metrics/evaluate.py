@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .. import weights
 from ..errors import TalkbenchError
 from ..manifests.protocols import get_protocol, nonstandard_protocol
-from . import weights
 
 METRIC_NAMES = ("psnr", "ssim", "lpips", "fid", "fid_clean", "fvd", "sync_c", "sync_d", "av_offset", "csim", "hkc",
                 "diversity", "akd", "aed")
@@ -125,7 +125,7 @@ class Evaluator:
         return self._net("arcface", ArcFace)
 
     def _five_points(self):
-        from .face import FivePointDetector
+        from ..faces.detect import FivePointDetector
 
         return self._net("five_points", FivePointDetector)
 
@@ -253,12 +253,12 @@ class Evaluator:
             return _row(metric, float(scores.mean()), len(scores), flags=flags, used=self._weights_of(metric),
                         extra={"detector": self.base.hkc_detector})
         if metric == "diversity":
-            from .face import head_pose
+            from ..faces.pose import head_pose
             from .motion import diversity, pose_diversity
 
             mesh = self._mesh(pred, cache, "pred")
             value, used_frames = diversity(mesh, pred.shape[2], pred.shape[1])
-            pose = pose_diversity(head_pose(mesh, pred.shape[2], pred.shape[1]))
+            pose = pose_diversity(head_pose(mesh))
             return _row(metric, value, used_frames, flags=flags,
                         extra={"landmarks": "mediapipe-face-mesh-468", "pose_std_deg": pose})
         raise ValueError(f"unknown metric {metric!r}; choose from {sorted(METRIC_NAMES)}")
@@ -272,7 +272,7 @@ class Evaluator:
         return [_row(m, values[m], result.n_windows, flags=flags, used=self._weights_of(m), extra=extra) for m in group]
 
     def _mesh(self, frames: np.ndarray, cache: dict, key: str) -> np.ndarray:
-        from .face import mesh_landmarks
+        from ..faces.detect import mesh_landmarks
 
         if ("mesh", key) not in cache:
             cache[("mesh", key)] = mesh_landmarks(frames)

@@ -100,7 +100,7 @@ class FID(_FrechetMetric):
 
     def __init__(self, extractor: nn.Module | None = None, **kwargs):
         if extractor is None:
-            from . import weights
+            from .. import weights
             from .nets.inception import FIDInceptionV3
 
             extractor = FIDInceptionV3()
@@ -129,7 +129,7 @@ class CleanFID(_FrechetMetric):
 
     def __init__(self, extractor: nn.Module | None = None, **kwargs):
         if extractor is None:
-            from . import weights
+            from .. import weights
 
             extractor = weights.load_torchscript("clean-fid-inception")
         super().__init__(extractor, 2048, **kwargs)
@@ -151,7 +151,7 @@ class FVD(_FrechetMetric):
 
     def __init__(self, extractor: nn.Module | None = None, num_frames: int = 16, **kwargs):
         if extractor is None:
-            from . import weights
+            from .. import weights
 
             extractor = weights.load_torchscript("i3d")
         super().__init__(extractor, 400, **kwargs)

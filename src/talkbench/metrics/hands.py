@@ -9,9 +9,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..errors import require
+from .. import weights
+from ..errors import WeightsError, require
 
 DWPOSE_INPUT = (288, 384)  # (w, h)
 DWPOSE_MEAN = np.array([123.675, 116.28, 103.53], np.float32)
@@ -36,8 +39,6 @@ def hkc_mediapipe(frames: np.ndarray) -> np.ndarray:
 
 class DWPose:
     def __init__(self, model_path=None):
-        from . import weights
-
         self.session = weights.onnx_session(model_path or weights.weights_path("dwpose"))
         self.input_name = self.session.get_inputs()[0].name
 
@@ -63,6 +64,24 @@ class DWPose:
 
     def __call__(self, frames: np.ndarray) -> np.ndarray:
         return np.array([self.keypoint_scores(f)[HAND_KEYPOINTS].mean() for f in frames])
+
+
+DWPOSE_OUTPUTS = [(133, 576), (133, 768)]  # simcc_x, simcc_y: 133 whole-body keypoints, SimCC bins (2x input)
+
+
+def check_dwpose(path: Path) -> None:
+    (inp,), outs = weights.onnx_io(path)
+    if inp[1:] != (3, DWPOSE_INPUT[1], DWPOSE_INPUT[0]) or [o[1:] for o in outs] != DWPOSE_OUTPUTS:
+        raise WeightsError(f"weights 'dwpose': input {inp} outputs {outs}, expected (1, 3, 384, 288) -> "
+                           "simcc_x (1, 133, 576), simcc_y (1, 133, 768)")
+
+
+weights.register(weights.WeightsEntry(
+    name="dwpose", filename="dw-ll_ucoco_384.onnx",
+    urls=("https://huggingface.co/yzd-v/DWPose/resolve/main/dw-ll_ucoco_384.onnx",),
+    hash_kind="unpinned", sha256="", size=None, size_exact=False, licence="Apache-2.0 (DWPose)", container="onnx",
+    description="DWPose whole-body pose (HKC, paper-compatible detector)",
+    build=weights.onnx_session, check=check_dwpose))
 
 
 HKC_DETECTORS = {"mediapipe-hands": hkc_mediapipe, "dwpose": lambda frames: DWPose()(frames)}

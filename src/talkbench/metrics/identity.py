@@ -1,6 +1,7 @@
 """CSIM and AED: ArcFace (insightface buffalo_l ``w600k_r50.onnx``) identity embeddings through onnxruntime.
 
-Faces are aligned by a similarity transform of five points onto the 112x112 ArcFace template; the network input is
+The embedder, the alignment and the five-point detector are ``talkbench.faces``' (shared with curation). Faces are
+aligned by a similarity transform of five points onto the 112x112 ArcFace template; the network input is
 RGB (x - 127.5) / 127.5. CSIM is the cosine between the source portrait and each generated frame, averaged per
 video; frames where no face is found are left out and counted in the detection failure rate.
 """
@@ -11,24 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .face import FivePointDetector, align_arcface
+from ..faces.arcface import ArcFace, align_arcface
+from ..faces.detect import FivePointDetector
 
-
-class ArcFace:
-    def __init__(self, model_path=None):
-        from . import weights
-
-        if model_path is None:
-            model_path = weights.pack_dir("buffalo_l") / weights.BUFFALO_FILES["recognition"]
-        self.session = weights.onnx_session(model_path)
-        self.input_name = self.session.get_inputs()[0].name
-
-    def embed_aligned(self, faces: np.ndarray) -> np.ndarray:
-        """(N, 112, 112, 3) uint8 RGB aligned faces -> (N, 512) unit embeddings."""
-        x = (faces.astype(np.float32) - 127.5) / 127.5
-        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        emb = self.session.run(None, {self.input_name: x})[0].astype(np.float64)
-        return emb / np.linalg.norm(emb, axis=1, keepdims=True)
+__all__ = ["ArcFace", "Embeddings", "aed", "csim", "embed_frames"]
 
 
 @dataclass

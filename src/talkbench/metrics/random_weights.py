@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import weights
+from .. import weights
+from ..faces.buffalo import BUFFALO_FILES
 
 
 def random_state_dict(name: str, seed: int = 0, compact: bool = False) -> dict[str, torch.Tensor]:
@@ -83,9 +84,15 @@ class _I3D(nn.Module):
         return self.fc(h)
 
 
+# TorchScript stand-ins with the interface of each published file (the real networks are not written here).
+TORCHSCRIPT_STAND_INS = {"clean-fid-inception": _CleanFIDInception, "i3d": _I3D}
+
+
 def write_torchscript(name: str, path: Path, seed: int = 0) -> Path:
+    if name not in TORCHSCRIPT_STAND_INS:
+        raise ValueError(f"unknown TorchScript stand-in {name!r}; choose from {sorted(TORCHSCRIPT_STAND_INS)}")
     torch.manual_seed(seed)
-    module = {"clean-fid-inception": _CleanFIDInception, "i3d": _I3D}[name]()
+    module = TORCHSCRIPT_STAND_INS[name]()
     torch.jit.save(torch.jit.script(module.eval()), str(path))
     return path
 
@@ -157,10 +164,15 @@ def dwpose_onnx(seed: int = 0) -> bytes:
 def write_buffalo_zip(path: Path, seed: int = 0) -> Path:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
-        zf.writestr("buffalo_l/w600k_r50.onnx", arcface_onnx(seed))
-        zf.writestr("buffalo_l/det_10g.onnx", scrfd_onnx())
+        zf.writestr(f"buffalo_l/{BUFFALO_FILES['recognition']}", arcface_onnx(seed))
+        zf.writestr(f"buffalo_l/{BUFFALO_FILES['detection']}", scrfd_onnx())
     path.write_bytes(buffer.getvalue())
     return path
+
+
+# ONNX files and model packs: a random stand-in per entry, with the official input/output shapes.
+ONNX_STAND_INS = {"dwpose": lambda path, seed: path.write_bytes(dwpose_onnx(seed)), "buffalo_l": write_buffalo_zip}
+COMPACT_ABOVE = 50_000_000  # parameters: the ImageNet backbones (61 M and more) are written compact by default
 
 
 def write_random(name: str, path: Path, seed: int = 0, compact: bool | None = None) -> Path:
@@ -168,23 +180,23 @@ def write_random(name: str, path: Path, seed: int = 0, compact: bool | None = No
     entry = weights.get_entry(name)
     path = Path(path)
     if entry.container in ("legacy-pickle", "zip-pickle"):
-        big = name in ("alexnet", "vgg16", "vgg19")
-        return write_state_dict(name, path, seed, compact=big if compact is None else compact)
+        if compact is None:
+            required, _ = weights.expected_state_dict(name)
+            compact = sum(int(np.prod(s)) for s in required.values()) > COMPACT_ABOVE
+        return write_state_dict(name, path, seed, compact=compact)
     if entry.container == "torchscript":
         return write_torchscript(name, path, seed)
-    if name == "dwpose":
-        path.write_bytes(dwpose_onnx(seed))
-        return path
-    if name == "buffalo_l":
-        return write_buffalo_zip(path, seed)
-    raise ValueError(f"unknown weights entry {name!r}; choose from {sorted(weights.REGISTRY)}")
+    if name not in ONNX_STAND_INS:
+        raise ValueError(f"unknown ONNX stand-in {name!r}; choose from {sorted(ONNX_STAND_INS)}")
+    ONNX_STAND_INS[name](path, seed)
+    return path
 
 
 def install_random(names=None, seed: int = 0) -> None:
     """Install random files for entries (as --unverified where the entry pins a hash), e.g. for benchmarks."""
     import tempfile
 
-    for name in names or sorted(weights.REGISTRY):
+    for name in names or weights.entry_names():
         with tempfile.TemporaryDirectory() as tmp:
             path = write_random(name, Path(tmp) / weights.get_entry(name).filename, seed)
             weights.install_file(name, path, unverified=True, source="random (random_weights)")

@@ -178,7 +178,7 @@ def sync_scores(net: SyncNet, frames_rgb: np.ndarray, audio: np.ndarray, *, fps:
         video = jpeg_roundtrip(frames_rgb)
     else:
         if boxes is None:
-            from .face import detect_boxes
+            from ..faces.detect import detect_boxes
 
             found = detect_boxes(frames_rgb)
             boxes = found.boxes

@@ -100,7 +100,7 @@ class Diversity(_VideoMean):
     higher_is_better = None  # more motion is not better by itself; compare with the ground truth's
 
     def update(self, frames: np.ndarray) -> None:
-        from .face import mesh_landmarks
+        from ..faces.detect import mesh_landmarks
         from .motion import diversity
 
         self._add(diversity(mesh_landmarks(frames), frames.shape[2], frames.shape[1])[0])
@@ -110,7 +110,7 @@ class AKD(_VideoMean):
     higher_is_better = False
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
-        from .face import mesh_landmarks
+        from ..faces.detect import mesh_landmarks
         from .motion import akd
 
         self._add(akd(mesh_landmarks(pred), mesh_landmarks(gt))[0])

@@ -63,7 +63,7 @@ def pad_hubert(feats: np.ndarray) -> np.ndarray:
 
 
 def hubert_folder() -> Path:
-    from ..metrics.weights import weights_home
+    from ..weights.store import weights_home
 
     folder = weights_home() / HUBERT_ENTRY
     if not (folder / "config.json").is_file():

@@ -1,12 +1,12 @@
 """Per-frame variance-adapter targets of the audio→motion model: head pose, face location and face scale.
 
 AniTalker's definitions (68-point landmarks, 3DDFA pose) adapted to MediaPipe Face Mesh (468 points):
-- pose: (yaw, pitch, roll) in degrees from the mesh (``curation.pose.pose_from_points``), clipped to ±90, ÷ 90;
+- pose: (yaw, pitch, roll) in degrees from the mesh (``faces.pose.head_pose``), clipped to ±90, ÷ 90;
 - location: x of the nose tip ÷ image width — mesh index 1 stands for 68-point landmark 30;
 - scale: ‖midpoint(inner brow ends) − chin‖ ÷ image height — mesh 55 / 285 stand for landmarks 21 / 22, mesh 152
   for landmark 8.
 Frames without a face are filled by linear interpolation from their neighbours and counted; a clip without any face
-is refused. The landmark call is isolated in ``face_landmarks`` so the shared faces module can replace it.
+is refused. Landmarks and pose come from the shared ``talkbench.faces`` module.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 
 from ..errors import MediaError
 
-MESH_NOSE_TIP, MESH_BROW_INNER, MESH_CHIN = 1, (55, 285), 152
+from ..faces.points import MESH_CHIN, MESH_NOSE
+
+MESH_BROW_INNER = (55, 285)  # inner ends of the subject's right / left eyebrow (68-point landmarks 21 / 22)
 TARGETS_TABLE, TARGETS_VERSION = "motion_targets", "1"
 MOTION_TARGETS = pa.schema([
     pa.field("clip_id", pa.string(), nullable=False),
@@ -35,7 +37,7 @@ MOTION_TARGETS = pa.schema([
 
 def face_landmarks(frames: np.ndarray) -> np.ndarray:
     """(T, 468, 3) Face Mesh landmarks in pixels; NaN rows where no face was found."""
-    from ..metrics.face import mesh_landmarks
+    from ..faces.detect import mesh_landmarks
 
     return mesh_landmarks(frames)
 
@@ -50,19 +52,16 @@ def _fill_missing(values: np.ndarray, found: np.ndarray) -> np.ndarray:
 
 def targets_from_landmarks(mesh: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
     """{pose (T, 3), location (T, 1), scale (T, 1), missing (int)} from (T, 468, 3) mesh landmarks."""
-    from ..curation.pose import pose_from_points
+    from ..faces.pose import head_pose
 
     found = ~np.isnan(mesh[:, 0, 0])
     if not found.any():
         raise MediaError(f"no face found in any of the {len(mesh)} frames")
-    t = len(mesh)
-    pose = np.zeros((t, 3))
-    for i in np.flatnonzero(found):
-        pose[i] = pose_from_points(mesh[i])
+    pose = head_pose(mesh)  # (T, 3) degrees, NaN rows where no face
     brow = mesh[:, list(MESH_BROW_INNER), :2].mean(1)
     scale = np.linalg.norm(brow - mesh[:, MESH_CHIN, :2], axis=1)[:, None] / height
-    location = mesh[:, MESH_NOSE_TIP, :1] / width
-    pose = np.clip(pose, -90, 90) / 90
+    location = mesh[:, MESH_NOSE, :1] / width
+    pose = np.clip(np.nan_to_num(pose), -90, 90) / 90  # NaN rows are refilled below
     return {"pose": _fill_missing(pose, found).astype(np.float32),
             "location": _fill_missing(location, found).astype(np.float32),
             "scale": _fill_missing(scale, found).astype(np.float32), "missing": int((~found).sum())}

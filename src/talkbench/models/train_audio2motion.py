@@ -27,6 +27,7 @@ from ..errors import ConfigError, ManifestError, MediaError
 from . import checkpoints
 from .audio2motion import Audio2Motion, get_config
 from .data import StepSampler, load_train_clips, manifest_sha256
+from .run_folder import check_train_config
 from .train_motion import setup_distributed, update_ema
 
 
@@ -164,6 +165,7 @@ def _read_inputs(cfg: TrainConfig, motion_sha: str) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------------------------------------------
 
 def main(cfg: TrainConfig) -> dict:
+    check_train_config(cfg)  # before any folder exists: positive counts, no silent overwrite of a run
     rank, world, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ from .data import MotionPairs, StepSampler, manifest_sha256
 from .losses import (AAMSoftmax, CLUB, PERCEPTUAL, PyramidPerceptualLoss, d_nonsaturating, g_nonsaturating, psnr,
                      triplet_loss)
 from .motion import Discriminator, MotionGenerator, get_config
+from .run_folder import check_train_config
 
 
 @dataclass
@@ -148,9 +149,9 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
 # ----------------------------------------------------------------------------------------------------------------
 
 def main(cfg: TrainConfig) -> dict:
+    check_train_config(cfg)  # before any rank starts or any folder exists (run_folder.py)
     rank, world, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed + rank)
     model_cfg = get_config(cfg.preset)
     amp = cfg.amp and device.type == "cuda"
@@ -200,6 +201,7 @@ def main(cfg: TrainConfig) -> dict:
     loader = torch.utils.data.DataLoader(
         data, batch_sampler=StepSampler(cfg.batch_size, start, cfg.max_steps, rank, world),
         num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failing setup above leaves no empty run folder
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter

@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import weights
 from ..errors import WeightsError
-from ..metrics.nets.backbones import vgg_features
+from ..weights.backbones import vgg_features
 
 TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -23,7 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class VGG19Features(nn.Module):
     def __init__(self):
         super().__init__()
-        # The metrics package's torchvision-layout VGG19, up to relu5_1: indices 0..29 as in vgg19().features[:30].
+        # The weights layer's torchvision-layout VGG19, up to relu5_1: indices 0..29 as in vgg19().features[:30].
         self.features = vgg_features("vgg19")[:30]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -55,11 +56,7 @@ class VGG19Features(nn.Module):
 
 def load_vgg19() -> VGG19Features:
     """VGG19 with ImageNet weights from the weights registry entry ``vgg19`` (frozen, eval mode)."""
-    try:
-        from talkbench.metrics.weights import load_state_dict  # lazy: the registry lives in metrics
-    except ImportError as exc:  # the registry module is not available in this install
-        raise WeightsError(f"the weights registry (talkbench.metrics.weights) is unavailable: {exc}") from exc
-    net = VGG19Features().load_torchvision(load_state_dict("vgg19"))
+    net = VGG19Features().load_torchvision(weights.load_state_dict("vgg19"))
     return net.eval().requires_grad_(False)
 
 

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ... import weights
+
 # Parameters of the official state dict: torchvision inception_v3 (27,161,264) minus the aux head (3,326,696)
 # plus 8 extra fc classes (16,392). Checked against torchvision on the GPU machine (benchmarks/metrics_gpu.py).
 PARAM_COUNT = 23_850_960
@@ -162,3 +164,11 @@ class FIDInceptionV3(nn.Module):
                      "Mixed_7a", "Mixed_7b", "Mixed_7c"):
             x = getattr(self, name)(x)  # ... -> (N, 2048, 8, 8)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # (N, 2048)
+
+
+weights.register(weights.state_dict_entry(
+    FIDInceptionV3, name="fid-inception", filename="pt_inception-2015-12-05-6726825d.pth",
+    urls=("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",),
+    hash_kind="prefix", sha256="6726825d", size=95_628_359, size_exact=False,
+    licence="Apache-2.0 (pytorch-fid; TF Inception weights)",
+    description="pytorch-fid Inception-v3 (TF 2015-12-05 graph), pool3 2048-d"))

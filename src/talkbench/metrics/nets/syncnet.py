@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ... import weights
+
 
 def _conv2(cin, cout, **kw):
     return [nn.Conv2d(cin, cout, **kw), nn.BatchNorm2d(cout), nn.ReLU()]
@@ -51,3 +53,10 @@ class SyncNet(nn.Module):
 
     def forward_lip(self, video: torch.Tensor) -> torch.Tensor:
         return self.netfclip(self.netcnnlip(video).flatten(1))  # (N, 3, 5, 224, 224) -> (N, 512) -> (N, 1024)
+
+
+weights.register(weights.state_dict_entry(
+    SyncNet, name="syncnet", filename="syncnet_v2.model",
+    urls=("http://www.robots.ox.ac.uk/~vgg/software/lipsync/data/syncnet_v2.model",),
+    hash_kind="unpinned", sha256="", size=None, size_exact=False, licence="MIT (syncnet_python)",
+    description="SyncNet v2 (Chung & Zisserman), LSE-C/LSE-D"))

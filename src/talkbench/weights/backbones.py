@@ -1,7 +1,8 @@
-"""AlexNet and VGG in torchvision's key layout (``features.N.weight``, ``classifier.N.weight``).
+"""AlexNet and VGG in torchvision's key layout (``features.N.weight``, ``classifier.N.weight``), and their entries.
 
-The ImageNet files (alexnet-owt-7be5be79.pth, vgg16-397923af.pth, vgg19-dcbb9e9d.pth) load unchanged, and
-LPIPS reads the ReLU outputs it needs through ``taps``. Classifier layers are kept so that key names and
+The ImageNet files (alexnet-owt-7be5be79.pth, vgg16-397923af.pth, vgg19-dcbb9e9d.pth) load unchanged. They live in
+the weights layer because two packages use them: LPIPS (metrics) reads the ReLU outputs it needs through ``taps``,
+and the perceptual loss (models) takes VGG19's ``features``. Classifier layers are kept so that key names and
 parameter counts equal the official files'.
 """
 
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from .formats import state_dict_entry
+from .registry import register
 
 # Parameter counts of the official torchvision files (alexnet 61,100,840; vgg16 138,357,544; vgg19 143,667,240).
 PARAM_COUNTS = {"alexnet": 61_100_840, "vgg16": 138_357_544, "vgg19": 143_667_240}
@@ -105,3 +109,25 @@ def build_backbone(name: str) -> AlexNet | VGG:
     if name not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}")
     return BACKBONES[name]()
+
+
+# ----------------------------------------------------------------------------- weights entries
+
+register(state_dict_entry(
+    AlexNet, name="alexnet", filename="alexnet-owt-7be5be79.pth",
+    urls=("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",),
+    hash_kind="prefix", sha256="7be5be79", size=244_408_911, size_exact=False,
+    licence="BSD-3-Clause (torchvision); ImageNet-trained",
+    description="torchvision AlexNet ImageNet weights: LPIPS-alex backbone"))
+register(state_dict_entry(
+    BACKBONES["vgg16"], name="vgg16", filename="vgg16-397923af.pth",
+    urls=("https://download.pytorch.org/models/vgg16-397923af.pth",),
+    hash_kind="prefix", sha256="397923af", size=553_433_881, size_exact=False,
+    licence="BSD-3-Clause (torchvision); ImageNet-trained (CC BY 4.0 VGG weights)",
+    description="torchvision VGG16 ImageNet weights: LPIPS-vgg backbone"))
+register(state_dict_entry(
+    BACKBONES["vgg19"], name="vgg19", filename="vgg19-dcbb9e9d.pth",
+    urls=("https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",),
+    hash_kind="prefix", sha256="dcbb9e9d", size=574_673_361, size_exact=False,
+    licence="BSD-3-Clause (torchvision); ImageNet-trained (CC BY 4.0 VGG weights)",
+    description="torchvision VGG19 ImageNet weights: perceptual losses of the reference models"))

@@ -68,7 +68,8 @@ def time_metrics(manifest: Path, split: str, limit: int | None) -> tuple[dict, f
 
     from talkbench.manifests import get_protocol, read_rows
     from talkbench.media import read_audio, read_frames
-    from talkbench.metrics.evaluate import METRIC_NAMES, SET_LEVEL, Evaluator
+    from talkbench.metrics.evaluate import Evaluator
+    from talkbench.metrics.spec import METRICS, computable
 
     protocol = get_protocol("talkbench-v1-256")
     clips = sorted((c for c in read_rows(manifest, "clips") if c["split"] == split), key=lambda c: c["clip_id"])
@@ -82,9 +83,9 @@ def time_metrics(manifest: Path, split: str, limit: int | None) -> tuple[dict, f
         data.append((c["clip_id"], np.repeat(gt[:1], len(gt), 0)[1:], gt[1:], gt[0], audio))
     decode = time.perf_counter() - t0
     results = {}
-    for metric in METRIC_NAMES:
-        if metric == "hkc":
-            continue  # upper-body only
+    for metric in computable():
+        if metric in ("hkc", "akd_driver"):
+            continue  # upper-body and cross-reenact only
         ev = Evaluator("talkbench-v1-256", metrics=[metric])
         if metric in ev.missing_weights():
             results[metric] = None
@@ -95,7 +96,7 @@ def time_metrics(manifest: Path, split: str, limit: int | None) -> tuple[dict, f
             ev.add_video(clip_id, pred, gt=gt, source=source, audio=audio)
             per_clip.append(time.perf_counter() - t)
         fin = 0.0
-        if metric in SET_LEVEL:
+        if METRICS[metric].level == "set":
             t = time.perf_counter()
             ev.finalize()
             fin = time.perf_counter() - t

@@ -16,3 +16,16 @@ def _isolated_home(tmp_path_factory):
         os.environ.pop("TALKBENCH_HOME", None)
     else:
         os.environ["TALKBENCH_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def demo_curated(tmp_path_factory):
+    """`talkbench demo make DEMO` then `talkbench curate build-manifest DEMO/sources.csv --out DATA`, once per session,
+    the way a user types them. Returns (DEMO, DATA); tests read both and write elsewhere."""
+    from talkbench.cli.main import main
+
+    root = tmp_path_factory.mktemp("demo-curated")
+    demo, data = root / "demo", root / "data"
+    assert main(["demo", "make", str(demo)]) == 0
+    assert main(["curate", "build-manifest", str(demo / "sources.csv"), "--out", str(data), "--quiet"]) == 0
+    return demo, data

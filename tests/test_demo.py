@@ -20,7 +20,7 @@ def test_render_is_deterministic_and_follows_the_motion():
     assert motions[5] == motion_at("sway", 5 / 25)
     assert motion_at("roll_ramp", 1.5)["rotation"] == pytest.approx(37.5)
     assert motion_at("roll_ramp", 9)["rotation"] == 75
-    with pytest.raises(ValueError, match="unknown method 'spin'; choose from"):
+    with pytest.raises(ValueError, match=r"unknown demo motion 'spin'; choose from \['nod', "):
         motion_at("spin", 0.0)
 
 
@@ -41,21 +41,15 @@ def test_portrait_boxes_are_inside_their_photos():
 
 
 @pytest.mark.slow
-def test_demo_make_cli_then_curate_build_manifest(tmp_path):
+def test_demo_make_cli_then_curate_build_manifest(demo_curated):
     """`talkbench demo make` then `curate build-manifest`: every planned outcome, ≥ 3 identities with ≥ 2 clips."""
     import pyarrow.parquet as pq
 
-    from talkbench.cli.curate import main as curate_main
-    from talkbench.cli.main import main
-
-    demo = tmp_path / "demo"
-    assert main(["demo", "make", str(demo)]) == 0
+    demo, out = demo_curated
     with open(demo / "sources.csv") as handle:
         sources = list(csv.DictReader(handle))
     expected = json.loads((demo / "expected.json").read_text())
     assert len(sources) == len(expected) <= 13 and all((demo / s["url"]).is_file() for s in sources)
-    out = tmp_path / "curated"
-    assert curate_main(["build-manifest", str(demo / "sources.csv"), "--out", str(out), "--quiet"]) == 0
 
     clips = pq.read_table(out / "clips.parquet").to_pylist()
     per_identity = Counter(c["identity_id"] for c in clips)

@@ -101,7 +101,7 @@ def motion_at(kind: str, t: float) -> dict:
     if kind == "roll_ramp":  # turns from 0° to 75° over the clip's first 3 s, then holds
         return {"dx": 0.0, "dy": 0.0, "scale": 1.0, "rotation": 75.0 * min(1.0, t / 3.0)}
     if kind not in MOTIONS:
-        raise ValueError(f"unknown method {kind!r}; choose from {sorted([*MOTIONS, 'roll_ramp'])}")
+        raise ValueError(f"unknown demo motion {kind!r}; choose from {sorted([*MOTIONS, 'roll_ramp'])}")
     ax, ay, az, ar = MOTIONS[kind]
     return {"dx": ax * math.sin(2 * math.pi * t / 2.0), "dy": ay * math.sin(2 * math.pi * t / 3.0),
             "scale": 1.0 + az * math.sin(2 * math.pi * t / 2.5), "rotation": ar * math.sin(2 * math.pi * t / 2.2)}

@@ -41,6 +41,10 @@ class ConfigError(TalkbenchError):
     """A configuration value or combination of options is invalid."""
 
 
+class StepOutputError(TalkbenchError):
+    """A stage's saved output in a run folder is not in the expected data format (it is never executed)."""
+
+
 def require(module: str, install: str):
     """Import an optional dependency or fail with the exact install command."""
     import importlib

@@ -14,11 +14,8 @@ from talkbench.media import read_audio, read_frames
 
 
 @pytest.mark.slow
-def test_demo_curate_bench_publish(tmp_path, capsys):
-    assert talkbench_main(["demo", "make", str(tmp_path / "demo")]) == 0
-    assert talkbench_main(["curate", "build-manifest", str(tmp_path / "demo" / "sources.csv"), "--out",
-                           str(tmp_path / "data"), "--quiet"]) == 0
-    manifest = tmp_path / "data" / "clips.parquet"
+def test_demo_curate_bench_publish(demo_curated, tmp_path, capsys):
+    manifest = demo_curated[1] / "clips.parquet"  # `demo make` + `curate build-manifest`, shared with test_demo
     test_clips = [c for c in read_rows(manifest, "clips") if c["split"] == "test"]
     assert test_clips, "the demo must give a test split"
     capsys.readouterr()

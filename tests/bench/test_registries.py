@@ -20,8 +20,8 @@ def test_task_metric_sets():
     assert TASKS["upper-body"].experimental
     audio = TASKS["audio-driven"]
     assert {"sync_c", "sync_d", "av_offset", "diversity", "psnr_vs_gt", "ssim_vs_gt", "lpips_vs_gt"} <= set(audio.metrics)
-    assert audio.evaluator_metrics()[-3:] == ("psnr", "ssim", "lpips")
-    assert audio.result_name("psnr") == "psnr_vs_gt"
+    assert audio.evaluator_metrics()[:3] == ("psnr", "ssim", "lpips")
+    assert audio.result_name("psnr") == "psnr_vs_gt" and audio.row_extra("psnr") == {"compared_with": "ground truth"}
     cross = TASKS["cross-reenact"]
     assert cross.per_clip_metrics() == ("csim", "akd_driver") and cross.set_metrics() == ("fid", "fvd")
 
@@ -52,10 +52,17 @@ def test_cross_pairs_needs_two_identities():
         cross_pairs(_clips(n_ids=1), seed=0)
 
 
+def test_frame_skip_rule_is_the_tasks():
+    task = TASKS["self-reenact"]
+    assert task.scored_frames({"clip_id": "a", "source_clip_id": "a"}, 20) == 1  # frame 0 is the input
+    assert task.scored_frames({"clip_id": "a", "source_clip_id": "a"}, 1) == 0
+    assert TASKS["cross-reenact"].scored_frames({"clip_id": "a", "source_clip_id": "b"}, 20) == 0
+
+
 def test_method_registry(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown method 'sadtalker'; choose from \['folder:PATH', 'gt', 'ours', 'static'\]"):
+    with pytest.raises(ConfigError, match=r"unknown method 'sadtalker'; choose from \['folder:PATH', 'gt', 'ours', 'static'\]"):
         make_method("sadtalker")
-    with pytest.raises(ValueError, match="unknown method 'folder'"):
+    with pytest.raises(ConfigError, match="unknown method 'folder'"):
         make_method("folder")
     with pytest.raises(ConfigError, match="^no checkpoint given"):
         make_method("ours")

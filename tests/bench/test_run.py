@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 
 import numpy as np
@@ -37,8 +36,12 @@ def hint(entry: str) -> str:
 
 
 def decoded(clip_manifest, clip_id: str) -> np.ndarray:
-    """The clip as the protocol decodes it (25 fps, 256 px), independently of the bench code."""
-    return read_frames(clip_manifest.parent / "clips" / f"{clip_id}.mp4", fps=25.0, size=SIZE)
+    """The clip as the protocol decodes it (25 fps, then 96 → 256 px with PIL's bicubic), independently of the bench
+    code."""
+    from PIL import Image
+
+    frames = read_frames(clip_manifest.parent / "clips" / f"{clip_id}.mp4", fps=25.0)
+    return np.stack([np.asarray(Image.fromarray(f).resize((SIZE, SIZE), Image.BICUBIC)) for f in frames])
 
 
 @pytest.fixture(scope="module")
@@ -89,10 +92,12 @@ def test_gt_run_outputs(gt_run):
 def test_rerun_skips_finished_clips_and_gives_identical_results(gt_run, clip_manifest):
     out, _ = gt_run
     before = (out / "results.parquet").read_bytes()
-    (out / "clips" / "c-mm-1.json").unlink()  # as if the run had been killed before this clip finished
-    shutil.rmtree(out / "stats")
+    assert run_bench(cfg(clip_manifest, out)).n_cached == 4  # a finished run reruns as a no-op
+    # as if the run had been killed before the last clip (rank 3, c-mm-1) finished: the executor redoes only it
+    (out / "stats" / "clips" / "completions" / "00003").unlink()
+    (out / "videos" / "c-mm-1.mp4").unlink()
     result = run_bench(cfg(clip_manifest, out))
-    assert result.n_cached == 3
+    assert result.n_cached == 3 and (out / "videos" / "c-mm-1.mp4").exists()
     assert (out / "results.parquet").read_bytes() == before
 
 
@@ -228,9 +233,9 @@ def test_cli_run_and_listings(clip_manifest, tmp_path, capsys):
     assert 10 < summary["metrics"]["psnr"]["mean"] < 30
 
 
-def _bad(capsys, *args):
-    code, out, err = _cli(capsys, *args)
-    assert code == 1
+def _bad(capsys, *args, code=1):
+    got, out, err = _cli(capsys, *args)
+    assert got == code
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
@@ -239,8 +244,8 @@ def _bad(capsys, *args):
 def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, capsys):
     base = ["run", "--manifest", str(clip_manifest), "--protocol", PROTO, "--quiet"]
     out = tmp_path / "out"
-    line = _bad(capsys, *base, "--method", "nope", "--task", "self-reenact", "--out", str(out))
-    assert "choose from ['folder:PATH', 'gt', 'ours', 'static']" in line
+    line = _bad(capsys, *base, "--method", "nope", "--task", "self-reenact", "--out", str(out), code=2)
+    assert "unknown method 'nope'; choose from ['folder:PATH', 'gt', 'ours', 'static']" in line
     line = _bad(capsys, *base, "--method", "gt", "--task", "nope", "--out", str(out))
     assert "choose from ['audio-driven', 'cross-reenact', 'self-reenact', 'upper-body']" in line
     line = _bad(capsys, *base, "--method", "ours", "--task", "self-reenact", "--out", str(out))

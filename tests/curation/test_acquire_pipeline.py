@@ -16,7 +16,7 @@ import pytest
 
 from acq_media import make_media
 from talkbench.cli.curate import main as curate
-from talkbench.curation.acquire import segment_rows
+from talkbench.curation.clip_pipeline import segment_rows
 from talkbench.curation.config import CurationConfig
 from talkbench.curation.pipeline import build_manifest
 from talkbench.manifests import io as mio
@@ -167,14 +167,14 @@ def test_ids_with_parent_references_stay_inside_out(media, tmp_path):
     assert not (tmp_path / "escaped").exists() and not list(tmp_path.glob("deep/escaped*"))
 
 
-def test_missing_clip_stages_stop_after_acquire(media, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "talkbench.curation.clip_pipeline", None)  # import fails
+def test_a_missing_stage_dependency_fails_the_run(media, tmp_path, monkeypatch, capsys):
+    """A stage that cannot import its dependency stops the run with one line and exit 1, never a silent exit 0."""
+    monkeypatch.setitem(sys.modules, "talkbench.curation.scenes", None)  # `from .scenes import ...` now fails
     (tmp_path / "l.csv").write_text(f"{media['base']},0,1\n")
-    notes = []
-    result = build_manifest([tmp_path / "l.csv"], tmp_path / "o", _config(), make_executor("local", quiet=True),
-                            log=notes.append)
-    assert result.stopped_after == "acquire" and "clip stages are not available" in result.note
-    assert notes == [result.note] and (tmp_path / "o" / "rejections.parquet").exists()
+    code = curate(["build-manifest", str(tmp_path / "l.csv"), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "talkbench.curation.scenes" in err
+    assert (tmp_path / "o" / "videos.parquet").exists() and not (tmp_path / "o" / "clips.parquet").exists()
 
 
 def test_cli_build_manifest_with_workers_and_overrides(media, tmp_path, capsys):

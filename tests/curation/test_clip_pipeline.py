@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from talkbench.curation.clip_pipeline import clip_id_for, segment_rows
+from talkbench.curation.stages import STAGES
 from talkbench.manifests.io import read_rows
 
 SECONDS = 2.4  # ≥ the 2 s minimum duration
@@ -135,8 +136,8 @@ def _wait_for(path: Path, proc, timeout=240.0) -> bool:
     return False
 
 
-CLIP_STATE = ("scenes", "faces", "filters", "identity", "cluster", "select", "export", "clips", "clips.parquet",
-              "rejections.parquet", "report", "report.html")
+CLIP_STATE = (*(stage.name for stage in STAGES[1:]), "clips", "clips.parquet", "rejections.parquet", "report",
+              "report.html")
 
 
 @pytest.mark.slow
@@ -187,14 +188,17 @@ def test_segment_rows_explode_ok_segments_only(tmp_path):
 
 
 def test_no_usable_video_gives_empty_manifests_and_a_report(tmp_path):
-    from talkbench.curation.clip_pipeline import run_clip_stages
     from talkbench.curation.config import CurationConfig
+    from talkbench.curation.pipeline import run_stages
+    from talkbench.curation.stages import STAGES, Run
     from talkbench.runtime import make_executor
 
     prior = [{"stage": "acquire", "item_id": "v1", "source_id": "v1", "reason": "unavailable", "value": None,
               "threshold": None, "detail": None}]
     videos = [{"source_id": "v1", "status": "failed", "segments": []}]
-    clips, rejections = run_clip_stages(tmp_path, videos, CurationConfig(), make_executor("local", quiet=True), prior)
+    run = Run(tmp_path, CurationConfig(), make_executor("local", quiet=True), rejections=list(prior))
+    clips = run_stages(run, videos, STAGES[1:])  # every stage after acquire, on videos none of which is usable
+    rejections = run.rejections
     assert clips == [] and rejections == prior
     assert read_rows(tmp_path / "clips.parquet", "clips") == []
     assert read_rows(tmp_path / "rejections.parquet", "rejections") == prior

@@ -90,3 +90,40 @@ def test_curate_report_cli_rebuilds_it(curated_dir, tmp_path):
     assert curate(["report", str(curated_dir), "--quiet"]) == 0
     assert (curated_dir / "report.html").exists()
     assert curate(["report", str(tmp_path)]) == 1  # no clips.parquet: one-line error, exit 1
+
+
+def test_a_new_stage_is_one_registration_run_by_the_loop_and_shown_in_the_report(curated_dir, tmp_path, monkeypatch):
+    """A stage added to STAGES runs through the pipeline's loop (its summary and rejections recorded like any other
+    stage's) and appears in the report's funnel, with no other edit."""
+    import shutil
+
+    from talkbench.curation import stages
+    from talkbench.curation.config import CurationConfig
+    from talkbench.curation.pipeline import run_stages
+    from talkbench.runtime import make_executor
+
+    out = tmp_path / "curated"
+    shutil.copytree(curated_dir, out)
+
+    def keep_frontal(run, rows):
+        kept = [r for r in rows if r["yaw_max"] < 30]
+        dropped = [{"stage": "frontal", "item_id": r["clip_id"], "source_id": r["source_id"], "reason": "turned",
+                    "value": r["yaw_max"], "threshold": 30.0, "detail": None} for r in rows if r["yaw_max"] >= 30]
+        return kept, dropped, {"frontal": len(kept)}
+
+    toy = stages.Stage("frontal", apply=keep_frontal, funnel=(None, "frontal"))
+    position = stages.stage_names().index("select") + 1
+    monkeypatch.setattr(stages, "STAGES", [*stages.STAGES[:position], toy, *stages.STAGES[position:]])
+    from talkbench.curation import report
+
+    monkeypatch.setattr(report, "STAGES", stages.STAGES)
+    rows = [{k: v for k, v in r.items()} for r in report._rows(out, "clips")]
+    run = stages.Run(out, CurationConfig(), make_executor("local", quiet=True))
+    kept = run_stages(run, rows, [toy], until="frontal")  # the loop, on the toy stage alone
+    assert [r["clip_id"] for r in kept] == ["clip-0", "clip-1"]
+    assert [(r["stage"], r["item_id"], r["reason"]) for r in run.rejections] == [("frontal", "clip-2", "turned")]
+    summary = json.loads((out / "stats" / "frontal" / "summary.json").read_text())
+    assert (summary["rows_in"], summary["rows_out"], summary["steps"][0]["dropped"]) == (3, 2, {"turned": 1})
+    html = build_report(out).read_text()
+    assert ("frontal", 2) in _funnel(html)
+    assert _funnel(html).index(("frontal", 2)) == _funnel(html).index(("selected", 3)) + 1

@@ -14,25 +14,28 @@ import numpy as np
 import pytest
 
 from talkbench.cli.bench import main
-from talkbench.leaderboards.metric_info import HIGHER_IS_BETTER, base_metric
 from talkbench.leaderboards.publish import build, load_results, publish
 from talkbench.leaderboards.reported import UNVERIFIED, load_reported
-from talkbench.leaderboards.stats import bootstrap_ci
-from talkbench.manifests import write_table
+from talkbench.manifests import get_protocol, write_table
+from talkbench.metrics.spec import METRICS, base_metric
+from talkbench.results.stats import bootstrap_ci
 
 PROTO = "talkbench-v1-256"
 
 
 def results_file(path: Path, method: str, psnr: list[float], *, task="self-reenact", protocol=PROTO, fid=None,
-                 standard=True, lpips=None) -> Path:
+                 standard=True, lpips=None, digest=None, diversity=None) -> Path:
     rows = []
     for i, v in enumerate(psnr):
         rows.append({"metric": "psnr", "clip_id": f"clip{i}", "value": v, "n": 19})
         rows.append({"metric": "lpips", "clip_id": f"clip{i}", "value": None if lpips is None else lpips[i],
                      "null_reason": None if lpips else "missing weights: talkbench weights fetch lpips-alex", "n": 19})
+    for i, v in enumerate(diversity or []):
+        rows.append({"metric": "diversity", "clip_id": f"clip{i}", "value": v, "n": 19})
     rows.append({"metric": "fid", "clip_id": None, "value": fid, "n": len(psnr),
                  "null_reason": None if fid is not None else "missing weights"})
-    common = {"protocol_id": protocol, "protocol_standard": standard, "method": method, "task": task,
+    common = {"protocol_id": protocol, "protocol_digest": digest or get_protocol(protocol).digest,
+              "protocol_standard": standard, "method": method, "task": task,
               "split": "test", "talkbench_version": "0.1.0"}
     path.mkdir(parents=True, exist_ok=True)
     write_table([{**common, **r} for r in rows], path / "results.parquet", "results")
@@ -117,16 +120,40 @@ def test_reported_data_file_cites_every_figure():
                                                               "ChatAnyone": 5.668}
     for row in rows:
         for metric, (value, src) in row.figures.items():
-            assert src in sources and base_metric(metric) in HIGHER_IS_BETTER
+            assert src in sources and base_metric(metric) in METRICS
             if row.method in ("AniTalker", "MakeItTalk") and "chatanyone" not in src:
                 assert sources[src].status == UNVERIFIED  # AniTalker figures: secondary sources, flagged
 
 
-def test_directions_agree_with_metrics_package():
-    evaluate = pytest.importorskip("talkbench.metrics.evaluate")
-    for metric, hib in evaluate.HIGHER_IS_BETTER.items():
-        if hib is not None:
-            assert HIGHER_IS_BETTER[metric] is hib, metric
+def test_metrics_without_a_direction_are_shown_not_ranked(tmp_path):
+    """Diversity has no direction in the registry: the table shows it, bolds nobody, and says no arrow."""
+    a = results_file(tmp_path / "a", "a", [20.0, 21.0], diversity=[0.01, 0.02])
+    b = results_file(tmp_path / "b", "b", [22.0, 23.0], diversity=[0.05, 0.06])
+    board = publish([str(a), str(b)], str(tmp_path / "lb"), formats=["md"], with_reported=False)
+    (table,) = board.boards
+    assert "diversity" in table.metrics
+    assert {r.method: r.cells["diversity"].rank for r in table.rows} == {"a": None, "b": None}
+    assert {r.method: r.cells["psnr"].rank for r in table.rows} == {"a": 2, "b": 1}
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| Method | n | PSNR ↑ | LPIPS ↓ | FID ↓ | Diversity |" in md
+    assert "| b | 2 | **22.50 ± 0.500** | null | null | 0.055 ± 0.005 |" in md  # no bold: diversity is not ranked
+
+
+def test_one_protocol_id_with_two_digests_is_refused(runs, tmp_path, capsys):
+    """Rows of one protocol id made under another definition (say another resize kernel) never share a table."""
+    from dataclasses import replace
+
+    other_def = replace(get_protocol(PROTO), resize="pil-lanczos")
+    assert other_def.digest != get_protocol(PROTO).digest  # frame reading is part of the protocol's identity
+    odd = results_file(tmp_path / "odd", "odd", [21.0, 22.0], digest=other_def.digest)
+    out = tmp_path / "lb"
+    code = main(["publish", str(runs[1]), str(odd), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0
+    assert f"protocol {PROTO!r} has two definitions: digest {get_protocol(PROTO).digest}" in err
+    assert other_def.digest in err and not out.exists()
+    # the same digest publishes
+    assert main(["publish", str(runs[1]), str(runs[2]), "--out", str(out), "--quiet"]) == 0
 
 
 def test_bad_inputs_one_line_nothing_written(runs, tmp_path, capsys):

@@ -13,7 +13,8 @@ from talkbench.cli.main import main
 from talkbench.manifests.io import read_rows, write_table
 from talkbench import weights
 from talkbench.metrics import random_weights
-from talkbench.metrics.evaluate import HIGHER_IS_BETTER, METRIC_NAMES, Evaluator
+from talkbench.metrics.evaluate import Evaluator
+from talkbench.metrics.spec import METRICS, computable
 
 ROW_KEYS = {"metric", "value", "null_reason", "n", "flags", "weights", "extra"}
 
@@ -22,12 +23,22 @@ def as_results(rows):
     return [{**r, "method": "test", "task": None, "split": None, "talkbench_version": "0"} for r in rows]
 
 
-def test_metric_names_and_directions():
-    assert METRIC_NAMES == ("psnr", "ssim", "lpips", "fid", "fid_clean", "fvd", "sync_c", "sync_d", "av_offset", "csim",
-                            "hkc", "diversity", "akd", "aed")
-    assert set(HIGHER_IS_BETTER) == set(METRIC_NAMES)
-    assert HIGHER_IS_BETTER["psnr"] and not HIGHER_IS_BETTER["sync_d"] and HIGHER_IS_BETTER["av_offset"] is None
-    with pytest.raises(ValueError, match="unknown metric"):
+def test_registry_directions_and_metric_classes_agree():
+    assert computable() == ("psnr", "ssim", "lpips", "csim", "akd", "akd_driver", "aed", "fid", "fid_clean", "fvd",
+                            "sync_c", "sync_d", "av_offset", "diversity", "hkc")
+    want = {"psnr": True, "ssim": True, "lpips": False, "csim": True, "akd": False, "akd_driver": False, "aed": False,
+            "fid": False, "fid_clean": False, "fvd": False, "sync_c": True, "sync_d": False, "av_offset": None,
+            "diversity": None, "hkc": True}
+    assert {m: METRICS[m].higher_is_better for m in computable()} == want
+    # every torchmetrics class states the same direction as its registry entry, None included
+    from talkbench.metrics import frechet, lpips, pixel, video_metrics
+
+    classes = {"psnr": pixel.PSNR, "ssim": pixel.SSIM, "lpips": lpips.LPIPS, "fid": frechet.FID,
+               "fvd": frechet.FVD, "csim": video_metrics.CSIM, "aed": video_metrics.AED, "hkc": video_metrics.HKC,
+               "diversity": video_metrics.Diversity, "akd": video_metrics.AKD}
+    for name, cls in classes.items():
+        assert cls.higher_is_better is METRICS[name].higher_is_better, name
+    with pytest.raises(ValueError, match="unknown metric 'niqe'"):
         Evaluator(metrics=["psnr", "niqe"])
 
 

@@ -94,8 +94,35 @@ def test_clean_fid_and_fvd_identity_with_torchscript_fakes(fake_files):
         fvd.update(clips[:, :8], real=True)
 
 
-def test_fvd_uses_population_covariance():
-    assert FVD.ddof == 0 and FID.ddof == 1
+def _streaming(cls, dim: int):
+    metric = cls(extractor=torch.nn.Identity())
+    metric.dim = dim
+    for m in ("real", "fake"):
+        setattr(metric, f"{m}_sum", torch.zeros(dim, dtype=torch.float64))
+        setattr(metric, f"{m}_outer", torch.zeros(dim, dim, dtype=torch.float64))
+    return metric
+
+
+def test_fvd_uses_population_covariance_and_fid_the_sample_one():
+    """On the same features FVD equals the formula with the population covariance (StyleGAN-V), FID with the sample
+    covariance (pytorch-fid); with 24 samples the two differ, so swapping them fails here."""
+    rng = np.random.default_rng(3)
+    real, fake = rng.normal(size=(24, 8)), rng.normal(0.2, 1.3, size=(24, 8)) @ rng.normal(size=(8, 8)) * 0.5
+
+    def reference(ddof):
+        s1, s2 = np.cov(real, rowvar=False, ddof=ddof), np.cov(fake, rowvar=False, ddof=ddof)
+        covmean = scipy.linalg.sqrtm(s1 @ s2).real
+        return float(((real.mean(0) - fake.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+    values = {}
+    for cls in (FID, FVD):
+        metric = _streaming(cls, 8)
+        metric.update_features(torch.from_numpy(real), True)
+        metric.update_features(torch.from_numpy(fake), False)
+        values[cls] = float(metric.compute())
+    assert values[FVD] == pytest.approx(reference(0), abs=1e-8)
+    assert values[FID] == pytest.approx(reference(1), abs=1e-8)
+    assert abs(reference(0) - reference(1)) > 1e-2
 
 
 def test_singular_product_retries_with_eps_and_imaginary_part_is_refused():

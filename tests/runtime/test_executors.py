@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
-from talkbench.errors import MissingDependencyError
+import numpy as np
+
+from talkbench.errors import MissingDependencyError, StepOutputError
 from talkbench.runtime import Filter, Step, make_executor
 
 
@@ -25,7 +27,7 @@ class Square(Step):
                     handle.write(f"{row['id']}\n")
             if row["id"] == self.fail_on:
                 raise RuntimeError(f"row {row['id']} is broken")
-            self.ctx.count("squared")
+            self.count("squared")
             yield {**row, "sq": row["x"] * row["x"]}
 
 
@@ -79,7 +81,7 @@ def test_per_rank_files_and_completion_markers(tmp_path):
     assert sorted(p.name for p in (d / "completions").iterdir()) == [f"{r:05d}" for r in range(4)]
     stats = json.loads((d / "00001.json").read_text())
     assert (stats["rank"], stats["world_size"], stats["rows_in"]) == (1, 4, 3)  # rows[1::4]
-    shard = pickle.loads((d / "output" / "00001.pkl").read_bytes())
+    shard = json.loads((d / "output" / "00001.json").read_text())
     assert [r["id"] for r in shard["rows"]] == [i for i in (1, 5, 9) if _rows()[i]["x"] % 2 == 0]
     assert json.loads((d / "summary.json").read_text()) == result.stats
     assert json.loads((d / "stage.json").read_text())["world_size"] == 4
@@ -142,4 +144,86 @@ def test_steps_pickle_without_their_context(tmp_path):
     _run(tmp_path, "s", 1, steps=[step])
     step._lazy_model = object()  # loaded models never travel to workers
     state = pickle.loads(pickle.dumps(step)).__dict__
-    assert "ctx" not in state and "_lazy_model" not in state
+    assert "_ctx" not in state and "ctx" not in state and "_lazy_model" not in state
+
+
+class Marker:
+    """Unpickling this creates ``path``: the proof that a pickle was executed."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+@pytest.mark.parametrize("name", ["00000.pkl", "00000.json"])
+def test_a_planted_pickle_is_refused_with_one_line_and_never_run(tmp_path, name):
+    first = _run(tmp_path, "s", 1, tasks=2)
+    marker = tmp_path / "pwned"
+    (tmp_path / "s" / "output" / name).write_bytes(pickle.dumps(Marker(marker)))
+    with pytest.raises(StepOutputError) as info:
+        _run(tmp_path, "s", 1, tasks=2)
+    message = str(info.value)
+    assert "\n" not in message and name in message
+    assert ("pickled step outputs are refused" if name.endswith(".pkl") else "not a talkbench step output") in message
+    assert not marker.exists()
+    # The saved output is data: once the planted file is gone, the same run merges the same rows again.
+    (tmp_path / "s" / "output" / name).unlink()
+    if name.endswith(".json"):
+        (tmp_path / "s" / "completions" / "00000").unlink()
+    assert _run(tmp_path, "s", 1, tasks=2).rows == first.rows
+    assert not marker.exists()
+
+
+def test_outputs_are_validated_on_read(tmp_path):
+    _run(tmp_path, "s", 1, tasks=2)
+    path = tmp_path / "s" / "output" / "00001.json"
+    payload = json.loads(path.read_text())
+    payload["rejections"] = [{"stage": "x"}]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(StepOutputError, match="rejections must be objects with the keys"):
+        _run(tmp_path, "s", 1, tasks=2)
+
+
+def test_numpy_values_round_trip_exactly(tmp_path):
+    class Arrays(Step):
+        def run(self, rows, rank=0, world_size=1):
+            for row in rows:
+                yield {**row, "vec": np.arange(3, dtype=np.float32) / 3, "n": np.int64(row["x"]), "t": (1, 2)}
+
+    result = _run(tmp_path, "s", 1, steps=[Arrays()], tasks=3)
+    rows = sorted(result.rows, key=lambda r: r["id"])
+    assert rows[4]["vec"].dtype == np.float32
+    assert rows[4]["vec"].tolist() == (np.arange(3, dtype=np.float32) / 3).tolist()
+    assert rows[4]["n"] == _rows()[4]["x"] and rows[4]["t"] == [1, 2]
+
+
+def test_steps_count_and_reject_outside_an_executor():
+    """The base Step owns a default context, so a step runs on its own and still counts and records drops."""
+    square, odd = Square(), DropOdd()
+    kept = list(odd.run(square.run(_rows(6))))
+    assert [r["id"] for r in kept] == [r["id"] for r in _rows(6) if r["x"] % 2 == 0]
+    assert square.ctx.counters == {"squared": 6}
+    assert odd.ctx.dropped == {"odd": 6 - len(kept)} and odd.ctx.counters == {"kept": len(kept)}
+    assert [r["item_id"] for r in odd.ctx.rejections] == [r["item_id"] for r in _rows(6) if r["x"] % 2]
+
+
+def test_curate_refuses_a_planted_pickle_in_its_run_folder_with_one_line(tmp_path, capsys):
+    """The CLI path: a pickle planted in OUT/stats/acquire/output/ stops the rerun with one line and exit 1."""
+    from talkbench.cli.main import main
+
+    (tmp_path / "list.csv").write_text("url\nmissing.mp4\n")  # a source that fails fast: one rank, one rejection
+    args = ["curate", "build-manifest", str(tmp_path / "list.csv"), "--out", str(tmp_path / "out"), "--until",
+            "acquire", "--quiet"]
+    assert main(args) == 1  # every source failed: a non-zero exit (issue 11.11), the run folder is still written
+    assert "no usable video" in capsys.readouterr().err
+    output = tmp_path / "out" / "stats" / "acquire" / "output"
+    assert sorted(p.name for p in output.iterdir()) == ["00000.json"]
+    marker = tmp_path / "pwned"
+    (output / "00000.pkl").write_bytes(pickle.dumps(Marker(marker)))
+    capsys.readouterr()
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: ") and "pickled step outputs are refused" in err
+    assert not marker.exists()

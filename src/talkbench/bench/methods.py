@@ -12,7 +12,8 @@ with that reason and scores the other clips. Problems with the method itself (no
   the clip's own audio, which is what drove the method.
 - frame rate: a video at another fps is resampled to the protocol fps by ffmpeg's ``fps`` filter (frames dropped or
   repeated on the output time grid); PNG frames are taken to be at the protocol fps. Both are recorded in ``extra``.
-- resolution: a square frame of another size is resized (bicubic) to the protocol size and recorded in ``extra``;
+- resolution: a square frame of another size is resized to the protocol size with the protocol's kernel (the one
+  frame reader, ``talkbench.manifests.frames``, as ``metrics compute`` uses) and recorded in ``extra``;
   a non-square frame is an error for that clip (crop it to the face square the clip uses first).
 - frame count: after fps resampling it must equal the clip's frame count. Otherwise the clip gets null rows with
   ``frame_count_mismatch`` (``--length-policy error``, the default), or, with ``--length-policy trim``, both videos
@@ -50,6 +51,7 @@ class Inputs:
     audio: np.ndarray | None  # float32 mono at the protocol's audio rate
     fps: float
     size: int
+    protocol: object = None  # the EvalProtocol: outputs are read and resized through its frame reader
 
 
 @dataclass
@@ -61,9 +63,21 @@ class Generated:
 
 
 class Method:
+    """A registered method (``METHODS``). ``arg`` names the part after ``key:`` (``folder:PATH``); ``options`` are
+    the ``METHOD_OPTIONS`` its constructor takes, besides ``arg`` and ``device``."""
+
     name = "base"
     tasks: tuple[str, ...] = ()
     description = ""
+    arg: str | None = None
+    options: tuple[str, ...] = ()
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+
+    @classmethod
+    def create(cls, arg: str, **options) -> "Method":
+        return cls(arg, **options) if cls.arg else cls(**options)
 
     def generate(self, inputs: Inputs) -> Generated:
         raise NotImplementedError
@@ -100,6 +114,7 @@ class Static(Method):
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:
+    """To a model's own input size (not the protocol's: that resize goes through the protocol's frame reader)."""
     import cv2
 
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
@@ -108,8 +123,10 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
 class Folder(Method):
     tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
     description = "outputs of an external method: PATH/<clip_id>.mp4 or PATH/<clip_id>/*.png"
+    arg = "PATH"
+    options = ("length_policy",)
 
-    def __init__(self, path: str | Path, length_policy: str = "error"):
+    def __init__(self, path: str | Path, length_policy: str = "error", device: str = "cpu"):
         self.path = Path(path)
         if not self.path.is_dir():
             raise ConfigError(f"folder method: {self.path} is not a folder (expected PATH/<clip_id>.mp4 files)")
@@ -134,58 +151,43 @@ class Folder(Method):
         return self._match_length(frames, len(inputs.driver), extra)
 
     def _read_video(self, video: Path, inputs: Inputs, extra: dict) -> np.ndarray:
-        from ..media import probe_json, read_frames
+        from ..manifests.frames import read_video
+        from ..media import video_size
 
         extra["output"] = video.name
         try:
-            stream = next((s for s in probe_json(video).get("streams", []) if s.get("codec_type") == "video"), None)
-            if stream is None:
-                raise OutputError("corrupt_output", f"{video.name} has no video stream")
-            w, h = int(stream["width"]), int(stream["height"])
-            num, den = (stream.get("avg_frame_rate") or stream.get("r_frame_rate") or "0/1").split("/")
-            fps = float(num) / float(den) if float(den) else 0.0
+            w, h = video_size(video)
             if w != h:
                 raise OutputError("not_square", f"{video.name} is {w}x{h}; expected a square frame "
                                                 f"({inputs.size}x{inputs.size})")
-            resample = {}
-            if fps and abs(fps - inputs.fps) > 1e-3:
-                resample["fps"] = [round(fps, 4), inputs.fps]
-            if w != inputs.size:
-                resample["size"] = [w, inputs.size]
-            frames = read_frames(video, fps=inputs.fps if "fps" in resample else None,
-                                 size=inputs.size if "size" in resample else None)
+            out = read_video(video, inputs.protocol)
         except MediaError as exc:
             raise OutputError("corrupt_output", str(exc)) from exc
+        resample = {}
+        if out.info["resampled"]:
+            resample["fps"] = [round(out.info["source_fps"], 4), inputs.fps]
+        if out.info["resized"]:
+            resample["size"] = [w, inputs.size]
         if resample:
             extra["resampled"] = resample
-        return frames
+        return out.frames
 
     def _read_pngs(self, folder: Path, inputs: Inputs, extra: dict) -> np.ndarray:
-        from PIL import Image
+        from ..manifests.frames import read_pngs, resize_frames
 
-        files = sorted(folder.glob("*.png"))
-        extra["output"] = f"{folder.name}/ ({len(files)} png)"
+        extra["output"] = f"{folder.name}/ ({len(list(folder.glob('*.png')))} png)"
         extra["fps_assumed"] = inputs.fps  # PNG frames carry no frame rate
-        if not files:
-            raise OutputError("missing_output", f"{folder} holds no PNG frames")
-        frames = []
         try:
-            for f in files:
-                with Image.open(f) as img:
-                    frames.append(np.asarray(img.convert("RGB")))
-        except (OSError, ValueError) as exc:
-            raise OutputError("corrupt_output", f"{f.name}: {exc}") from exc
-        shapes = {fr.shape for fr in frames}
-        if len(shapes) != 1:
-            raise OutputError("corrupt_output", f"{folder.name}: frames of different sizes {sorted(shapes)}")
-        h, w = frames[0].shape[:2]
+            frames = read_pngs(folder)
+        except MediaError as exc:
+            reason = "missing_output" if "no PNG frames" in str(exc) else "corrupt_output"
+            raise OutputError(reason, str(exc)) from exc
+        h, w = frames.shape[1:3]
         if w != h:
             raise OutputError("not_square", f"{folder.name} frames are {w}x{h}; expected a square frame")
-        out = np.stack(frames)
         if w != inputs.size:
             extra["resampled"] = {"size": [w, inputs.size]}
-            out = _resize(out, inputs.size)
-        return out
+        return resize_frames(frames, inputs.protocol)
 
     def _match_length(self, frames: np.ndarray, expected: int, extra: dict) -> Generated:
         found = len(frames)
@@ -200,12 +202,16 @@ class Folder(Method):
         return Generated(frames[:n], extra, ["length_trimmed"], reference_frames=n)
 
 
+_MODELS: dict[tuple, object] = {}  # per process: (checkpoint, mtime, device) -> ReenactModel
+
+
 class Ours(Method):
     name = "ours"
     tasks = ("self-reenact", "cross-reenact", "upper-body")
     description = "the bundled reference model (motion encoder + warping renderer), needs --checkpoint PATH"
+    options = ("checkpoint", "batch_size")
 
-    def __init__(self, checkpoint: str | Path | None, device: str = "cpu", batch_size: int = 8):
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 8):
         if not checkpoint:
             raise ConfigError("no checkpoint given: method 'ours' needs --checkpoint PATH")
         self.checkpoint = Path(checkpoint)
@@ -219,11 +225,13 @@ class Ours(Method):
         return {"method": self.name, "checkpoint_sha256": sha256_file(self.checkpoint)}
 
     def _model(self):
-        if getattr(self, "_lazy_model", None) is None:
+        # kept per process (bench runs one rank per clip): a worker loads the checkpoint once
+        key = (str(self.checkpoint.resolve()), self.checkpoint.stat().st_mtime_ns, self.device)
+        if key not in _MODELS:
             from ..models.inference import ReenactModel
 
-            self._lazy_model = ReenactModel.from_checkpoint(self.checkpoint, self.device)
-        return self._lazy_model
+            _MODELS[key] = ReenactModel.from_checkpoint(self.checkpoint, self.device)
+        return _MODELS[key]
 
     def generate(self, inputs):
         model = self._model()
@@ -234,35 +242,65 @@ class Ours(Method):
             # The model runs at its own resolution; the protocol scores at its own. Both resizes are recorded.
             source, driver = _resize(source[None], size)[0], _resize(driver, size)
             extra["resampled"] = {"model_size": size, "size": [size, inputs.size]}
-        frames = np.stack(list(model.reenact(source, driver, batch_size=self.batch_size)))
+        frames = np.stack(list(model.reenact(source, driver, batch_size=self.batch_size))).astype(np.uint8)
         if size != inputs.size:
-            frames = _resize(frames, inputs.size)
-        return Generated(frames.astype(np.uint8), extra)
+            from ..manifests.frames import resize_frames
 
+            frames = resize_frames(frames, inputs.protocol)
+        return Generated(frames, extra)
+
+
+# ----------------------------------------------------------------------------- registries
+# A new method is one class plus one line here: `bench methods`, the --method help and its choices, make_method and
+# the unknown-method error all read METHODS; its options come from METHOD_OPTIONS (one CLI flag each).
+
+
+@dataclass(frozen=True)
+class MethodOption:
+    default: object
+    help: str
+
+
+METHOD_OPTIONS: dict[str, MethodOption] = {
+    "checkpoint": MethodOption(None, "model checkpoint (method 'ours')"),
+    "batch_size": MethodOption(8, "frames per model batch (method 'ours')"),
+    "length_policy": MethodOption("error", "folder outputs of the wrong length: error (null rows) | trim (recorded)"),
+}
 
 METHODS: dict[str, type[Method]] = {"gt": GroundTruth, "static": Static, "folder": Folder, "ours": Ours}
 
 
-def make_method(name: str, *, checkpoint: str | None = None, device: str = "cpu", batch_size: int = 8,
-                length_policy: str = "error") -> Method:
-    """``gt`` | ``static`` | ``folder:PATH`` | ``ours`` (with a checkpoint)."""
+def method_usage(key: str) -> str:
+    return f"{key}:{METHODS[key].arg}" if METHODS[key].arg else key
+
+
+def method_choices() -> list[str]:
+    return sorted(method_usage(k) for k in METHODS)
+
+
+def check_method_name(name: str) -> tuple[str, str]:
+    """(registry key, argument) of ``key`` or ``key:ARG``; an unknown name raises ConfigError naming the choices."""
     key, _, arg = name.partition(":")
-    if key not in METHODS or (key == "folder") != bool(arg):
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(['gt', 'static', 'folder:PATH', 'ours'])}")
-    if key == "folder":
-        return Folder(arg, length_policy=length_policy)
-    if key == "ours":
-        return Ours(checkpoint, device=device, batch_size=batch_size)
-    return METHODS[key]()
+    if key not in METHODS or bool(METHODS[key].arg) != bool(arg):
+        raise ConfigError(f"unknown method {name!r}; choose from {method_choices()}")
+    return key, arg
+
+
+def make_method(name: str, *, device: str = "cpu", **options) -> Method:
+    """A method from its name (``gt``, ``folder:PATH``, ...) and the ``METHOD_OPTIONS`` values; each method takes
+    the options it declares and ignores the others."""
+    key, arg = check_method_name(name)
+    unknown = sorted(set(options) - set(METHOD_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown method option {unknown[0]!r}; choose from {sorted(METHOD_OPTIONS)}")
+    cls = METHODS[key]
+    return cls.create(arg, device=device, **{k: v for k, v in options.items() if k in cls.options})
 
 
 def method_table() -> list[dict]:
     """Rows for ``bench methods``."""
-    rows = []
-    for key, cls in METHODS.items():
-        label = "folder:PATH" if key == "folder" else key
-        rows.append({"method": label, "tasks": list(cls.tasks), "description": cls.description})
-    return rows
+    return [{"method": method_usage(key), "tasks": list(cls.tasks), "description": cls.description,
+             "options": list(cls.options)} for key, cls in METHODS.items()]
 
 
 def dumps_extra(extra: dict) -> str | None:

@@ -5,10 +5,12 @@ Layout of OUT:
     run.json              what this folder holds (method, task, protocol, split, manifest); another run is refused
     videos/<clip_id>.mp4  the generated video with the clip's audio muxed, to watch
     cache/<clip_id>.mkv   the generated frames, lossless (FFV1), the input of the set-level metrics
-    clips/<clip_id>.json  per-clip result rows + timings; a clip with a valid file is skipped on rerun
-    stats/clips/, stats/set/  executor logging dirs (per-rank stats, completion markers)
+    stats/clips/, stats/set/  executor logging dirs: per-rank stats, outputs and completion markers (resume)
     results.parquet       one row per clip × metric, plus the set-level rows (clip_id null)
     summary.json          mean and 95 % bootstrap CI per metric, null reasons, missing-weights install hints
+
+Resume is the executor's: one rank per clip, and a rerun skips the ranks with a completion marker, so a finished
+run reruns as a no-op and a killed one redoes only its unfinished clips.
 
 Set-level metrics (FID, FID-clean, FVD) need features of every clip. Per-clip steps run the per-clip metrics and
 keep the generated frames losslessly under ``cache/``; one final step (a single rank on the same executor, so it gets
@@ -21,8 +23,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,31 +32,29 @@ from .. import __version__
 from ..errors import ConfigError, ManifestError, MediaError, TalkbenchError
 from ..manifests.io import atomic_write_text, read_table, write_table
 from ..runtime import Step, make_executor, stable_hash
-from .methods import Inputs, Method, OutputError, dumps_extra, make_method
+from .methods import METHOD_OPTIONS, Generated, Inputs, Method, OutputError, dumps_extra, make_method
 from .tasks import Task, get_task, make_jobs
 
 DEFAULT_PROTOCOL = "talkbench-v1-256"
 
-
-@dataclass
-class BenchConfig:
-    method: str
-    task: str
-    manifest: str
-    out: str
-    split: str = "test"
-    limit: int | None = None
-    protocol: str = DEFAULT_PROTOCOL
-    checkpoint: str | None = None
-    executor: str = "local"
-    workers: int = 1
-    ray_address: str | None = None
-    device: str = "cpu"
-    batch_size: int = 8
-    seed: int = 0  # cross-reenact pairing
-    length_policy: str = "error"  # folder outputs of the wrong length: error | trim
-    n_boot: int = 1000
-    quiet: bool = False
+_BENCH_FIELDS = [
+    ("method", str), ("task", str), ("manifest", str), ("out", str),
+    ("split", str, field(default="test")),
+    ("limit", "int | None", field(default=None)),
+    ("protocol", str, field(default=DEFAULT_PROTOCOL)),
+    ("executor", str, field(default="local")),
+    ("workers", int, field(default=1)),
+    ("ray_address", "str | None", field(default=None)),
+    ("device", str, field(default="cpu")),
+    ("seed", int, field(default=0)),  # cross-reenact pairing
+    ("n_boot", int, field(default=1000)),
+    ("quiet", bool, field(default=False)),
+]
+# The method options (checkpoint, batch size, length policy...) are fields too, generated from their registry.
+BenchConfig = make_dataclass("BenchConfig", _BENCH_FIELDS + [
+    (name, object, field(default=opt.default)) for name, opt in METHOD_OPTIONS.items()])
+BenchConfig.__module__ = __name__
+BenchConfig.__doc__ = "Everything `bench run` needs; the method options' fields come from ``METHOD_OPTIONS``."
 
 
 @dataclass
@@ -127,153 +126,148 @@ def write_lossless(path: Path, frames: np.ndarray, fps: float) -> None:
 # steps
 
 
-def _clip_done(out: Path, clip_id: str, run_hash: str) -> bool:
-    path = out / "clips" / f"{clip_id}.json"
-    try:
-        return json.loads(path.read_text()).get("run") == run_hash
-    except (OSError, json.JSONDecodeError):
-        return False
+_EVALUATORS: dict[tuple, object] = {}  # per process: (run hash, device) -> Evaluator
 
 
 class ScoreClips(Step):
-    """Generate and score one job at a time; each clip's rows are persisted so a rerun skips finished clips."""
+    """Generate and score one job at a time; the executor persists each rank's records and marks it complete."""
 
-    def __init__(self, cfg: BenchConfig, method: Method, task: Task, run_hash: str):
+    def __init__(self, cfg, method: Method, task: Task, run_hash: str):
         self.cfg, self.method, self.task, self.run_hash = cfg, method, task, run_hash
         self.out = Path(cfg.out)
 
     def _evaluator(self):
-        if getattr(self, "_lazy_evaluator", None) is None:
-            set_level = self.task.set_metrics()
-            metrics = [m for m in self.task.evaluator_metrics() if self.task.result_name(m) not in set_level]
-            self._lazy_evaluator = make_evaluator(self.cfg.protocol, metrics, self.cfg.device)
-        return self._lazy_evaluator
+        # One rank per clip: the Evaluator (and its networks) is kept per process, not per rank, so a worker that
+        # scores many clips loads the metric networks once.
+        # The run hash covers the protocol id, the task and the weights found (missing or non-official files).
+        key = (self.run_hash, self.cfg.device)
+        if key not in _EVALUATORS:
+            _EVALUATORS.clear()  # one run at a time: do not keep another run's networks alive
+            _EVALUATORS[key] = make_evaluator(self.cfg.protocol, self.task.per_clip_metrics(), self.cfg.device)
+        return _EVALUATORS[key]
 
     def run(self, rows, rank=0, world_size=1):
         for job in rows:
-            path = self.out / "clips" / f"{job['clip_id']}.json"
-            if _clip_done(self.out, job["clip_id"], self.run_hash):  # a damaged or stale file is recomputed
-                if self.ctx:
-                    self.ctx.count("cached")
-                yield {"clip_id": job["clip_id"], "cached": True}
-                continue
             record = self.score(job)
-            atomic_write_text(path, json.dumps(record, sort_keys=True, indent=1))
+            atomic_write_text(self.out / "clips" / f"{job['clip_id']}.json", json.dumps(record, sort_keys=True,
+                                                                                         indent=1))
             if self.ctx:
                 self.ctx.count("scored" if record["ok"] else "failed")
-            yield {"clip_id": job["clip_id"], "cached": False}
+            yield record
 
     def score(self, job: dict) -> dict:
-        from ..media import read_audio, read_frames
-
-        evaluator = self._evaluator()
+        """Decode the inputs, generate, write the videos, score: one record per clip (null rows on a bad output)."""
         protocol = load_protocol(self.cfg.protocol)
+        base_extra = {"source_clip_id": job["source_clip_id"]} if job["source_clip_id"] != job["clip_id"] else {}
         timing: dict[str, float] = {}
         t0 = time.perf_counter()
-        base_extra = {}
-        if job["source_clip_id"] != job["clip_id"]:
-            base_extra["source_clip_id"] = job["source_clip_id"]
         try:
-            try:
-                driver = read_frames(job["clip_path"], fps=protocol.fps, size=protocol.size)
-                if job["source_clip_id"] == job["clip_id"]:
-                    source = driver[0]
-                else:
-                    source = read_frames(job["source_path"], fps=protocol.fps, size=protocol.size, duration=0.5)[0]
-                audio = read_audio(job["clip_path"], protocol.audio_rate) if job.get("has_audio") else None
-            except MediaError as exc:
-                raise OutputError("clip_unreadable", f"the manifest's clip cannot be decoded: {exc}") from exc
+            inputs = self._inputs(job, protocol)
             timing["decode"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            gen = self.method.generate(Inputs(job, source, driver, audio, protocol.fps, protocol.size))
-            expected = gen.reference_frames or len(driver)
-            shape = (expected, protocol.size, protocol.size, 3)
-            if gen.frames.shape != shape or gen.frames.dtype != np.uint8:
-                raise OutputError("bad_output_shape", f"expected {shape} uint8, got {gen.frames.shape} "
-                                                      f"{gen.frames.dtype}")
+            gen = self._generate(inputs)
         except OutputError as exc:
             timing["generate"] = time.perf_counter() - t0
-            rows = [{"metric": m, "value": None, "null_reason": exc.reason, "n": None, "flags": None,
-                     "weights": None, "extra": dumps_extra({**base_extra, "error": exc.message})}
-                    for m in self.task.per_clip_metrics()]
-            return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": False, "reason": exc.reason,
-                    "rows": rows, "timing": timing, "missing_weights": {}, "protocol_standard": None}
+            return self._failed(job, exc, base_extra, timing)
         timing["generate"] = time.perf_counter() - t0
-        frames = gen.frames
-        reference = driver[: len(frames)]
-        # When the source portrait is frame 0 of the clip itself, that frame is an input, not an output: scoring it
-        # would reward copying (a static baseline would get PSNR = inf on it). Metrics see frames 1..T-1.
-        skip = 1 if job["source_clip_id"] == job["clip_id"] and len(frames) > 1 else 0
-        if skip:
-            base_extra["scored_frames"] = f"1..{len(frames) - 1}"
+        frames, audio = gen.frames, inputs.audio
         if audio is not None:
             audio = audio[: int(round(len(frames) / protocol.fps * protocol.audio_rate))]
-
         t0 = time.perf_counter()
+        self._write(job["clip_id"], frames, audio, protocol)
+        timing["write"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        skip = self.task.scored_frames(job, len(frames))
+        if skip:
+            base_extra["scored_frames"] = f"1..{len(frames) - 1}"
+        raw = self._evaluate(job, frames, inputs.driver[: len(frames)], inputs.source, audio, skip, protocol)
+        timing["metrics"] = time.perf_counter() - t0
+        evaluator = self._evaluator()
+        return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": True, "reason": None,
+                "rows": self._label(raw, base_extra, gen), "timing": timing, "n_frames": int(len(frames)),
+                "missing_weights": dict(evaluator.missing_weights() or {}), "protocol_id": evaluator.protocol_id,
+                "protocol_standard": evaluator.protocol_standard}
+
+    def _inputs(self, job: dict, protocol) -> Inputs:
+        from ..manifests.frames import read_video
+        from ..media import read_audio
+
+        try:
+            driver = read_video(job["clip_path"], protocol).frames
+            same = job["source_clip_id"] == job["clip_id"]
+            source = driver[0] if same else read_video(job["source_path"], protocol, duration=0.5).frames[0]
+            audio = read_audio(job["clip_path"], protocol.audio_rate) if job.get("has_audio") else None
+        except MediaError as exc:
+            raise OutputError("clip_unreadable", f"the manifest's clip cannot be decoded: {exc}") from exc
+        return Inputs(job, source, driver, audio, protocol.fps, protocol.size, protocol)
+
+    def _generate(self, inputs: Inputs) -> Generated:
+        gen = self.method.generate(inputs)
+        shape = (gen.reference_frames or len(inputs.driver), inputs.size, inputs.size, 3)
+        if gen.frames.shape != shape or gen.frames.dtype != np.uint8:
+            raise OutputError("bad_output_shape", f"expected {shape} uint8, got {gen.frames.shape} {gen.frames.dtype}")
+        return gen
+
+    def _write(self, clip_id: str, frames: np.ndarray, audio, protocol) -> None:
         from ..media import write_video
 
-        write_video(self.out / "videos" / f"{job['clip_id']}.mp4", frames, protocol.fps, audio=audio,
+        write_video(self.out / "videos" / f"{clip_id}.mp4", frames, protocol.fps, audio=audio,
                     audio_rate=protocol.audio_rate)
         if self.task.set_metrics():
-            write_lossless(self.out / "cache" / f"{job['clip_id']}.mkv", frames, protocol.fps)
-        timing["write"] = time.perf_counter() - t0
+            write_lossless(self.out / "cache" / f"{clip_id}.mkv", frames, protocol.fps)
 
-        t0 = time.perf_counter()
-        rows = []
+    def _evaluate(self, job, frames, reference, source, audio, skip: int, protocol) -> list[dict]:
         try:
             scored_audio = None if audio is None else audio[int(round(skip / protocol.fps * protocol.audio_rate)):]
-            raw = evaluator.add_video(job["clip_id"], frames[skip:], gt=reference[skip:], source=source,
-                                      audio=scored_audio)
+            return self._evaluator().add_video(job["clip_id"], frames[skip:], gt=reference[skip:], source=source,
+                                               audio=scored_audio)
         except TalkbenchError as exc:
-            raw = [{"metric": m, "value": None, "null_reason": "metric_error", "extra": json.dumps({"error": str(exc)})}
-                   for m in self.task.evaluator_metrics() if self.task.result_name(m) not in self.task.set_metrics()]
-        if "akd_driver" in self.task.bench_metrics:
-            from .motion import motion_agreement
+            return [{"metric": m, "value": None, "null_reason": "metric_error", "extra": json.dumps({"error": str(exc)})}
+                    for m in self.task.per_clip_metrics()]
 
-            raw.append(motion_agreement(frames, reference))
-        timing["metrics"] = time.perf_counter() - t0
-        wanted = set(self.task.per_clip_metrics())
+    def _label(self, raw: list[dict], base_extra: dict, gen: Generated) -> list[dict]:
+        """Evaluator rows under the task's labels, with what the run and the method add to ``extra``/``flags``."""
+        rows = []
         for r in raw:
             row = _row(r)
+            more = {**base_extra, **gen.extra, **self.task.row_extra(row["metric"])}
             row["metric"] = self.task.result_name(row["metric"])
-            if row["metric"] not in wanted:
-                continue
-            more = dict(base_extra, **gen.extra)
-            if self.task.name == "audio-driven" and row["metric"].endswith("_vs_gt"):
-                more["compared_with"] = "ground truth"
             row["extra"] = _merge_extra(row["extra"], {k: v for k, v in more.items() if v is not None})
             row["flags"] = _merge_flags(row["flags"], gen.flags)
             rows.append(row)
-        return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": True, "reason": None, "rows": rows,
-                "timing": timing, "n_frames": int(len(frames)),
-                "missing_weights": dict(evaluator.missing_weights() or {}),
-                "protocol_id": evaluator.protocol_id,
-                "protocol_standard": evaluator.protocol_standard}
+        return rows
+
+    def _failed(self, job: dict, exc: OutputError, base_extra: dict, timing: dict) -> dict:
+        rows = [{"metric": self.task.result_name(m), "value": None, "null_reason": exc.reason, "n": None,
+                 "flags": None, "weights": None, "extra": dumps_extra({**base_extra, "error": exc.message})}
+                for m in self.task.per_clip_metrics()]
+        return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": False, "reason": exc.reason, "rows": rows,
+                "timing": timing, "missing_weights": {}, "protocol_standard": None}
 
 
 class SetMetrics(Step):
     """The reduction: every cached generated video and its reference into one Evaluator, then ``finalize``."""
 
-    def __init__(self, cfg: BenchConfig, task: Task):
+    def __init__(self, cfg, task: Task):
         self.cfg, self.task = cfg, task
         self.out = Path(cfg.out)
 
     def run(self, rows, rank=0, world_size=1):
+        from ..manifests.frames import read_video
         from ..media import read_frames
 
         protocol = load_protocol(self.cfg.protocol)
-        metrics = [self.task.renames.get(m, m) for m in self.task.set_metrics()]
         for row in rows:
             jobs = row["jobs"]
             if not jobs:
                 for m in self.task.set_metrics():
-                    yield {"metric": m, "value": None, "null_reason": "no_scored_clips", "n": 0}
+                    yield {"metric": self.task.result_name(m), "value": None, "null_reason": "no_scored_clips", "n": 0}
                 continue
-            evaluator = make_evaluator(self.cfg.protocol, metrics, self.cfg.device)
+            evaluator = make_evaluator(self.cfg.protocol, self.task.set_metrics(), self.cfg.device)
             for job in jobs:
-                pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")
-                ref = read_frames(job["clip_path"], fps=protocol.fps, size=protocol.size)[: len(pred)]
-                skip = job["skip"]  # the source frame is not scored (see ScoreClips.score)
+                pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")  # written at the protocol size
+                ref = read_video(job["clip_path"], protocol).frames[: len(pred)]
+                skip = job["skip"]  # the source frame is not scored (Task.scored_frames)
                 pred, ref = pred[skip:], ref[skip:]
                 evaluator.add_video(job["clip_id"], pred, gt=ref, source=None, audio=None)
             for r in evaluator.finalize():
@@ -319,11 +313,10 @@ def _check_out(out: Path, run_info: dict) -> None:
                               f"{run_info['protocol_id']}; use another --out")
 
 
-def prepare(cfg: BenchConfig):
+def prepare(cfg):
     """Validate everything that can fail before OUT is touched; returns (method, task, protocol, jobs, run_info)."""
     task = get_task(cfg.task)
-    method = make_method(cfg.method, checkpoint=cfg.checkpoint, device=cfg.device, batch_size=cfg.batch_size,
-                         length_policy=cfg.length_policy)
+    method = make_method(cfg.method, device=cfg.device, **{k: getattr(cfg, k) for k in METHOD_OPTIONS})
     method.check_task(task.name)
     if cfg.limit is not None and cfg.limit < 1:
         raise ConfigError(f"--limit must be ≥ 1, got {cfg.limit}")
@@ -345,7 +338,7 @@ def prepare(cfg: BenchConfig):
         "protocol_standard": probe.protocol_standard,
         "protocol_requested": protocol.protocol_id,
         "missing_weights": dict(sorted((probe.missing_weights() or {}).items())),
-        "protocol_digest": protocol.digest,
+        "protocol_digest": probe.protocol.digest,
         "split": cfg.split,
         "manifest": str(Path(cfg.manifest).resolve()),
         "manifest_sha256": sha256_file(cfg.manifest),
@@ -356,83 +349,49 @@ def prepare(cfg: BenchConfig):
     return method, task, protocol, jobs, run_info
 
 
-def run_bench(cfg: BenchConfig) -> BenchResult:
+def run_bench(cfg) -> BenchResult:
     method, task, protocol, jobs, run_info = prepare(cfg)
     out = Path(cfg.out)
     _check_out(out, run_info)
-    # One rank per worker: per-clip files give fine-grained resume, and each rank loads the metric networks once.
-    executor = make_executor(cfg.executor, workers=cfg.workers, tasks=max(1, cfg.workers), quiet=cfg.quiet,
-                             ray_address=cfg.ray_address)
+    # One rank per clip: the executor's completion markers are the resume (a rerun redoes only unfinished clips).
+    executor = make_executor(cfg.executor, workers=cfg.workers, quiet=cfg.quiet, ray_address=cfg.ray_address)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=1, sort_keys=True))
     run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest",)})
-    cfg_dict = asdict(cfg)
-
-    n_cached = sum(1 for j in jobs if _clip_done(out, j["clip_id"], run_hash))
-    executor.run([ScoreClips(cfg, method, task, run_hash)], jobs, out / "stats" / "clips",
-                 config={"run": run_hash, "step": "clips", "config": cfg_dict}, description="clips")
-    records = {j["clip_id"]: json.loads((out / "clips" / f"{j['clip_id']}.json").read_text()) for j in jobs}
-
-    rows: list[dict] = []
-    for job in jobs:
-        for r in records[job["clip_id"]]["rows"]:
-            rows.append({**r, "clip_id": job["clip_id"]})
-
+    clips = executor.run([ScoreClips(cfg, method, task, run_hash)], jobs, out / "stats" / "clips",
+                         config={"run": run_hash, "step": "clips", "config": asdict(cfg)}, description="clips")
+    records = {r["clip_id"]: r for r in clips.rows}
+    rows = [{**r, "clip_id": cid} for cid in sorted(records) for r in records[cid]["rows"]]
     if task.set_metrics():
-        ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"],
-                    "skip": int(j["source_clip_id"] == j["clip_id"] and records[j["clip_id"]].get("n_frames", 0) > 1)}
-                   for j in jobs if records[j["clip_id"]]["ok"]]
-        excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
-        set_stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
-                                 config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")
-        for r in set_stage.rows:
-            if excluded:
-                r["extra"] = _merge_extra(r.get("extra"), {"excluded_clips": len(excluded)})
-                r["flags"] = _merge_flags(r.get("flags"), ["clips_excluded"])
-            rows.append({**r, "clip_id": None})
-
-    common = {"protocol_id": run_info["protocol_id"], "protocol_standard": run_info["protocol_standard"],
-              "method": method.name,
-              "task": task.name, "split": cfg.split, "talkbench_version": __version__}
+        rows += _set_rows(cfg, task, jobs, records, executor, out, run_hash)
+    common = {"protocol_id": run_info["protocol_id"], "protocol_digest": run_info["protocol_digest"],
+              "protocol_standard": run_info["protocol_standard"], "method": method.name, "task": task.name,
+              "split": cfg.split, "talkbench_version": __version__}
     rows = [{**common, **r} for r in rows]
     write_table(rows, out / "results.parquet", "results")
     summary = summarise(rows, run_info, run_info["missing_weights"], records, n_boot=cfg.n_boot)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
-    return BenchResult(out, rows, summary, len(jobs), n_cached)
+    return BenchResult(out, rows, summary, len(jobs), clips.skipped_ranks)
+
+
+def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:
+    """The set-level reduction over the clips that were scored (a failed clip is excluded, and the rows say so)."""
+    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"],
+                "skip": task.scored_frames(j, records[j["clip_id"]].get("n_frames", 0))}
+               for j in jobs if records[j["clip_id"]]["ok"]]
+    excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
+    stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
+                         config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")
+    rows = []
+    for r in stage.rows:
+        if excluded:
+            r["extra"] = _merge_extra(r.get("extra"), {"excluded_clips": len(excluded)})
+            r["flags"] = _merge_flags(r.get("flags"), ["clips_excluded"])
+        rows.append({**r, "clip_id": None})
+    return rows
 
 
 def summarise(rows: list[dict], run_info: dict, missing: dict, records: dict, *, n_boot: int = 1000) -> dict:
-    from ..leaderboards.metric_info import column_order, higher_is_better
-    from ..leaderboards.stats import DEFAULT_SEED, bootstrap_ci, json_number
+    from ..results.summary import run_summary
 
-    by_metric: dict[str, list[dict]] = {}
-    for r in rows:
-        by_metric.setdefault(r["metric"], []).append(r)
-    metrics = {}
-    for name in column_order(by_metric):
-        group = by_metric[name]
-        values = [r["value"] for r in group if r["value"] is not None]
-        reasons = Counter(r["null_reason"] or "unknown" for r in group if r["value"] is None)
-        set_level = all(r["clip_id"] is None for r in group)
-        if set_level:
-            value = values[0] if values else None
-            entry = {"level": "set", "value": json_number(value), "n": group[0]["n"], "mean": json_number(value),
-                     "ci_low": None, "ci_high": None}
-        else:
-            est = bootstrap_ci(values, n_boot=n_boot, seed=DEFAULT_SEED)
-            entry = {"level": "clip", "mean": json_number(est.mean), "ci_low": json_number(est.ci_low),
-                     "ci_high": json_number(est.ci_high), "n": est.n}
-        entry.update({"n_null": sum(reasons.values()), "null_reasons": dict(sorted(reasons.items())),
-                      "higher_is_better": higher_is_better(name)})
-        metrics[name] = entry
-    failed = {cid: rec["reason"] for cid, rec in sorted(records.items()) if not rec["ok"]}
-    return {
-        "run": {k: run_info[k] for k in ("method", "task", "protocol_id", "split", "talkbench_version", "seed")},
-        "protocol_standard": bool(rows[0]["protocol_standard"]) if rows else None,
-        "n_clips": len(records),
-        "n_scored": len(records) - len(failed),
-        "failed_clips": failed,
-        "ci": {"method": "percentile bootstrap over clips", "level": 0.95, "n_boot": n_boot, "seed": DEFAULT_SEED},
-        "metrics": metrics,
-        "missing_weights": dict(sorted(missing.items())),
-    }
+    return run_summary(rows, run_info, missing, records, n_boot=n_boot)

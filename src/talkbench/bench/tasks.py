@@ -19,65 +19,80 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-
-# Metrics computed over the whole set of generated videos (features of every clip); the rest are per clip.
-SET_LEVEL = ("fid", "fid_clean", "fvd")
+from ..metrics.spec import METRICS
 
 
 @dataclass(frozen=True)
 class Task:
+    """What a method is given, which frames are scored against what, and under which labels.
+
+    The metrics come from the registry: every ``MetricSpec`` that lists this task in ``tasks``, under its result
+    label (``renames``: ``psnr`` is scored as ``psnr_vs_gt`` where the ground truth is not the target).
+    """
+
     name: str
     description: str
-    metrics: tuple[str, ...]  # metric names as they appear in result rows
+    pairing: str = "self"  # self: the clip drives itself | cross: a source of another identity (``cross_pairs``)
     needs_audio: bool = False
     has_ground_truth: bool = True  # the generated video has a frame-aligned ground truth
     experimental: bool = False
-    # result-row metric name -> Evaluator metric name, where the task relabels a metric (e.g. psnr_vs_gt)
-    renames: dict[str, str] = field(default_factory=dict)
-    bench_metrics: tuple[str, ...] = ()  # computed by talkbench.bench itself, not the Evaluator
+    renames: dict[str, str] = field(default_factory=dict)  # registry metric -> result label
+    compared_with: str | None = None  # recorded in ``extra`` of the renamed rows
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Result labels of the scored metrics, in registry order."""
+        return tuple(self.renames.get(m, m) for m in self.evaluator_metrics())
 
     def evaluator_metrics(self) -> tuple[str, ...]:
-        return tuple(self.renames.get(m, m) for m in self.metrics if m not in self.bench_metrics)
+        return tuple(m for m, spec in METRICS.items() if self.name in spec.tasks)
 
     def per_clip_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in self.metrics if m not in SET_LEVEL)
+        """Registry names of the metrics scored per clip."""
+        return tuple(m for m in self.evaluator_metrics() if METRICS[m].level == "clip")
 
     def set_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m in self.metrics if m in SET_LEVEL)
+        """Registry names of the metrics scored over the whole set (FID, FVD)."""
+        return tuple(m for m in self.evaluator_metrics() if METRICS[m].level == "set")
 
-    def result_name(self, evaluator_metric: str) -> str:
-        inverse = {v: k for k, v in self.renames.items()}
-        return inverse.get(evaluator_metric, evaluator_metric)
+    def result_name(self, metric: str) -> str:
+        return self.renames.get(metric, metric)
+
+    def row_extra(self, metric: str) -> dict:
+        """What a result row of ``metric`` says beside its value, from the task's point of view."""
+        return {"compared_with": self.compared_with} if self.compared_with and metric in self.renames else {}
+
+    def scored_frames(self, job: dict, n_frames: int) -> int:
+        """How many leading frames are not scored. When the source portrait is frame 0 of the clip itself, that
+        frame is an input, not an output: scoring it would reward copying (a static baseline would get PSNR = inf
+        on it), so the metrics see frames 1..T-1."""
+        return 1 if job["source_clip_id"] == job["clip_id"] and n_frames > 1 else 0
 
 
 TASKS: dict[str, Task] = {
     "self-reenact": Task(
         "self-reenact",
         "drive the first frame of a test clip with the clip itself; compare frames 1..T-1 with the clip",
-        ("psnr", "ssim", "lpips", "csim", "akd", "aed", "fid", "fvd"),
     ),
     "cross-reenact": Task(
         "cross-reenact",
         "source = first frame of clip A, driver = clip B of another identity (seeded pairing); no ground truth. "
         "CSIM is against the source; akd_driver is the keypoint distance to the driver after per-video normalisation "
         "(displacements from the first frame / inter-ocular distance)",
-        ("csim", "akd_driver", "fid", "fvd"),
+        pairing="cross",
         has_ground_truth=False,
-        bench_metrics=("akd_driver",),
     ),
     "audio-driven": Task(
         "audio-driven",
         "first frame + the clip's audio (frame 0, the input, is not scored); *_vs_gt metrics compare with the "
         "ground-truth clip, which a speech-driven method is not expected to reproduce",
-        ("sync_c", "sync_d", "av_offset", "csim", "fid", "fvd", "diversity", "psnr_vs_gt", "ssim_vs_gt",
-         "lpips_vs_gt"),
         needs_audio=True,
-        renames={"psnr_vs_gt": "psnr", "ssim_vs_gt": "ssim", "lpips_vs_gt": "lpips"},
+        renames={"psnr": "psnr_vs_gt", "ssim": "ssim_vs_gt", "lpips": "lpips_vs_gt"},
+        compared_with="ground truth",
     ),
     "upper-body": Task(
         "upper-body",
         "self-reenactment of upper-body clips, plus hand keypoint confidence (HKC); experimental",
-        ("psnr", "ssim", "lpips", "csim", "akd", "aed", "fid", "fvd", "hkc"),
         experimental=True,
     ),
 }
@@ -113,7 +128,7 @@ def make_jobs(task: Task, clips: list[dict], manifest_dir: Path, *, seed: int = 
     """One job per scored video, sorted by clip_id; ``limit`` keeps the first N (pairing is computed before it)."""
     ordered = sorted(clips, key=lambda c: c["clip_id"])
     by_id = {c["clip_id"]: c for c in ordered}
-    pairs = cross_pairs(ordered, seed) if task.name == "cross-reenact" else {}
+    pairs = cross_pairs(ordered, seed) if task.pairing == "cross" else {}
     jobs = []
     for clip in ordered[: limit if limit else None]:
         cid = clip["clip_id"]

@@ -58,9 +58,3 @@ def run_app(app: typer.Typer, argv: Sequence[str] | None, prog_name: str) -> int
         err_console.print(f"error: {message}", markup=False)
         return 1
     return 0
-
-
-def exit_with(code: int, argv_given: bool):
-    if argv_given:
-        return code
-    raise SystemExit(code)

@@ -8,9 +8,21 @@ from typing import List, Optional, Sequence
 import typer
 from rich.table import Table
 
+from ..bench.methods import METHOD_OPTIONS, check_method_name, method_choices
+from ..bench.tasks import TASKS
+from ..errors import ConfigError
 from ._app import console, new_app, run_app
 
 app = new_app("bench: score talking-head methods under pinned protocols and publish leaderboards.")
+
+
+def _method_name(value: str) -> str:
+    """Unknown methods are usage errors (exit 2), named with the registry's choices."""
+    try:
+        check_method_name(value)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
 
 
 @app.command("methods")
@@ -19,10 +31,10 @@ def methods_cmd() -> None:
     from ..bench.methods import method_table
 
     table = Table(title="methods")
-    for col in ("method", "tasks", "description"):
+    for col in ("method", "tasks", "options", "description"):
         table.add_column(col)
     for row in method_table():
-        table.add_row(row["method"], ", ".join(row["tasks"]), row["description"])
+        table.add_row(row["method"], ", ".join(row["tasks"]), ", ".join(row["options"]), row["description"])
     console.print(table)
 
 
@@ -66,22 +78,24 @@ def pairs_cmd(
 
 @app.command("run")
 def run_cmd(
-    method: str = typer.Option(..., "--method", help="gt | static | folder:PATH | ours (see `bench methods`)"),
-    task: str = typer.Option(..., "--task", help="self-reenact | cross-reenact | audio-driven | upper-body"),
+    method: str = typer.Option(..., "--method", callback=_method_name,
+                               help=" | ".join(method_choices()) + " (see `bench methods`)"),
+    task: str = typer.Option(..., "--task", help=" | ".join(TASKS)),
     manifest: Path = typer.Option(..., "--manifest", help="clips.parquet written by `curate build-manifest`"),
     out: Path = typer.Option(..., "--out", help="output folder (results.parquet, summary.json, videos/)"),
     split: str = typer.Option("test", "--split", help="which split of the manifest to score"),
     limit: Optional[int] = typer.Option(None, "--limit", help="score only the first N clips (by clip_id)"),
     protocol: str = typer.Option("talkbench-v1-256", "--protocol", help="evaluation protocol id"),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="model checkpoint (method 'ours')"),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=METHOD_OPTIONS["checkpoint"].help),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(1, "--workers", help="parallel workers (processes or ray tasks)"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray cluster address, e.g. auto"),
     device: str = typer.Option("cpu", "--device", help="torch device for the model and metric networks"),
-    batch_size: int = typer.Option(8, "--batch-size", help="frames per model batch (method 'ours')"),
+    batch_size: int = typer.Option(METHOD_OPTIONS["batch_size"].default, "--batch-size",
+                                   help=METHOD_OPTIONS["batch_size"].help),
     seed: int = typer.Option(0, "--seed", help="cross-reenact pairing seed"),
-    length_policy: str = typer.Option("error", "--length-policy",
-                                      help="folder outputs of the wrong length: error (null rows) | trim (recorded)"),
+    length_policy: str = typer.Option(METHOD_OPTIONS["length_policy"].default, "--length-policy",
+                                      help=METHOD_OPTIONS["length_policy"].help),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for the 95 % CI"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
@@ -101,8 +115,8 @@ def run_cmd(
 
 
 def summary_table(summary: dict) -> Table:
-    from ..leaderboards.metric_info import arrow, label
     from ..leaderboards.render import format_number
+    from ..metrics.spec import arrow, label
 
     run = summary["run"]
     title = f"{run['method']} · {run['task']} · {run['protocol_id']} · {summary['n_scored']}/{summary['n_clips']} clips"

@@ -18,6 +18,12 @@ app = new_app("curate: build identity-tagged talking-head clip datasets from sou
 FORMAT_HELP = "Source list format: hdtf | table | folder (default: detected from each path)."
 
 
+def _stage_names() -> str:
+    from ..curation.stages import STAGES
+
+    return " | ".join(stage.name for stage in STAGES)
+
+
 def _load_config(config_file: Optional[Path], overrides: List[str]):
     import yaml
 
@@ -69,7 +75,7 @@ def sources_command(
 def build_manifest_command(
     sources: List[Path] = typer.Argument(..., help="Source lists (see `curate sources`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (manifests, media, stats)."),
-    until: str = typer.Option("all", "--until", help="Last stage to run: acquire | all (every stage that exists)."),
+    until: str = typer.Option("all", "--until", help=f"Last stage to run: {_stage_names()} | all."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes."),

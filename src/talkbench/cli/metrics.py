@@ -19,7 +19,7 @@ app = new_app("Compute talking-head metrics under a pinned protocol (per-video r
 def compute_cmd(
     pred: Path = typer.Option(..., help="generated video, folder of PNG frames, or folder of videos"),
     gt: Optional[Path] = typer.Option(None, help="ground truth in the same layout (paired by clip id)"),
-    metrics: str = typer.Option("psnr,ssim,lpips", help="comma-separated metrics, or 'all'"),
+    metrics: str = typer.Option("psnr,ssim,lpips", help="comma-separated metrics, or 'all' (see `metrics list`)"),
     protocol: str = typer.Option("talkbench-v1-256", help="evaluation protocol id"),
     source: Optional[Path] = typer.Option(None, help="source portrait image (CSIM)"),
     audio: Optional[Path] = typer.Option(None, help="audio file for Sync (default: the pred video's own track)"),
@@ -35,11 +35,12 @@ def compute_cmd(
     from ..manifests.io import write_table
     from ..manifests.protocols import get_protocol
     from ..media import read_audio
-    from ..metrics.evaluate import METRIC_NAMES, Evaluator
+    from ..metrics.evaluate import Evaluator
     from ..metrics.inputs import list_clips, read_clip, read_image
+    from ..metrics.spec import computable
 
     proto = get_protocol(protocol)
-    names = list(METRIC_NAMES) if metrics == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
+    names = list(computable()) if metrics == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
     evaluator = Evaluator(protocol, metrics=names, device=device, face_cropped=face_cropped)
     for metric, hint in evaluator.missing_weights().items():
         console.print(f"[yellow]{metric}: weights missing, its rows will be null ({hint})[/yellow]")
@@ -54,8 +55,8 @@ def compute_cmd(
     audio_override = read_audio(audio, rate=proto.audio_rate) if audio else None
     rows = []
     for clip_id, path in sorted(pred_clips.items()):
-        clip = read_clip(clip_id, path, proto.fps, proto.size, proto.audio_rate)
-        gt_frames = read_clip(clip_id, gt_clips[clip_id], proto.fps, proto.size, proto.audio_rate).frames if gt else None
+        clip = read_clip(clip_id, path, proto)
+        gt_frames = read_clip(clip_id, gt_clips[clip_id], proto).frames if gt else None
         clip_audio = audio_override if audio_override is not None else clip.audio
         clip_rows = evaluator.add_video(clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
         if clip.info.get("resampled"):  # decoded at the protocol fps from another rate: say so in every row
@@ -69,6 +70,23 @@ def compute_cmd(
     write_table(rows, out, "results")
     _print_summary(rows, evaluator.protocol_id)
     console.print(f"wrote {len(rows)} rows to {out}")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the registered metrics: inputs, level, direction and the weights each needs."""
+    from ..metrics.spec import METRICS, arrow
+
+    table = Table(title="metrics")
+    for col in ("metric", "label", "inputs", "level", "better", "weights", "tasks"):
+        table.add_column(col)
+    for name, spec in METRICS.items():
+        if spec.compute is None:
+            continue
+        weights = "detector's" if callable(spec.weights) else ", ".join(spec.weights)
+        table.add_row(name, spec.label, spec.inputs, spec.level, arrow(name) or "not ranked", weights,
+                      ", ".join(spec.tasks))
+    console.print(table)
 
 
 def _print_summary(rows: list[dict], protocol_id: str) -> None:

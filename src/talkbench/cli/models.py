@@ -9,64 +9,84 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..errors import ConfigError
+from ..models.families import FAMILIES, Family, families_help, get_family
 from ._app import console, new_app
 
-train_app = new_app("Train the bundled reference models on a clips manifest.")
+train_app = new_app("Train a bundled reference model family on a clips manifest.")
 models_app = new_app("Inspect the bundled reference model families.")
 generate_app = new_app("Generate videos with a trained reference model.")
 
-FAMILIES = ("motion",)
+def _train_command(family: Family):
+    """`train FAMILY`: options default to None, meaning the family's TrainConfig default (its only copy)."""
+
+    def train(
+        manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips never are)"),
+        out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
+        preset: Optional[str] = typer.Option(None, help="model size preset (see `talkbench models summary`)"),
+        max_steps: Optional[int] = typer.Option(None, help="stop after this many optimisation steps (across resumes)"),
+        batch_size: Optional[int] = typer.Option(None, help="samples per step and per GPU"),
+        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+        perceptual: Optional[str] = typer.Option(None, help="perceptual loss: vgg19 (needs `talkbench weights fetch "
+                                                            "vgg19`) | none-l1-pyramid"),
+        compile: Optional[bool] = typer.Option(None, "--compile", help="torch.compile the networks"),
+        resume: Optional[bool] = typer.Option(None, "--resume", help="continue from OUT/last.pt (same architecture)"),
+        num_workers: Optional[int] = typer.Option(None, help="DataLoader worker processes"),
+        lr: Optional[float] = typer.Option(None, help="Adam learning rate of every network"),
+        seed: Optional[int] = typer.Option(None, help="data-order and init seed"),
+        log_every: Optional[int] = typer.Option(None, help="log scalars every N steps"),
+        image_every: Optional[int] = typer.Option(None, help="log an image grid every N steps"),
+        ckpt_every: Optional[int] = typer.Option(None, help="write OUT/last.pt every N steps (and at the end)"),
+    ) -> None:
+        from dataclasses import fields
+
+        from ..errors import ConfigError
+
+        given = dict(preset=preset, max_steps=max_steps, batch_size=batch_size, device=device, perceptual=perceptual,
+                     compile=compile, resume=resume, num_workers=num_workers, lr=lr, seed=seed, log_every=log_every,
+                     image_every=image_every, ckpt_every=ckpt_every)
+        if lr is not None:
+            given["d_lr"] = lr
+        known = {f.name for f in fields(family.trainer_module().TrainConfig)}
+        for key, value in given.items():
+            if value is not None and key not in known:
+                raise ConfigError(f"--{key.replace('_', '-')} does not apply to the {family.name} family")
+        cfg = family.train_config(manifest=str(manifest), out=str(out), **given)
+        _presets(family, cfg.preset)  # fail on a bad preset before reading any data
+        result = family.trainer_module().main(cfg)
+        last = result["history"][-1] if result["history"] else {}
+        summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("l1", "perceptual", "psnr") if k in last)
+        console.print(f"trained to step {result['step']}; {summary}; checkpoint {result['checkpoint']}")
+
+    train.__doc__ = (f"Train the {family.name} family: {family.summary}. Under torchrun, use "
+                     f"`python -m {family.trainer}` with the same flags.")
+    return train
 
 
-@train_app.command("motion")
-def train_motion(
-    manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips are never read)"),
-    out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
-    preset: str = typer.Option("base", help="model size: tiny (64 px, CPU) or base (256 px, ~47 M generator)"),
-    max_steps: int = typer.Option(100_000, help="stop after this many optimisation steps (counted across resumes)"),
-    batch_size: int = typer.Option(8, help="samples per step and per GPU"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    perceptual: str = typer.Option("vgg19", help="vgg19 (needs `talkbench weights fetch vgg19`) | none-l1-pyramid"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the generator and discriminator"),
-    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt (same architecture required)"),
-    num_workers: int = typer.Option(2, help="DataLoader worker processes"),
-    lr: float = typer.Option(2e-3, help="generator/discriminator Adam learning rate (LIA default)"),
-    seed: int = typer.Option(0, help="data-order and init seed"),
-    log_every: int = typer.Option(10, help="log scalars every N steps"),
-    image_every: int = typer.Option(500, help="log an image grid every N steps"),
-    ckpt_every: int = typer.Option(1000, help="write OUT/last.pt every N steps (and at the end)"),
-) -> None:
-    """Train the motion encoder + warping renderer (AniTalker stage 1). Under torchrun, use
-    `python -m talkbench.models.train_motion` with the same flags."""
-    from ..models.motion import get_config
-    from ..models.train_motion import TrainConfig, main
+def _presets(family: Family, preset: str):
+    model = family.model_module()
+    if preset not in model.PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose from {sorted(model.PRESETS)}")
+    return model, model.PRESETS[preset]
 
-    get_config(preset)  # fail on a bad preset before reading any data
-    cfg = TrainConfig(manifest=str(manifest), out=str(out), preset=preset, max_steps=max_steps,
-                      batch_size=batch_size, device=device, perceptual=perceptual, compile=compile, resume=resume,
-                      num_workers=num_workers, lr=lr, d_lr=lr, seed=seed, log_every=log_every,
-                      image_every=image_every, ckpt_every=ckpt_every)
-    result = main(cfg)
-    last = result["history"][-1] if result["history"] else {}
-    summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("l1", "perceptual", "psnr") if k in last)
-    console.print(f"trained to step {result['step']}; {summary}; checkpoint {result['checkpoint']}")
+
+for _family in FAMILIES.values():
+    train_app.command(_family.name)(_train_command(_family))
 
 
 @models_app.command("summary")
 def summary(
-    family: str = typer.Argument(..., help=f"model family: {', '.join(FAMILIES)}"),
-    preset: str = typer.Option("base", help="size preset"),
+    family: str = typer.Argument(..., help=f"model family: {families_help()}"),
+    preset: Optional[str] = typer.Option(None, help="size preset (default: the family's training default)"),
 ) -> None:
     """Print the parameter count per module and the total."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose from {sorted(FAMILIES)}")
-    from ..models.motion import get_config, param_table
-
-    cfg = get_config(preset)
-    table = Table(title=f"{family} / {preset} ({cfg.size} px, style {cfg.style_dim}, motion {cfg.motion_dim})")
+    entry = get_family(family)
+    preset = preset or entry.default_preset()
+    model, cfg = _presets(entry, preset)
+    table = Table(title=f"{family} / {preset} ({model.describe(cfg)})")
     table.add_column("module")
     table.add_column("parameters", justify="right")
-    for name, count in param_table(cfg):
+    for name, count in model.param_table(cfg):
         table.add_row(name, f"{count:,}")
     console.print(table)
 

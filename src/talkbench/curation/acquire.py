@@ -46,7 +46,7 @@ class _AcquireStep(Step):
 
     def fail(self, row: dict, status: str, error_class: str, message: str, **detail) -> dict:
         row.update(status=status, error_class=error_class, error_message=message)
-        self.ctx.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
+        self.reject(row["source_id"], error_class, source_id=row["source_id"], message=message, **detail)
         if status == "rejected":
             self.drop_local_copy(row)
         return row
@@ -58,7 +58,7 @@ class _AcquireStep(Step):
         (Path(self.out_dir) / row["download_path"]).unlink(missing_ok=True)
         result_record(Path(self.out_dir), row["source_id"]).unlink(missing_ok=True)
         row["download_path"] = None
-        self.ctx.count("local_copy_removed")
+        self.count("local_copy_removed")
 
 
 class DownloadStep(_AcquireStep):
@@ -90,13 +90,13 @@ class DownloadStep(_AcquireStep):
                 breaker.check()
             row["attempts"] = result.attempts
             if result.status != "ok":
-                self.ctx.count(f"failed_{result.error_class}")
+                self.count(f"failed_{result.error_class}")
                 detail = {"attempts": result.attempts}
                 if result.last_error:
                     detail["last_error"] = result.last_error
                 yield self.fail(row, "failed", result.error_class, result.error_message, **detail)
                 continue
-            self.ctx.count("downloaded")
+            self.count("downloaded")
             row.update(status="ok", download_path=_rel(result.path, out_dir))
             yield row
 
@@ -174,11 +174,11 @@ class ProbeStep(_AcquireStep):
                        else None, norm_width=w - w % 2, norm_height=h - h % 2)
             for flag in ("is_vfr", "has_audio"):
                 if probe[flag]:
-                    self.ctx.count(flag)
+                    self.count(flag)
             if probe["rotation"]:
-                self.ctx.count("rotated")
+                self.count("rotated")
             if (probe["bit_depth"] or 8) > 8:
-                self.ctx.count("high_bit_depth")
+                self.count("high_bit_depth")
             yield row
 
 
@@ -210,17 +210,17 @@ class NormaliseStep(_AcquireStep):
                                               end=span.get("end"), source_duration=row["duration"],
                                               has_audio=row["has_audio"], fps=acquire.fps,
                                               audio_rate=acquire.audio_rate))
-                    self.ctx.count("segments_ok")
+                    self.count("segments_ok")
                 except NormaliseError as exc:
                     seg.update(status="failed", path=None, error_message=str(exc))
-                    self.ctx.reject(f"{row['source_id']}/{seg['index']}", exc.reason, source_id=row["source_id"],
+                    self.reject(f"{row['source_id']}/{seg['index']}", exc.reason, source_id=row["source_id"],
                                     message=str(exc), start=start, end=end)
                 segments.append(seg)
             row["segments"] = segments
             if not any(s["status"] == "ok" for s in segments):
                 first = next(s for s in segments if s["status"] != "ok")
                 row.update(status="rejected", error_class="no_usable_segment", error_message=first["error_message"])
-                self.ctx.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
+                self.reject(row["source_id"], "no_usable_segment", source_id=row["source_id"],
                                 message=first["error_message"])
                 self.drop_local_copy(row)
             yield row
@@ -228,21 +228,3 @@ class NormaliseStep(_AcquireStep):
 
 def acquire_steps(out_dir: str | Path, config: CurationConfig) -> list[Step]:
     return [DownloadStep(out_dir, config), ProbeStep(out_dir, config), NormaliseStep(out_dir, config)]
-
-
-def segment_rows(videos: list[dict], out_dir: str | Path) -> list[dict]:
-    """Explode ``videos`` rows into the segment rows the clip stages consume (see CURATION_CONTRACT.md)."""
-    out_dir = Path(out_dir).resolve()
-    rows = []
-    for video in videos:
-        if video.get("status") != "ok":
-            continue
-        for seg in video.get("segments") or []:
-            if seg["status"] != "ok":
-                continue
-            rows.append({"source_id": video["source_id"], "segment_index": seg["index"], "path": seg["path"],
-                         "abs_path": str(out_dir / seg["path"]), "fps": video["norm_fps"], "n_frames": seg["n_frames"],
-                         "has_audio": bool(video["has_audio"]), "source_label": video["source_label"],
-                         "width": video["norm_width"], "height": video["norm_height"], "segment_start": seg["start"],
-                         "out_dir": str(out_dir)})
-    return sorted(rows, key=lambda r: (r["source_id"], r["segment_index"]))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MediaError
-from ..runtime.step import Step, StepContext
+from ..runtime import Step
 
 
 def crop_geometry(x0: int, y0: int, side: int, width: int, height: int):
@@ -123,14 +123,13 @@ class ExportStep(Step):
         return "export"
 
     def run(self, rows, rank=0, world_size=1):
-        ctx = self.ctx or StepContext(self.name)
         for row in rows:
             try:
                 media = export_clip(row, row["out_dir"], self.export.size, self.export.crf, self.export.png_frames,
                                     self.export.wav, self.audio_rate)
             except MediaError as exc:
-                ctx.reject(row["clip_id"], "export_failed", source_id=row.get("source_id"),
-                                candidate_id=row.get("candidate_id"), error=str(exc))
+                self.reject(row["clip_id"], "export_failed", source_id=row.get("source_id"),
+                            candidate_id=row.get("candidate_id"), error=str(exc))
                 continue
-            ctx.count("frames", media["n_frames"])
+            self.count("frames", media["n_frames"])
             yield {**row, **media}

@@ -12,7 +12,13 @@ from ..runtime import Filter
 CROP_POLICIES = ("pad", "inside")
 
 
-class MinDuration(Filter):
+class CandidateFilter(Filter):
+    """A filter over candidate rows (one face track in one shot), identified by ``candidate_id``."""
+
+    id_key = "candidate_id"
+
+
+class MinDuration(CandidateFilter):
     reason = "too_short"
 
     def __init__(self, min_duration: float):
@@ -23,7 +29,7 @@ class MinDuration(Filter):
         return True if seconds >= self.min_duration else (False, self.reason, seconds, self.min_duration)
 
 
-class MinFaceSize(Filter):
+class MinFaceSize(CandidateFilter):
     """The median track box side (source pixels) must reach the floor: AniTalker keeps faces ≥ 256 px."""
 
     reason = "face_too_small"
@@ -36,7 +42,7 @@ class MinFaceSize(Filter):
         return True if size >= self.min_face_size else (False, self.reason, size, self.min_face_size)
 
 
-class MaxPose(Filter):
+class MaxPose(CandidateFilter):
     """|yaw|, |pitch| and |roll| must stay below their limits over every sample of the clip.
 
     The recorded value is the largest |angle| that broke its limit; the threshold is that angle's limit.
@@ -56,7 +62,7 @@ class MaxPose(Filter):
         return True if worst is None else (False, self.reason, worst[0], worst[1])
 
 
-class SingleDominantFace(Filter):
+class SingleDominantFace(CandidateFilter):
     """Reject when another face in the same frames is larger than ``ratio`` × the tracked face."""
 
     reason = "multiple_faces"
@@ -69,7 +75,7 @@ class SingleDominantFace(Filter):
         return True if value <= self.ratio else (False, self.reason, value, self.ratio)
 
 
-class CropInsideFrame(Filter):
+class CropInsideFrame(CandidateFilter):
     """Policy ``inside`` rejects crops that leave the frame; ``pad`` keeps them (export pads, ``crop_padded``)."""
 
     reason = "crop_outside_frame"
@@ -88,14 +94,14 @@ class CropInsideFrame(Filter):
         return False, self.reason, float(outside), 0.0
 
 
-class AudioPresent(Filter):
+class AudioPresent(CandidateFilter):
     reason = "no_audio"
 
     def filter(self, row):
         return True if row.get("has_audio") else (False, self.reason, 0.0, 1.0)
 
 
-class MinSharpness(Filter):
+class MinSharpness(CandidateFilter):
     """Variance of the Laplacian of the face box (resized to 128 px), median over the samples."""
 
     reason = "too_blurry"

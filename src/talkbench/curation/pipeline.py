@@ -1,4 +1,4 @@
-"""`curate build-manifest`: sources → DIR/sources.parquet → acquire on an executor → DIR/videos.parquet → clip stages.
+"""`curate build-manifest`: sources → DIR/sources.parquet, then every stage of ``stages.STAGES`` in order.
 
 Reruns are cheap and exact: the executor skips completed ranks, and a manifest is only rewritten when its bytes
 change, so a rerun on a finished folder changes nothing. Errors writing the output folder (disk full, permissions,
@@ -15,16 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-
-from ..errors import ManifestWriteError
-from ..manifests.io import write_table
+from ..errors import ConfigError
 from ..runtime import Executor, make_executor
-from .acquire import acquire_steps
-from .config import PIPELINE_VERSION, CurationConfig
+from .clip_pipeline import clean_stale_media
+from .config import CurationConfig
 from .download import OutputWriteError
 from .readers import Issue, issues_as_rejections, read_sources
+from .report import build_report
+from .stages import STAGES, Run, Stage, run_stage, write_manifest
 
-UNTIL = ("acquire", "all")
+UNTIL = (*(stage.name for stage in STAGES), "all")
 
 
 @dataclass
@@ -37,15 +37,6 @@ class BuildResult:
     rejections: int = 0
     clips: int | None = None
     stopped_after: str = "acquire"
-    note: str | None = None
-
-
-def write_manifest(rows, path: Path, name: str) -> bool:
-    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError."""
-    try:
-        return write_table(rows, path, name)
-    except ManifestWriteError as exc:
-        raise OutputWriteError(str(exc)) from exc
 
 
 def check_writable(out_dir: Path) -> None:
@@ -72,11 +63,25 @@ def build_sources(paths: Sequence[str | Path], out: str | Path, fmt: str | None 
     return rows, issues
 
 
+def run_stages(run: Run, rows: list[dict], stages: list[Stage] = STAGES, until: str | None = None) -> list[dict]:
+    """Run ``stages`` in order (stopping after ``until``), then write rejections.parquet; a full run also removes
+    stale clip media and builds the report."""
+    for stage in stages:
+        rows = run_stage(stage, run, rows)
+        if stage.name == until:
+            break
+    write_manifest(run.rejections, run.out_dir / "rejections.parquet", "rejections")
+    if until is None or until == stages[-1].name:
+        clean_stale_media(run.out_dir / "clips", {c["clip_id"] for c in rows})
+        build_report(run.out_dir)
+    return rows
+
+
 def build_manifest(sources: Sequence[str | Path], out_dir: str | Path, config: CurationConfig | None = None,
                    executor: Executor | None = None, until: str = "all", fmt: str | None = None, quiet: bool = False,
                    log: Callable[[str], None] | None = None) -> BuildResult:
     if until not in UNTIL:
-        raise ValueError(f"unknown stage {until!r}; choose from {sorted(UNTIL)}")
+        raise ConfigError(f"unknown stage {until!r}; choose from {sorted(UNTIL)}")
     config = config or CurationConfig()
     executor = executor or make_executor("local", quiet=quiet)
     log = log or (lambda message: None)
@@ -87,30 +92,17 @@ def build_manifest(sources: Sequence[str | Path], out_dir: str | Path, config: C
     check_writable(out_dir)
     try:
         write_manifest(rows, out_dir / "sources.parquet", "sources")
-        stage = executor.run(acquire_steps(out_dir, config), rows, out_dir / "stats" / "acquire",
-                             config={"acquire": config.hash("acquire"), "pipeline_version": PIPELINE_VERSION},
-                             description="acquire")
-        videos = stage.rows
-        write_manifest(videos, out_dir / "videos.parquet", "videos")
-        rejections = issues_as_rejections(issues) + stage.rejections
+        run = Run(out_dir, config, executor, rejections=issues_as_rejections(issues))
+        clips = run_stages(run, rows, STAGES, until=None if until == "all" else until)
+        videos = run.outputs["acquire"]
         counts: dict[str, int] = {}
         for v in videos:
             counts[v["status"]] = counts.get(v["status"], 0) + 1
         result = BuildResult(out_dir, len(rows), dict(sorted(counts.items())),
                              sum(1 for v in videos for s in v["segments"] or [] if s["status"] == "ok"), issues,
-                             len(rejections))
-        clip_stages = None
-        if until == "all":
-            try:
-                from .clip_pipeline import run_clip_stages as clip_stages
-            except ImportError as exc:
-                result.note = f"clip stages are not available yet ({exc}); stopped after acquire"
-                log(result.note)
-        if clip_stages is None:
-            write_manifest(rejections, out_dir / "rejections.parquet", "rejections")
-            return result
-        clips, all_rejections = clip_stages(out_dir, videos, config, executor, rejections)
-        result.clips, result.rejections, result.stopped_after = len(clips), len(all_rejections), "all"
+                             len(run.rejections), stopped_after=until)
+        if until in ("all", STAGES[-1].name):
+            result.clips, result.stopped_after = len(clips), "all"
         return result
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EDQUOT,

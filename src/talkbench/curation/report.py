@@ -1,7 +1,7 @@
 """Curation report: DIR/report.html plus PNG plots in DIR/report/, built only from the manifests and stage stats.
 
-The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out per stage) and the manifests; drops per reason come
-from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
+The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out, labelled by ``stages.STAGES``) and the manifests;
+drops per reason come from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import ManifestError
 from ..manifests.io import atomic_write_text, read_rows
+from .stages import STAGES
 
 PLOTS = ("funnel", "pose", "face_size", "duration", "clips_per_identity", "contact_sheet")
 
@@ -38,15 +39,14 @@ def funnel(out_dir: Path, clips: list[dict], videos: list[dict] | None, sources:
         steps.append(("sources", len(sources)))
     if videos is not None:
         steps.append(("downloaded", sum(1 for v in videos if v.get("status") == "ok")))
-    scenes = _summary(out_dir, "scenes")
-    if scenes:
-        steps.append(("segments", scenes["rows_in"]))
-        steps.append(("shots", scenes["rows_out"]))
-    for stage, label in (("faces", "tracks"), ("filters", "passed filters"), ("identity", "embedded"),
-                         ("select", "selected")):
-        summary = _summary(out_dir, stage)
+    for stage in STAGES:
+        label_in, label_out = stage.funnel
+        summary = _summary(out_dir, stage.name) if (label_in or label_out) else None
         if summary:
-            steps.append((label, summary["rows_out"]))
+            if label_in:
+                steps.append((label_in, summary["rows_in"]))
+            if label_out:
+                steps.append((label_out, summary["rows_out"]))
     steps.append(("kept", len(clips)))
     return steps
 
@@ -195,13 +195,11 @@ def build_report(out_dir: str | Path) -> Path:
     clip_rows = [(c["clip_id"], c["source_id"], c["identity_id"], c["split"], f"{c['start_s']:.2f}–{c['end_s']:.2f}",
                   c["n_frames"], c["crop_size"], c["crop_padded"], f"{c['yaw_max']:.1f}/{c['pitch_max']:.1f}/"
                   f"{c['roll_max']:.1f}", c["path"]) for c in clips]
-    cluster = _summary(out_dir, "cluster")
-    identity_note = ""
-    if cluster and cluster.get("steps"):
-        counters = cluster["steps"][0].get("counters", {})
-        identity_note = (f"<p>identity clustering: {counters.get('identities', '?')} identities from "
-                         f"{cluster['rows_in']} candidates, average linkage cut at cosine distance "
-                         f"{counters.get('threshold_x1000', 0) / 1000:.3f}</p>")
+    notes = []
+    for stage in STAGES:
+        summary = _summary(out_dir, stage.name) if stage.note else None
+        if summary and summary.get("steps"):
+            notes.append(f"<p>{html.escape(stage.note(summary))}</p>")
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>talkbench curation report</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
@@ -210,7 +208,7 @@ def build_report(out_dir: str | Path) -> Path:
         f"<p>{len(clips)} clips, {len(per_id)} identities, split: "
         + ", ".join(f"{k} {v}" for k, v in sorted(split_counts.items()))
         + (f"; backends (detector / identity): {html.escape(', '.join(f'{d} / {i}' for d, i in backends))}" if backends else "") + "</p>",
-        identity_note,
+        "".join(notes),
         "<h2>Funnel</h2>", _table(["step", "count"], steps),
         "<h2>Drops by reason</h2>",
         _table(["stage", "reason", "count"], [(s, r, n) for (s, r), n in sorted(drops.items())]),

@@ -28,7 +28,7 @@ def make_detector(scenes):
         return ContentDetector(threshold=scenes.content_threshold, min_scene_len=scenes.min_scene_frames)
     if scenes.detector == "adaptive":
         return AdaptiveDetector(adaptive_threshold=scenes.adaptive_threshold, min_scene_len=scenes.min_scene_frames)
-    raise ValueError(f"unknown method {scenes.detector!r}; choose from {sorted(DETECTORS)}")
+    raise ConfigError(f"unknown scene detector {scenes.detector!r}; choose from {sorted(DETECTORS)}")
 
 
 def detect_cuts(path: str | os.PathLike, fps: float, scenes, width: int | None = None,
@@ -84,21 +84,18 @@ class SceneStep(Step):
             fps = float(seg["fps"])
             cuts, n = detect_cuts(seg["abs_path"], fps, self.scenes, seg.get("width"), seg.get("height"))
             shots = shots_from_cuts(cuts, n, self.scenes.trim_frames)
-            if self.ctx is not None:
-                self.ctx.count("cuts", len(cuts))
-                self.ctx.count("frames", n)
+            self.count("cuts", len(cuts))
+            self.count("frames", n)
             for index, (start, end) in enumerate(shots):
                 seconds = (end - start) / fps
                 if seconds < self.min_duration:
-                    if self.ctx is not None:
-                        self.ctx.reject(f"{seg['source_id']}/{seg['segment_index']}/{index}", "shot_too_short",
-                                        source_id=seg["source_id"], value=round(seconds, 6),
-                                        threshold=self.min_duration, start_frame=start, end_frame=end)
+                    self.reject(f"{seg['source_id']}/{seg['segment_index']}/{index}", "shot_too_short",
+                                source_id=seg["source_id"], value=round(seconds, 6),
+                                threshold=self.min_duration, start_frame=start, end_frame=end)
                     continue
                 row = dict(seg)
                 row.update(shot_index=index, shot_start_frame=start, shot_end_frame=end, n_shots=len(shots))
-                if self.ctx is not None:
-                    self.ctx.count("shots")
+                self.count("shots")
                 yield row
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 import math
 
-from .metric_info import arrow, label
-from .publish import Board
+from ..metrics.spec import arrow, label
+from .model import Board
 
 
 def bar_plot(board: Board, metric: str) -> bytes | None:

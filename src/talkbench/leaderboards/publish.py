@@ -6,75 +6,28 @@ Ranking rules (bold = best, underlined = second):
   (``protocol_standard`` false) are shown, marked, and left out of the ranking;
 - ``gt`` is the ground truth itself, the ceiling of every reference metric, so it is shown but not ranked;
 - reported rows (the papers' figures, measured under their own protocols) are shown, marked, never ranked;
-- metrics without a direction (AV offset) are not ranked.
+- metrics without a direction (AV offset, diversity) are not ranked;
+- rows of one protocol id made under two protocol definitions (different digests) are refused.
 
 Cells hold the mean over clips ± half the width of the seeded 95 % bootstrap interval (see ``stats``); set-level
-metrics (FID, FVD) have one value per run and no interval.
+metrics (FID, FVD) have one value per run and no interval. Metric directions and labels come from the metric
+registry (``talkbench.metrics.spec.METRICS``); per-metric summaries from ``talkbench.results``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, ManifestError
 from ..manifests.io import read_table
-from .metric_info import column_order, higher_is_better
+from ..metrics.spec import column_order, higher_is_better
+from ..results.stats import Estimate
+from ..results.summary import summarise_metrics
+from .model import Board, Cell, Leaderboard, Row
 from .reported import load_reported, reported_for
-from .stats import Estimate, bootstrap_ci
 
 FORMATS = ("md", "tex", "csv", "html")
-UNRANKED_METHODS = {"gt": "ground truth: the ceiling, not ranked"}
-
-
-@dataclass
-class Cell:
-    est: Estimate
-    level: str = "clip"  # clip | set
-    rank: int | None = None  # 1 best, 2 second, among ranked rows
-    null_reason: str | None = None  # every value of the cell was null
-    source: str | None = None  # reported figures: the source key
-
-
-@dataclass
-class Row:
-    method: str
-    kind: str  # measured | reported
-    cells: dict[str, Cell]
-    n: int | None = None  # clips scored (measured rows)
-    standard: bool = True
-    files: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)  # reported rows: source keys (footnotes)
-    note: str = ""
-
-    @property
-    def ranked(self) -> bool:
-        return self.kind == "measured" and self.standard and self.method not in UNRANKED_METHODS
-
-
-@dataclass
-class Board:
-    task: str
-    protocol_id: str
-    metrics: list[str]
-    rows: list[Row]
-
-    @property
-    def slug(self) -> str:
-        return f"{self.task}__{self.protocol_id}".replace("/", "_").replace(" ", "_")
-
-    @property
-    def title(self) -> str:
-        return f"{self.task} · {self.protocol_id}"
-
-
-@dataclass
-class Leaderboard:
-    boards: list[Board]
-    sources: dict  # key -> reported.Source, only the ones cited by some table
-    reported_version: int | None
-    files: list[Path] = field(default_factory=list)
 
 
 def _resolve(path: str) -> Path:
@@ -88,7 +41,7 @@ def _resolve(path: str) -> Path:
 
 def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Path, list[dict]]]:
     """Read and check every results file before anything is written."""
-    loaded, seen = [], {}
+    loaded, seen, digests = [], {}, {}
     done = set()
     for path in paths:
         p = _resolve(path)
@@ -102,6 +55,11 @@ def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Pa
             if protocol is not None and r["protocol_id"] != protocol:
                 raise ConfigError(f"{p}: results of protocol {r['protocol_id']!r} cannot go into a "
                                   f"{protocol!r} table")
+            digest = digests.setdefault(r["protocol_id"], (r["protocol_digest"], p))
+            if digest[0] != r["protocol_digest"]:
+                raise ConfigError(f"protocol {r['protocol_id']!r} has two definitions: digest {digest[0]} in "
+                                  f"{digest[1]} and {r['protocol_digest']} in {p}; rescore one of them with the "
+                                  f"other's talkbench version")
             key = (r["task"], r["protocol_id"], r["method"])
             if seen.setdefault(key, p) != p:
                 raise ConfigError(f"method {r['method']!r} ({r['task']}, {r['protocol_id']}) appears in both "
@@ -111,20 +69,9 @@ def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Pa
 
 
 def _measured_row(method: str, rows: list[dict], files: list[str], n_boot: int, seed: int) -> Row:
-    by_metric: dict[str, list[dict]] = {}
-    for r in rows:
-        by_metric.setdefault(r["metric"], []).append(r)
     cells = {}
-    for metric, group in by_metric.items():
-        values = [r["value"] for r in group if r["value"] is not None]
-        reasons = sorted({r["null_reason"] or "unknown" for r in group if r["value"] is None})
-        if all(r["clip_id"] is None for r in group):
-            v = values[0] if values else None
-            est = Estimate(v, None, None, int(group[0]["n"] or 0))
-            cells[metric] = Cell(est, "set", null_reason=None if values else ", ".join(reasons))
-        else:
-            est = bootstrap_ci(values, n_boot=n_boot, seed=seed)
-            cells[metric] = Cell(est, "clip", null_reason=None if values else ", ".join(reasons))
+    for metric, m in summarise_metrics(rows, n_boot=n_boot, seed=seed).items():
+        cells[metric] = Cell(m.est, m.level, null_reason=", ".join(sorted(m.null_reasons)) if m.all_null else None)
     clips = {r["clip_id"] for r in rows if r["clip_id"] is not None and r["value"] is not None}
     standard = all(r["protocol_standard"] is not False for r in rows)
     return Row(method, "measured", cells, n=len(clips), standard=standard, files=files,

@@ -10,8 +10,8 @@ import re
 from pathlib import Path
 
 from ..manifests.io import atomic_write_bytes, atomic_write_text
-from .metric_info import arrow, label
-from .publish import UNRANKED_METHODS, Board, Cell, Leaderboard, Row
+from ..metrics.spec import arrow, label
+from .model import UNRANKED_METHODS, Board, Cell, Leaderboard, Row
 from .reported import UNVERIFIED
 
 NON_STANDARD = "†"

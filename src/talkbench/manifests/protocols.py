@@ -2,8 +2,12 @@
 
 A result row always carries ``protocol_id``. Two rows are comparable only when their protocol ids are equal and
 both are standard (every feature network's file is the official one, checked by SHA-256).
-The registry of protocols lives here (manifests stands below every stage); the weights entries' hashes are
-checked against ``talkbench.weights`` by the tests.
+The registry of protocols lives here (manifests stands below every stage). A protocol holds its metric names and
+weights entries as data, because manifests cannot import the metrics layer above it; the Evaluator refuses a name
+that is not in ``talkbench.metrics.spec.METRICS``, and the tests check every registered protocol against that
+registry and the weights entries' hashes against the weights registry. Frame reading is part of the protocol
+(``resize``, ``colour``; see ``talkbench.manifests.frames.read_video``), and so part of its ``digest``, which every
+result row carries.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ class EvalProtocol:
     size: int = 256  # frames are decoded to size×size RGB uint8
     crop: str = "none"  # clips are already square face crops (curation), no extra crop
     alignment: str = "none"  # no face alignment; CSIM aligns internally to the ArcFace template
+    resize: str = "pil-bicubic"  # kernel for frames of another size (talkbench.manifests.frames.RESIZE_KERNELS)
+    colour: str = "rgb24"  # how frames become RGB uint8 (talkbench.manifests.frames.COLOURS)
     audio_rate: int = 16000
     metrics: tuple[str, ...] = ()
     feature_nets: tuple[tuple[str, FeatureNet], ...] = ()  # (metric, network) pairs, a tuple to stay hashable
@@ -63,12 +69,14 @@ def get_protocol(protocol_id: str) -> EvalProtocol:
     return PROTOCOLS[protocol_id]
 
 
-# ----------------------------------------------------------------------------- registered protocols (metrics owner)
+# ----------------------------------------------------------------------------- registered protocols
+# The metric set is data here (the default set a protocol pins, part of its digest); tests/manifests/test_protocols.py
+# checks it against talkbench.metrics.spec.METRICS. A newly registered metric runs under a protocol by name.
 # Hashes: full SHA-256 where published, the torch.hub filename prefix where only that is published, "" where the
 # upstream publishes none (the result rows then carry the installed file's SHA-256; see talkbench.weights).
 
 TALKBENCH_METRICS = ("psnr", "ssim", "lpips", "fid", "fid_clean", "fvd", "sync_c", "sync_d", "av_offset", "csim",
-                     "hkc", "diversity", "akd", "aed")
+                     "hkc", "diversity", "akd", "aed", "akd_driver")
 
 STANDARD_FEATURE_NETS = (
     ("lpips", FeatureNet("lpips-alex", "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0")),

@@ -166,6 +166,7 @@ REJECTIONS = pa.schema(
 RESULTS = pa.schema(
     [
         pa.field("protocol_id", pa.string(), nullable=False),
+        pa.field("protocol_digest", pa.string(), nullable=False),  # EvalProtocol.digest: two definitions under one id never mix
         pa.field("protocol_standard", pa.bool_()),  # false when a non-official (unverified) weights file was used
         pa.field("method", pa.string(), nullable=False),
         pa.field("task", pa.string()),
@@ -182,12 +183,28 @@ RESULTS = pa.schema(
     ]
 )
 
+# Written by `talkbench extract-motion`: per-clip motion latents, the input of an audio-to-motion model.
+MOTION_LATENTS = pa.schema(
+    [
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("identity_id", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("fps", pa.float64()),
+        pa.field("n_frames", pa.int32()),
+        pa.field("motion", pa.list_(pa.list_(pa.float32()))),  # (T, motion_dim) codes along the direction basis
+        pa.field("identity", pa.list_(pa.float32())),  # (style_dim,) mean identity embedding over the clip's frames
+        pa.field("checkpoint_sha", pa.string()),  # sha256 of the checkpoint file that produced the latents
+        pa.field("checkpoint_step", pa.int64()),
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "sources": SOURCES,
     "videos": VIDEOS,
     "clips": CLIPS,
     "rejections": REJECTIONS,
     "results": RESULTS,
+    "motion_latents": MOTION_LATENTS,
 }
 
 # Rows are sorted by these columns before writing, so reruns give byte-identical files.
@@ -197,6 +214,7 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "clips": ("clip_id",),
     "rejections": ("stage", "item_id", "reason"),
     "results": ("method", "task", "metric", "clip_id"),
+    "motion_latents": ("clip_id",),
 }
 
 

@@ -1,7 +1,7 @@
 """Read what `talkbench metrics compute` scores: a video file, a folder of PNG frames, or a folder of videos.
 
-Every input is decoded to RGB uint8 at the protocol's fps and size (videos through ffmpeg's fps and scale filters,
-PNG frames resized with PIL bicubic when their size differs), so every metric reads the same frames.
+Every input is decoded by the protocol's one frame reader (``talkbench.manifests.frames.read_video``): RGB uint8 at
+the protocol's fps, size, resize kernel and colour handling, the same frames `bench run` scores.
 """
 
 from __future__ import annotations
@@ -39,30 +39,19 @@ def list_clips(path: str | Path) -> dict[str, Path]:
     return {p.stem: p for p in videos}
 
 
-def read_clip(clip_id: str, path: Path, fps: float, size: int, audio_rate: int) -> Clip:
-    from ..media import probe_json, read_audio, read_frames
+def read_clip(clip_id: str, path: Path, protocol) -> Clip:
+    """One clip at the protocol's fps, size and colour (``talkbench.manifests.frames.read_video``), with its audio:
+    a video's own track, or the first ``*.wav`` beside PNG frames."""
+    from ..manifests.frames import read_video
+    from ..media import read_audio
 
+    video = read_video(path, protocol)
     if path.is_dir():
-        from PIL import Image
-
-        files = sorted(path.glob("*.png"))
-        frames, resized = [], False
-        for f in files:
-            img = Image.open(f).convert("RGB")
-            if img.size != (size, size):
-                img, resized = img.resize((size, size), Image.BICUBIC), True
-            frames.append(np.asarray(img))
         wavs = sorted(path.glob("*.wav"))
-        audio = read_audio(wavs[0], rate=audio_rate) if wavs else None
-        return Clip(clip_id, np.stack(frames), audio, {"frames": "png", "resized": resized})
-    source_fps = None
-    for stream in probe_json(path).get("streams", []):
-        if stream.get("codec_type") == "video" and stream.get("avg_frame_rate", "0/0") != "0/0":
-            num, den = stream["avg_frame_rate"].split("/")
-            source_fps = float(num) / float(den)
-    frames = read_frames(path, fps=fps, size=size)
-    info = {"source_fps": source_fps, "resampled": source_fps is not None and abs(source_fps - fps) > 1e-3}
-    return Clip(clip_id, frames, read_audio(path, rate=audio_rate), info)
+        audio = read_audio(wavs[0], rate=protocol.audio_rate) if wavs else None
+        return Clip(clip_id, video.frames, audio, {"frames": "png", "resized": video.info["resized"]})
+    info = {"source_fps": video.info["source_fps"], "resampled": video.info["resampled"]}
+    return Clip(clip_id, video.frames, read_audio(path, rate=protocol.audio_rate), info)
 
 
 def read_image(path: str | Path) -> np.ndarray:

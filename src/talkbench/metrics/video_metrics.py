@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
+from .spec import METRICS
+
 
 class _VideoMean(Metric):
     is_differentiable = False
@@ -42,7 +44,7 @@ class SyncScores(_VideoMean):
     """Mean Sync-C (LSE-C), Sync-D (LSE-D) and AV offset over videos; ``compute`` returns a dict."""
 
     names = ("sync_c", "sync_d", "av_offset")
-    higher_is_better = None  # Sync-C up, Sync-D down: see HIGHER_IS_BETTER in evaluate
+    higher_is_better = None  # one direction per name: METRICS["sync_c"], METRICS["sync_d"]
 
     def __init__(self, net, face_cropped: bool = False, vshift: int = 15, **kwargs):
         super().__init__(**kwargs)
@@ -56,7 +58,7 @@ class SyncScores(_VideoMean):
 
 
 class CSIM(_VideoMean):
-    higher_is_better = True
+    higher_is_better = METRICS["csim"].higher_is_better
 
     def __init__(self, arcface, detector, **kwargs):
         super().__init__(**kwargs)
@@ -70,7 +72,7 @@ class CSIM(_VideoMean):
 
 
 class AED(_VideoMean):
-    higher_is_better = False
+    higher_is_better = METRICS["aed"].higher_is_better
 
     def __init__(self, arcface, detector, **kwargs):
         super().__init__(**kwargs)
@@ -84,7 +86,7 @@ class AED(_VideoMean):
 
 
 class HKC(_VideoMean):
-    higher_is_better = True
+    higher_is_better = METRICS["hkc"].higher_is_better
 
     def __init__(self, detector: str = "mediapipe-hands", **kwargs):
         super().__init__(**kwargs)
@@ -97,7 +99,7 @@ class HKC(_VideoMean):
 
 
 class Diversity(_VideoMean):
-    higher_is_better = None  # more motion is not better by itself; compare with the ground truth's
+    higher_is_better = METRICS["diversity"].higher_is_better
 
     def update(self, frames: np.ndarray) -> None:
         from ..faces.detect import mesh_landmarks
@@ -107,7 +109,7 @@ class Diversity(_VideoMean):
 
 
 class AKD(_VideoMean):
-    higher_is_better = False
+    higher_is_better = METRICS["akd"].higher_is_better
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
         from ..faces.detect import mesh_landmarks

@@ -52,26 +52,16 @@ def load_train_clips(manifest: str | Path, clip_ids: list[str] | None = None) ->
 
 
 def decode_clip(row: dict, root: Path, size: int) -> np.ndarray:
-    """All frames of a clip as (T, size, size, 3) uint8 RGB, from its PNG frames_dir or its mp4."""
+    """All frames of a clip as (T, size, size, 3) uint8 RGB, from its PNG frames_dir or its mp4, read as the
+    benchmark protocol reads frames (talkbench.manifests.frames)."""
+    from ..manifests.frames import read_video, reading_at
+
     frames_dir = row.get("frames_dir")
     if frames_dir and (root / frames_dir).is_dir():
-        from PIL import Image
-
-        files = sorted((root / frames_dir).glob("*.png"))
-        if not files:
-            raise MediaError(f"{root / frames_dir}: no PNG frames")
-        imgs = []
-        for f in files:
-            im = Image.open(f).convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BICUBIC)
-            imgs.append(np.asarray(im))
-        return np.stack(imgs)
+        return read_video(root / frames_dir, reading_at(size)).frames
     if not row.get("path"):
         raise ManifestError(f"clip {row['clip_id']}: neither path nor frames_dir is set")
-    from .. import media
-
-    frames = media.read_frames(root / row["path"], size=size)
+    frames = read_video(root / row["path"], reading_at(size)).frames
     if len(frames) < 2:
         raise MediaError(f"{root / row['path']}: {len(frames)} frame(s) decoded, need at least 2")
     return frames

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError, MediaError
-from ..manifests import atomic_write_bytes
+from ..manifests.io import read_table, to_table, write_table
 from . import checkpoints
 from .motion import MotionConfig, MotionGenerator
 
@@ -132,25 +132,9 @@ class ReenactModel:
 # Motion-latent extraction (input of the audio-to-motion model)
 # ----------------------------------------------------------------------------------------------------------------
 
-MOTION_LATENTS_TABLE = "motion_latents"
-MOTION_LATENTS_VERSION = "1"
-MOTION_LATENTS = pa.schema([
-    pa.field("clip_id", pa.string(), nullable=False),
-    pa.field("identity_id", pa.string()),
-    pa.field("split", pa.string()),
-    pa.field("fps", pa.float64()),
-    pa.field("n_frames", pa.int32()),
-    pa.field("motion", pa.list_(pa.list_(pa.float32()))),  # (T, motion_dim) codes along the direction basis
-    pa.field("identity", pa.list_(pa.float32())),  # (style_dim,) mean identity embedding over the clip's frames
-    pa.field("checkpoint_sha", pa.string()),  # sha256 of the checkpoint file that produced the latents
-    pa.field("checkpoint_step", pa.int64()),
-])
-
-
 def extract_motion(manifest: str | Path, checkpoint: str | Path, out: str | Path, device: str = "cpu",
                    batch_size: int = 64, split: str | None = None) -> pa.Table:
     """Per-clip motion latents (T × motion_dim) and identity codes for every clip of a manifest, to Parquet."""
-    from ..manifests import read_table
     from .data import decode_clip
 
     model = ReenactModel.from_checkpoint(checkpoint, device=device)
@@ -167,19 +151,9 @@ def extract_motion(manifest: str | Path, checkpoint: str | Path, out: str | Path
             "fps": row.get("fps"), "n_frames": len(frames), "motion": codes["motion"].tolist(),
             "identity": codes["identity"].mean(0).tolist(), "checkpoint_sha": model.meta["checkpoint_sha"],
             "checkpoint_step": model.meta["step"]})
-    table = pa.Table.from_pylist(records, schema=MOTION_LATENTS).replace_schema_metadata(
-        {b"talkbench.table": MOTION_LATENTS_TABLE.encode(), b"talkbench.schema_version": MOTION_LATENTS_VERSION.encode()})
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", write_statistics=False)
-    atomic_write_bytes(out, sink.getvalue().to_pybytes())
-    return table
+    write_table(records, out, "motion_latents")
+    return to_table(records, "motion_latents")
 
 
 def read_motion_latents(path: str | Path) -> pa.Table:
-    from ..errors import ManifestError
-
-    table = pq.read_table(path)
-    meta = table.schema.metadata or {}
-    if meta.get(b"talkbench.table") != MOTION_LATENTS_TABLE.encode():
-        raise ManifestError(f"{path}: not a {MOTION_LATENTS_TABLE} file")
-    return table
+    return read_table(path, "motion_latents")

@@ -275,6 +275,10 @@ class Discriminator(nn.Module):
 # Sizes and FLOPs
 # ----------------------------------------------------------------------------------------------------------------
 
+def describe(cfg: MotionConfig) -> str:
+    return f"{cfg.size} px, style {cfg.style_dim}, motion {cfg.motion_dim}"
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
@@ -299,15 +303,3 @@ def param_table(cfg: MotionConfig) -> list[tuple[str, int]]:
         ("discriminator", count_params(disc)),
     ]
     return rows
-
-
-def conv_flops(module: nn.Module, size: int, inputs: int = 1) -> float:
-    """Forward FLOPs (2·MACs) of one image through a module, measured with torch's FLOP counter on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"):
-        x = torch.zeros(1, 3, size, size)
-        counter = FlopCounterMode(display=False)
-        with counter:
-            module(*([x] * inputs))
-    return float(counter.get_total_flops())

@@ -52,7 +52,7 @@ class LossWeights:
 class TrainConfig:
     manifest: str
     out: str
-    preset: str = "tiny"
+    preset: str = "base"  # the paper's 256 px model; "tiny" (64 px) trains on a CPU
     max_steps: int = 100_000
     batch_size: int = 8  # per rank
     lr: float = 2e-3  # LIA train.py default lr
@@ -296,24 +296,22 @@ def main(cfg: TrainConfig) -> dict:
     return {"step": done, "history": history, "checkpoint": str(ckpt_path), "identities": data.identities}
 
 
-def _cli():  # torchrun entry point: same flags as `talkbench train motion`
+def _cli():  # torchrun entry point: same flags as `talkbench train motion`, defaults from TrainConfig
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="base")
-    p.add_argument("--max-steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--perceptual", default="vgg19", choices=PERCEPTUAL)
-    p.add_argument("--compile", action="store_true")
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--num-workers", type=int, default=4)
-    a = p.parse_args()
-    main(TrainConfig(manifest=a.manifest, out=a.out, preset=a.preset, max_steps=a.max_steps, batch_size=a.batch_size,
-                     device=a.device, perceptual=a.perceptual, compile=a.compile, resume=a.resume,
-                     num_workers=a.num_workers))
+    p.add_argument("--preset")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device")
+    p.add_argument("--perceptual", choices=PERCEPTUAL)
+    p.add_argument("--compile", action="store_true", default=None)
+    p.add_argument("--resume", action="store_true", default=None)
+    p.add_argument("--num-workers", type=int)
+    given = {k: v for k, v in vars(p.parse_args()).items() if v is not None}
+    main(TrainConfig(**given))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Layout of ``logging_dir`` (one folder per stage):
     stage.json             world size and hashes of the input rows and step config; a change restarts the stage
     {rank:05d}.json        per-rank stats: rows in/out, drops by reason, seconds per step
     completions/{rank:05d} written atomically after the rank's output; completed ranks are skipped on rerun
-    output/{rank:05d}.pkl  the rank's output rows and rejections
+    output/{rank:05d}.json the rank's output rows and rejections (JSON: data that cannot run code, validated on read)
 
 Rank ``r`` of ``world_size`` gets ``rows[r::world_size]``. Outputs are merged in rank order and the caller sorts
 them by key before writing a manifest, so the result does not depend on the executor or the number of workers.
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
-from ..manifests.io import atomic_write_bytes, atomic_write_text
+import numpy as np
+
+from ..errors import StepOutputError
+from ..manifests.io import atomic_write_text
 from .step import Step, StepContext
 
 MAX_TASKS = 1024
@@ -38,6 +40,78 @@ class StageResult:
 
 def stable_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rank outputs: JSON, never pickle. A run folder can come from anywhere, and loading a pickle runs code.
+# ----------------------------------------------------------------------------------------------------------------
+
+OUTPUT_FORMAT = "talkbench-step-output/1"
+_ARRAY_TAG = "__ndarray__"
+_REJECTION_KEYS = {"stage", "item_id", "source_id", "reason", "value", "threshold", "detail"}
+
+
+def _plain(value):
+    """A JSON-ready copy of a row value: numpy scalars become Python numbers, arrays a tagged list."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"step output keys must be strings, got {bad[0]!r}")
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        return {_ARRAY_TAG: {"dtype": value.dtype.str, "shape": list(value.shape), "data": value.ravel().tolist()}}
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"step output values must be JSON data or numeric arrays, got {type(value).__name__}")
+
+
+def _from_json(obj: dict):
+    if _ARRAY_TAG not in obj:
+        return obj
+    spec = obj[_ARRAY_TAG]
+    dtype = np.dtype(spec["dtype"])
+    if dtype.kind not in "biuf":
+        raise ValueError(f"array dtype {spec['dtype']!r} is not numeric")
+    return np.asarray(spec["data"], dtype=dtype).reshape(spec["shape"])
+
+
+def write_output(path: Path, rows: list[dict], rejections: list[dict]) -> None:
+    payload = {"format": OUTPUT_FORMAT, "rows": _plain(rows), "rejections": _plain(rejections)}
+    atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
+
+
+def read_output(path: Path) -> tuple[list[dict], list[dict]]:
+    """A rank's (rows, rejections), checked against the format; anything else is refused with one line."""
+    def bad(why: str) -> StepOutputError:
+        return StepOutputError(f"{path}: not a talkbench step output ({why}); delete {path.parent.parent} and rerun")
+
+    try:
+        payload = json.loads(path.read_bytes(), object_hook=_from_json)
+    except FileNotFoundError as exc:
+        raise bad("missing") from exc
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise bad(f"unreadable JSON: {str(exc)[:80]}") from exc
+    if not isinstance(payload, dict) or payload.get("format") != OUTPUT_FORMAT:
+        raise bad(f"expected format {OUTPUT_FORMAT!r}")
+    rows, rejections = payload.get("rows"), payload.get("rejections")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise bad("rows must be a list of objects")
+    if not isinstance(rejections, list) or not all(isinstance(r, dict) and set(r) == _REJECTION_KEYS
+                                                   for r in rejections):
+        raise bad(f"rejections must be objects with the keys {sorted(_REJECTION_KEYS)}")
+    return rows, rejections
+
+
+def refuse_pickles(logging_dir: Path) -> None:
+    """Earlier versions wrote ``output/*.pkl``; such a file is never loaded (it could run code), and the stage stops."""
+    found = sorted((logging_dir / "output").glob("*.pkl")) if (logging_dir / "output").is_dir() else []
+    if found:
+        raise StepOutputError(f"{found[0]}: pickled step outputs are refused (loading one can run code); "
+                              f"delete {logging_dir} and rerun")
 
 
 def _counted(rows: Iterable[dict], ctx: StepContext, clock: list) -> Iterator[dict]:
@@ -63,8 +137,7 @@ def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int
     data: Iterable[dict] = rows
     clocks = []
     for step in steps:
-        ctx = StepContext(step.name, rank, world_size)
-        step.ctx = ctx
+        ctx = step.start_rank(rank, world_size)
         upstream_clock = [0.0]
         data = step.run(_counted(data, ctx, upstream_clock), rank, world_size)
         contexts.append(ctx)
@@ -90,7 +163,7 @@ def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int
         "seconds": round(time.perf_counter() - started, 6),
         "steps": [ctx.to_dict() for ctx in contexts],
     }
-    atomic_write_bytes(logging_dir / "output" / f"{rank:05d}.pkl", pickle.dumps({"rows": out, "rejections": rejections}))
+    write_output(logging_dir / "output" / f"{rank:05d}.json", out, rejections)
     atomic_write_text(logging_dir / f"{rank:05d}.json", json.dumps(stats, indent=1, sort_keys=True))
     atomic_write_text(logging_dir / "completions" / f"{rank:05d}", "done\n")
     return stats
@@ -113,6 +186,7 @@ class Executor:
     def run(self, steps: Sequence[Step], rows: list[dict], logging_dir: str | Path, *, config: dict | None = None,
             description: str = "") -> StageResult:
         logging_dir = Path(logging_dir)
+        refuse_pickles(logging_dir)
         world_size = self.world_size_for(len(rows))
         plan = {
             "world_size": world_size,
@@ -145,9 +219,9 @@ class Executor:
     def merge(self, logging_dir: Path, world_size: int, skipped: int = 0) -> StageResult:
         rows, rejections, per_rank = [], [], []
         for rank in range(world_size):
-            payload = pickle.loads((logging_dir / "output" / f"{rank:05d}.pkl").read_bytes())
-            rows.extend(payload["rows"])
-            rejections.extend(payload["rejections"])
+            rank_rows, rank_rejections = read_output(logging_dir / "output" / f"{rank:05d}.json")
+            rows.extend(rank_rows)
+            rejections.extend(rank_rejections)
             per_rank.append(json.loads((logging_dir / f"{rank:05d}.json").read_text()))
         stats = summarise_stats(per_rank)
         atomic_write_text(logging_dir / "summary.json", json.dumps(stats, indent=1, sort_keys=True))
@@ -233,17 +307,3 @@ class LocalExecutor(Executor):
                     for future in done:
                         future.result()  # re-raises a rank's failure; completed ranks stay marked for the rerun
                         bar.advance()
-
-
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
-
-
-def make_executor(name: str = "local", *, workers: int = 1, tasks: int | None = None, quiet: bool = False,
-                  ray_address: str | None = None) -> Executor:
-    if name == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(workers=workers, tasks=tasks, quiet=quiet, address=ray_address)
-    if name not in EXECUTORS:
-        raise ValueError(f"unknown executor {name!r}; choose from {sorted([*EXECUTORS, 'ray'])}")
-    return EXECUTORS[name](workers=workers, tasks=tasks, quiet=quiet)

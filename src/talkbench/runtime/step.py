@@ -1,8 +1,11 @@
 """Steps and filters: the unit of work an executor runs over a shard of rows.
 
 A step is a picklable object whose ``run(rows, rank, world_size)`` yields rows. It loads heavy models lazily inside
-``run`` and never imports ray or multiprocessing: executors own parallelism. Before each rank, the executor attaches a
-fresh :class:`StepContext` as ``step.ctx``; steps count things and record rejections through it.
+``run`` and never imports ray or multiprocessing: executors own parallelism. A step counts things and records
+rejections through its own ``count`` and ``reject`` (the datatrove way); they write into ``step.ctx``, a
+:class:`StepContext` that exists from the start (so a step also runs on its own, outside any executor) and that an
+executor replaces with a fresh one before each rank and collects afterwards. The runtime knows nothing about what a
+row describes: a filter names the column that identifies its rows (``id_key``).
 """
 
 from __future__ import annotations
@@ -64,7 +67,28 @@ class Step:
     def name(self) -> str:
         return type(self).__name__
 
-    ctx: StepContext | None = None
+    @property
+    def ctx(self) -> StepContext:
+        """This rank's context; a default one until an executor starts a rank (``start_rank``)."""
+        ctx = self.__dict__.get("_ctx")
+        if ctx is None:
+            ctx = self.__dict__["_ctx"] = StepContext(self.name)
+        return ctx
+
+    @ctx.setter
+    def ctx(self, value: StepContext) -> None:
+        self.__dict__["_ctx"] = value
+
+    def start_rank(self, rank: int, world_size: int) -> StepContext:
+        """Called by the executor before a rank: a fresh context, which the executor collects after the rank."""
+        self.ctx = StepContext(self.name, rank, world_size)
+        return self.ctx
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.ctx.count(key, n)
+
+    def reject(self, item_id: str, reason: str, **kwargs: Any) -> None:
+        self.ctx.reject(item_id, reason, **kwargs)
 
     def run(self, rows: Iterable[dict], rank: int = 0, world_size: int = 1) -> Iterator[dict]:
         yield from rows
@@ -72,36 +96,30 @@ class Step:
     def __getstate__(self):
         # Loaded models and the per-rank context never travel to workers; run() rebuilds what it needs.
         state = dict(self.__dict__)
-        state.pop("ctx", None)
+        state.pop("_ctx", None)
         for key in [k for k in state if k.startswith("_lazy")]:
             state.pop(key)
         return state
 
 
-def row_item_id(row: dict) -> str:
-    for key in ("clip_id", "candidate_id", "item_id", "source_id"):
-        if row.get(key) is not None:
-            return str(row[key])
-    return "?"
-
-
 class Filter(Step):
-    """A step that keeps or drops rows. Override ``filter(row)``.
+    """A step that keeps or drops rows. Override ``filter(row)``; ``id_key`` names the column that identifies a row.
 
     ``filter`` returns ``True`` to keep the row, or ``(False, reason)``, ``(False, reason, value)`` or
     ``(False, reason, value, threshold)`` to drop it. The base class counts kept and dropped rows per reason and
     records every drop for ``rejections.parquet``.
     """
 
+    id_key = "item_id"
+
     def filter(self, row: dict) -> bool | tuple:
         raise NotImplementedError
 
     def run(self, rows, rank=0, world_size=1):
-        ctx = self.ctx or StepContext(self.name)
         for row in rows:
             verdict = self.filter(row)
             if verdict is True:
-                ctx.count("kept")
+                self.count("kept")
                 yield row
                 continue
             if verdict is False or not isinstance(verdict, tuple) or verdict[0] is not False:
@@ -109,4 +127,4 @@ class Filter(Step):
             reason = verdict[1]
             value = verdict[2] if len(verdict) > 2 else None
             threshold = verdict[3] if len(verdict) > 3 else None
-            ctx.reject(row_item_id(row), reason, source_id=row.get("source_id"), value=value, threshold=threshold)
+            self.reject(row[self.id_key], reason, source_id=row.get("source_id"), value=value, threshold=threshold)

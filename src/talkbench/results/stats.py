@@ -1,4 +1,4 @@
-"""Summary statistics shared by `bench run` summaries and leaderboard cells.
+"""Summary statistics shared by `bench run` summaries and leaderboard cells (talkbench.results.summary).
 
 The confidence interval is a seeded percentile bootstrap over clips: resample the per-clip values with replacement
 ``n_boot`` times, take the mean of each resample, and report the 2.5th and 97.5th percentiles. The seed makes the

@@ -1,0 +1,224 @@
+"""The curation stages, in order: the one list that ``build-manifest`` runs and the report reads.
+
+    sources ─(executor)→ acquire ─→ videos.parquet
+            ─(executor)→ scenes → faces → filters → identity
+            ─(in process, global)→ cluster → select
+            ─(executor)→ export ─(in process)→ split ─→ clips.parquet, rejections.parquet, report.html
+
+A :class:`Stage` either runs steps on the executor (``steps``, with ``resume`` naming the configuration its completed
+ranks depend on, under ``DIR/stats/<name>/``) or runs in process over every row at once (``apply``: clustering,
+selection and the split need all rows, and are cheap). Rows are sorted by id between stages so ranks, resume markers
+and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and out.
+
+Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ManifestWriteError
+from ..manifests.io import atomic_write_text, write_table
+from ..runtime import Executor, Step
+from .clip_pipeline import clip_id_for, clip_row, segment_rows
+from .config import PIPELINE_VERSION, CurationConfig
+from .download import OutputWriteError
+
+
+@dataclass
+class Run:
+    """What one build shares with its stages: the folder, the configuration, the executor and every rejection."""
+
+    out_dir: Path
+    config: CurationConfig
+    executor: Executor
+    rejections: list[dict] = field(default_factory=list)
+    outputs: dict[str, list[dict]] = field(default_factory=dict)  # stage name → its output rows
+
+    @cached_property
+    def cfg(self) -> dict:
+        return self.config.to_dict()
+
+    @cached_property
+    def config_hash(self) -> str:
+        return self.config.hash()
+
+    @cached_property
+    def identity_backend(self) -> str:
+        from .identity import resolve_backend
+
+        return resolve_backend(self.config.identity.backend)
+
+    @property
+    def stats(self) -> Path:
+        return self.out_dir / "stats"
+
+
+InProcess = Callable[[Run, list[dict]], tuple[list[dict], list[dict], dict]]  # rows → (rows, rejections, counters)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    steps: Callable[[Run], list[Step]] | None = None  # an executor stage's steps
+    resume: Callable[[Run], dict] | None = None  # the configuration an executor stage's completed ranks depend on
+    apply: InProcess | None = None  # an in-process stage
+    prepare: Callable[[Run, list[dict]], list[dict]] | None = None  # the previous stage's rows → this stage's input
+    finish: Callable[[Run, list[dict]], list[dict]] | None = None  # output rows → the rows the next stage gets
+    funnel: tuple[str | None, str | None] = (None, None)  # report labels of the rows in and out (None: not shown)
+    note: Callable[[dict], str] | None = None  # a report sentence from the stage's summary.json
+
+
+def _sorted_by(*keys: str):
+    return lambda run, rows: sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The stages' work (steps are imported when the stage runs, so reading this list stays cheap)
+# ----------------------------------------------------------------------------------------------------------------
+
+def _acquire_steps(run: Run) -> list[Step]:
+    from .acquire import acquire_steps
+
+    return acquire_steps(run.out_dir, run.config)
+
+
+def write_manifest(rows, path: Path, name: str) -> bool:
+    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError."""
+    try:
+        return write_table(rows, path, name)
+    except ManifestWriteError as exc:
+        raise OutputWriteError(str(exc)) from exc
+
+
+def _write_videos(run: Run, videos: list[dict]) -> list[dict]:
+    write_manifest(videos, run.out_dir / "videos.parquet", "videos")
+    return videos
+
+
+def _scene_steps(run: Run) -> list[Step]:
+    from .scenes import SceneStep
+
+    return [SceneStep(run.config)]
+
+
+def _face_steps(run: Run) -> list[Step]:
+    from .faces import FaceStep
+
+    return [FaceStep(run.config)]
+
+
+def _filter_steps(run: Run) -> list[Step]:
+    from .filters import make_filters
+
+    return make_filters(run.config)
+
+
+def _embed_steps(run: Run) -> list[Step]:
+    from .identity import EmbedStep
+
+    return [EmbedStep(run.identity_backend)]
+
+
+def _cluster(run: Run, rows: list[dict]):
+    from .identity import assign_identities, threshold_for
+
+    threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
+    identified = assign_identities(rows, threshold)
+    return identified, [], {"identities": len({r["identity_id"] for r in identified}),
+                            "threshold_x1000": int(round(threshold * 1000))}
+
+
+def _cluster_note(summary: dict) -> str:
+    counters = summary["steps"][0].get("counters", {}) if summary.get("steps") else {}
+    return (f"identity clustering: {counters.get('identities', '?')} identities from {summary['rows_in']} candidates, "
+            f"average linkage cut at cosine distance {counters.get('threshold_x1000', 0) / 1000:.3f}")
+
+
+def _select(run: Run, rows: list[dict]):
+    from .select import select_clips
+
+    selected, rejections = select_clips(rows, run.config.select)
+    return selected, rejections, {"identities": len({r["identity_id"] for r in selected})}
+
+
+def _with_clip_ids(run: Run, rows: list[dict]) -> list[dict]:
+    for row in rows:
+        row["clip_id"] = clip_id_for(row, run.config_hash)
+    return sorted(rows, key=lambda r: r["clip_id"])
+
+
+def _export_steps(run: Run) -> list[Step]:
+    from .export import ExportStep
+
+    return [ExportStep(run.config.export, run.config.acquire.audio_rate)]
+
+
+def _split(run: Run, rows: list[dict]):
+    from .split import assign_split
+
+    return assign_split(rows, run.config.split), [], {}
+
+
+def _write_clips(run: Run, rows: list[dict]) -> list[dict]:
+    clips = sorted((clip_row(r, run.config_hash) for r in rows), key=lambda r: r["clip_id"])
+    write_manifest(clips, run.out_dir / "clips.parquet", "clips")
+    return clips
+
+
+STAGES: list[Stage] = [
+    Stage("acquire", steps=_acquire_steps, finish=_write_videos,
+          resume=lambda run: {"acquire": run.config.hash("acquire"), "pipeline_version": PIPELINE_VERSION}),
+    Stage("scenes", steps=_scene_steps, prepare=lambda run, videos: segment_rows(videos, run.out_dir),
+          resume=lambda run: {"scenes": run.cfg["scenes"], "min_duration": run.cfg["filters"]["min_duration"]},
+          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots")),
+    Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
+          finish=_sorted_by("candidate_id"), funnel=(None, "tracks")),
+    Stage("filters", steps=_filter_steps, resume=lambda run: {"filters": run.cfg["filters"]},
+          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters")),
+    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
+          resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend}),
+    Stage("cluster", apply=_cluster, note=_cluster_note),
+    Stage("select", apply=_select, finish=_with_clip_ids, funnel=(None, "selected")),
+    Stage("export", steps=_export_steps, finish=_sorted_by("clip_id"),
+          resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash}),
+    Stage("split", apply=_split, finish=_write_clips),
+]
+
+
+def stage_names() -> list[str]:
+    return [stage.name for stage in STAGES]
+
+
+def write_summary(stats_dir: Path, name: str, rows_in: int, rows_out: int, dropped: dict, counters: dict) -> dict:
+    """Stats of an in-process stage in the executor's summary.json format, for the report's funnel."""
+    summary = {"ranks": 0, "rows_in": rows_in, "rows_out": rows_out,
+               "steps": [{"name": name, "rows_in": rows_in, "rows_out": rows_out, "seconds": 0.0,
+                          "dropped": dict(sorted(dropped.items())), "counters": dict(sorted(counters.items()))}]}
+    atomic_write_text(stats_dir / name / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+    return summary
+
+
+def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
+    """Run one stage on the previous stage's rows; its rejections join ``run.rejections``."""
+    if stage.prepare is not None:
+        rows = stage.prepare(run, rows)
+    if stage.steps is not None:
+        result = run.executor.run(stage.steps(run), rows, run.stats / stage.name,
+                                  config=stage.resume(run) if stage.resume else None, description=stage.name)
+        out, rejections = result.rows, result.rejections
+    else:
+        out, rejections, counters = stage.apply(run, rows)
+        dropped: dict[str, int] = {}
+        for r in rejections:
+            dropped[r["reason"]] = dropped.get(r["reason"], 0) + 1
+        write_summary(run.stats, stage.name, len(rows), len(out), dropped, counters)
+    run.rejections += rejections
+    if stage.finish is not None:
+        out = stage.finish(run, out)
+    run.outputs[stage.name] = out
+    return out

@@ -277,6 +277,11 @@ class Audio2Motion(nn.Module):
 # Sizes
 # ----------------------------------------------------------------------------------------------------------------
 
+def describe(cfg: Audio2MotionConfig) -> str:
+    return (f"{cfg.front_end}, variance {cfg.variance}, decoder {cfg.decoder_blocks} × d {cfg.decoder_dim}, "
+            f"stage-1 preset {cfg.motion_preset}, output {cfg.output}")
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

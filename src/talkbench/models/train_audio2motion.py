@@ -36,7 +36,7 @@ class TrainConfig:
     manifest: str
     motion_checkpoint: str
     out: str
-    preset: str = "tiny"
+    preset: str = "paper"
     latents: str | None = None  # default: motion_latents.parquet beside the manifest
     targets: str | None = None  # default: motion_targets.parquet beside the manifest
     max_steps: int = 100_000

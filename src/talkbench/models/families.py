@@ -49,6 +49,8 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "motion": Family("motion", "motion encoder + warping renderer (AniTalker stage 1 on LIA)",
                      model="talkbench.models.motion", trainer="talkbench.models.train_motion"),
+    "audio2motion": Family("audio2motion", "speech → motion diffusion (AniTalker stage 2)",
+                           model="talkbench.models.audio2motion", trainer="talkbench.models.train_audio2motion"),
 }
 
 

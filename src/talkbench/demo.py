@@ -2,7 +2,10 @@
 
 Real portrait photos (scikit-image's astronaut; two people of insightface's ``t1.jpg`` group photo, upscaled so the
 face box is about 300 px) are animated with a known head motion (translation, scale and a small in-plane rotation
-about the face centre, applied with ``cv2.warpAffine``) and get espeak-ng speech muxed in. Beside them: videos built to
+about the face centre, applied with ``cv2.warpAffine``) and get espeak-ng speech muxed in. They talk: the lower face
+is warped by a smooth displacement field (a jaw drop below the mouth line, ``cv2.remap``) whose size follows the
+speech envelope frame by frame, so the curated demo has an audio→motion relationship; the envelope and the applied
+opening of every talking video are stored beside it (``<video>.npz``). Beside them: videos built to
 fail one rule each (a small face, a face rolled past 60°, two equal faces, no audio, a shot shorter than the minimum
 inside a hard-cut video), Debian's Megamind.avi and a street scene with no usable face (vtest.avi).
 
@@ -32,6 +35,7 @@ FPS = 25.0
 WIDTH, HEIGHT = 960, 720  # 4:3 keeps the neighbours of the t1 faces out of frame
 AUDIO_RATE = 16000
 FACE_SIZE = 300.0  # target detector box side (px) of a passing face
+SPEECH_OFFSETS = {"sway": 0.0, "zoom": 3.0}  # where in its person's 8 s of speech each talking clip starts (s)
 ROLLED_FACE_SIZE = 360.0
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
@@ -44,6 +48,8 @@ class Portrait:
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in the photo
     voice: str
     text: str
+    mouth: tuple[float, float] = (0.0, 0.0)  # inner-lip midpoint in the photo (Face Mesh 13/14, measured)
+    chin: float = 0.0  # chin y in the photo (Face Mesh 152, measured)
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -56,11 +62,13 @@ class Portrait:
 
 PORTRAITS = {
     "astronaut": Portrait("astronaut", (173.5, 67.5, 278.0, 172.0), "en-us+f3",
-                          "Hello. This is a short demonstration of talking head curation with a real portrait photo."),
+                          "Hello. This is a short demonstration of talking head curation with a real portrait photo.",
+                          (222.9, 146.2), 175.7),
     "person_b": Portrait("person_b", (457.0, 294.0, 573.0, 409.0), "en+m3",
-                         "Every clip keeps the natural head motion inside one fixed square crop."),
+                         "Every clip keeps the natural head motion inside one fixed square crop.", (505.0, 383.4), 410.5),
     "person_c": Portrait("person_c", (729.0, 365.0, 836.0, 472.0), "en-gb+m5",
-                         "Faces smaller than two hundred fifty six pixels are rejected before export."),
+                         "Faces smaller than two hundred fifty six pixels are rejected before export.", (780.7, 446.7),
+                         476.4),
 }
 
 
@@ -107,10 +115,58 @@ def motion_at(kind: str, t: float) -> dict:
             "scale": 1.0 + az * math.sin(2 * math.pi * t / 2.5), "rotation": ar * math.sin(2 * math.pi * t / 2.2)}
 
 
+# ----------------------------------------------------------------------------------------------- talking
+
+JAW_DROP = 0.07  # jaw drop at full envelope, fraction of the face box side (measured: lip gap +0.03…0.09 inter-ocular)
+LIP_BAND = 0.03  # half-height of the band around the lip line that stretches open, fraction of the face box
+
+
+def speech_envelope(audio: np.ndarray, fps: float = FPS, rate: int = AUDIO_RATE) -> np.ndarray:
+    """(T,) loudness per video frame in [0, 1]: the RMS of the frame's samples over the 95th percentile of the
+    utterance's frames, clipped. One home for the envelope the demo mouths follow and the tests measure against."""
+    hop = int(round(rate / fps))
+    n = len(audio) // hop
+    rms = np.sqrt((np.asarray(audio[: n * hop], np.float64).reshape(n, hop) ** 2).mean(1))
+    ref = np.percentile(rms, 95) if n else 1.0
+    return np.clip(rms / max(ref, 1e-8), 0.0, 1.0).astype(np.float32)
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3 - 2 * x)
+
+
+def open_mouth(photo: np.ndarray, portrait: Portrait, opening: float) -> np.ndarray:
+    """The photo with the jaw dropped by ``opening`` (0..1 of ``JAW_DROP``): a smooth vertical displacement field below
+    the mouth line (``cv2.remap`` of a region around the lower face; nothing is pasted). In the output, a band around
+    the lip line stretches by the drop (its slope stays < 1, so the map never folds), the chin moves down by the drop,
+    and the displacement fades out below the chin and sideways (Gaussian over the jaw width)."""
+    import cv2
+
+    if opening <= 0:
+        return photo
+    s = portrait.size
+    mx, my = portrait.mouth
+    drop, band = JAW_DROP * s * float(opening), LIP_BAND * s
+    x0, x1 = int(max(0, mx - 0.8 * s)), int(min(photo.shape[1], mx + 0.8 * s))
+    y0, y1 = int(max(0, my - 0.2 * s)), int(min(photo.shape[0], portrait.chin + 0.45 * s))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    top, height = my - band, 2 * band + 1.6 * drop  # max slope 1.5·drop/height < 1
+    fade = 1.0 - _smoothstep((ys - portrait.chin) / (0.3 * s))  # 1 down to the chin, 0 at 0.3 s below it
+    disp = drop * _smoothstep((ys - top) / height) * fade * np.exp(-(((xs - mx) / (0.3 * s)) ** 2))
+    out = photo.copy()
+    out[y0:y1, x0:x1] = cv2.remap(photo, xs, ys - disp, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return out
+
+
 def render_frame(photo: np.ndarray, portrait: Portrait, motion: dict, face_size: float, size: tuple[int, int],
                  centre: tuple[float, float] | None = None) -> np.ndarray:
-    """One frame: the photo scaled so the face box is ``face_size``, rotated about the face, face at ``centre``."""
+    """One frame: the photo scaled so the face box is ``face_size``, rotated about the face, face at ``centre``;
+    with ``motion["opening"]`` (0..1) the jaw is dropped first (:func:`open_mouth`)."""
     import cv2
+
+    if motion.get("opening"):
+        photo = open_mouth(photo, portrait, motion["opening"])
 
     w, h = size
     cx, cy = centre or (w / 2, h / 2)
@@ -121,14 +177,20 @@ def render_frame(photo: np.ndarray, portrait: Portrait, motion: dict, face_size:
 
 
 def render_portrait(name: str, kind: str, seconds: float, face_size: float = FACE_SIZE,
-                    size: tuple[int, int] = (WIDTH, HEIGHT), t0: float = 0.0) -> tuple[np.ndarray, list[dict]]:
-    """(T, H, W, 3) frames of one animated portrait, and the motion applied to each frame."""
+                    size: tuple[int, int] = (WIDTH, HEIGHT), t0: float = 0.0,
+                    opening: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+    """(T, H, W, 3) frames of one animated portrait, and the motion applied to each frame; ``opening`` (T,) in
+    [0, 1] makes it talk (the speech envelope, :func:`speech_envelope`)."""
     photo = load_photo(name)
     if photo is None:
         raise MissingDependencyError(f"portrait {name!r} needs insightface's t1.jpg; install it with: "
                                      "pip install --no-deps insightface")
     n = int(round(seconds * FPS))
     motions = [motion_at(kind, t0 + i / FPS) for i in range(n)]
+    if opening is not None:
+        if len(opening) < n:
+            raise ValueError(f"opening has {len(opening)} values for {n} frames")
+        motions = [{**m, "opening": round(float(o), 4)} for m, o in zip(motions, opening)]
     frames = np.stack([render_frame(photo, PORTRAITS[name], m, face_size, size) for m in motions])
     return frames, motions
 
@@ -206,22 +268,38 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
     have_t1 = t1_path() is not None
     plan = _plan(have_t1)
     motion_log: dict[str, object] = {}
-    voice = {name: speech(p.text, p.voice, 8.0) for name, p in PORTRAITS.items() if have_t1 or name == "astronaut"}
+    voice_secs = max(8.0, seconds + max(SPEECH_OFFSETS.values()) + 1.0)
+    voice = {name: speech(p.text, p.voice, voice_secs) for name, p in PORTRAITS.items() if have_t1 or name == "astronaut"}
 
-    def audio(name: str, secs: float) -> np.ndarray:
-        return voice[name][: int(round(secs * AUDIO_RATE))]
+    def audio(name: str, secs: float, t0: float = 0.0) -> np.ndarray:
+        start = int(round(t0 * AUDIO_RATE))
+        return voice[name][start: start + int(round(secs * AUDIO_RATE))]
+
+    def talking(name: str, kind: str, secs: float, face_size: float = FACE_SIZE, t0: float = 0.0,
+                speech_t0: float = 0.0) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
+        sound = audio(name, secs, speech_t0)
+        env = speech_envelope(sound)
+        frames, motions = render_portrait(name, kind, secs, face_size, t0=t0, opening=env)
+        return frames, motions, sound, env
+
+    def save_envelope(path: Path, env: np.ndarray) -> None:
+        np.savez(path.with_suffix(".npz"), envelope=env, opening=env, jaw_drop=np.float32(JAW_DROP),
+                 fps=np.float32(FPS))
 
     for item in plan:
         path = out / item.file
         stem = item.file.rsplit(".", 1)[0]
         if item.expect == "keep" and item.identity:
             kind = stem.rsplit("_", 1)[1]
-            frames, motions = render_portrait(item.identity, kind, seconds)
-            write_video(path, frames, FPS, audio=audio(item.identity, seconds))
+            # the two clips of a person speak different parts of the utterance, so the train split hears more speech
+            frames, motions, sound, env = talking(item.identity, kind, seconds, speech_t0=SPEECH_OFFSETS[kind])
+            write_video(path, frames, FPS, audio=sound)
+            save_envelope(path, env)
             motion_log[item.file] = {"portrait": item.identity, "face_size": FACE_SIZE, "motion": motions}
         elif item.file == "small_face.mp4":
-            frames, motions = render_portrait("astronaut", "sway", seconds, face_size=150.0)
-            write_video(path, frames, FPS, audio=audio("astronaut", seconds))
+            frames, motions, sound, env = talking("astronaut", "sway", seconds, face_size=150.0)
+            write_video(path, frames, FPS, audio=sound)
+            save_envelope(path, env)
             motion_log[item.file] = {"portrait": "astronaut", "face_size": 150.0, "motion": motions}
         elif item.file == "rolled.mp4":
             # A larger face: the detector box of a face rolled by 45° or more is smaller than the upright one.
@@ -230,13 +308,18 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
             motion_log[item.file] = {"portrait": "astronaut", "face_size": ROLLED_FACE_SIZE, "motion": motions}
         elif item.file == "hard_cut.mp4":
             second, third = ("person_b", "person_c") if have_t1 else ("astronaut", "astronaut")
-            parts = [render_portrait("astronaut", "sway", 2.8)[0],
-                     render_portrait(second, "nod", 2.6, t0=1.0)[0],
-                     render_portrait(third, "zoom", 0.6)[0]]
+            lengths = (2.8, 2.6, 0.6)
+            sound = audio("astronaut", sum(lengths))
+            env = speech_envelope(sound)
+            cut = np.cumsum([0] + [int(round(x * FPS)) for x in lengths])
+            parts = [render_portrait(name, kind, secs, t0=t0, opening=env[a:b])[0]
+                     for (name, kind, secs, t0), a, b in zip((("astronaut", "sway", 2.8, 0.0), (second, "nod", 2.6, 1.0),
+                                                              (third, "zoom", 0.6, 0.0)), cut[:-1], cut[1:])]
             if not have_t1:  # one identity only: make the cuts visible with a mirrored, zoomed copy
                 parts[1] = parts[1][:, :, ::-1].copy()
             frames = np.concatenate(parts)
-            write_video(path, frames, FPS, audio=audio("astronaut", len(frames) / FPS))
+            write_video(path, frames, FPS, audio=sound)
+            save_envelope(path, env)
             motion_log[item.file] = {"cuts": [len(parts[0]), len(parts[0]) + len(parts[1])],
                                      "shots": ["astronaut", second, third]}
         elif item.file == "megamind.avi":

@@ -205,18 +205,45 @@ class Folder(Method):
 _MODELS: dict[tuple, object] = {}  # per process: (checkpoint, mtime, device) -> ReenactModel
 
 
+def checkpoint_family(checkpoint: str | Path | None, needs: str = "--checkpoint PATH") -> str:
+    """The model family a checkpoint was trained as (its ``cfg["family"]``); ConfigError when it is missing."""
+    from ..models import checkpoints
+
+    if not checkpoint:
+        raise ConfigError(f"no checkpoint given: method 'ours' needs {needs}")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist")
+    family = checkpoints.load(path).get("cfg", {}).get("family")
+    if family not in OURS_BY_FAMILY:
+        raise ConfigError(f"unknown checkpoint family {family!r} in {path}; choose from {sorted(OURS_BY_FAMILY)}")
+    return family
+
+
 class Ours(Method):
+    """``ours``: what it does comes from the checkpoint it is given. The checkpoint's family (``cfg["family"]``)
+    picks the implementation in ``OURS_BY_FAMILY``: a stage-1 ``motion`` checkpoint reenacts; an ``audio2motion``
+    checkpoint (with ``--motion-checkpoint``, the stage-1 model it was trained on) speaks the clip's audio."""
+
     name = "ours"
+    tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
+    description = ("the bundled reference model, chosen by its checkpoint: --checkpoint STAGE1.pt (reenactment) | "
+                   "--checkpoint A2M.pt --motion-checkpoint STAGE1.pt (audio-driven)")
+    options = ("checkpoint", "motion_checkpoint", "batch_size", "steps")
+
+    @classmethod
+    def create(cls, arg: str, **options) -> "Method":
+        impl = OURS_BY_FAMILY[checkpoint_family(options.get("checkpoint"))]
+        return impl(**{k: v for k, v in options.items() if k in impl.options or k == "device"})
+
+
+class OursReenact(Ours):
     tasks = ("self-reenact", "cross-reenact", "upper-body")
-    description = "the bundled reference model (motion encoder + warping renderer), needs --checkpoint PATH"
     options = ("checkpoint", "batch_size")
 
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 8):
-        if not checkpoint:
-            raise ConfigError("no checkpoint given: method 'ours' needs --checkpoint PATH")
+        checkpoint_family(checkpoint)
         self.checkpoint = Path(checkpoint)
-        if not self.checkpoint.is_file():
-            raise ConfigError(f"checkpoint {self.checkpoint} does not exist")
         self.device, self.batch_size = device, batch_size
 
     def run_key(self):
@@ -250,6 +277,72 @@ class Ours(Method):
         return Generated(frames, extra)
 
 
+class OursSpeech(Ours):
+    """Portrait (the clip's first frame) + the clip's audio → motion (audio2motion, DDIM) → stage-1 renderer."""
+
+    tasks = ("audio-driven",)
+    options = ("checkpoint", "motion_checkpoint", "batch_size", "steps")
+
+    def __init__(self, checkpoint: str | Path | None = None, motion_checkpoint: str | Path | None = None,
+                 device: str = "cpu", batch_size: int = 8, steps: int = 50):
+        checkpoint_family(checkpoint)
+        if not motion_checkpoint:
+            raise ConfigError("an audio2motion checkpoint needs --motion-checkpoint STAGE1.pt (the stage-1 model it "
+                              "was trained on)")
+        if not Path(motion_checkpoint).is_file():
+            raise ConfigError(f"motion checkpoint {motion_checkpoint} does not exist")
+        from ..models.speech import load_models
+
+        load_models(checkpoint, motion_checkpoint, "cpu")  # refuses a mismatched pair before anything is written
+        self.checkpoint, self.motion_checkpoint = Path(checkpoint), Path(motion_checkpoint)
+        self.device, self.batch_size, self.steps = device, batch_size, int(steps)
+
+    def run_key(self):
+        from ..media import sha256_file
+
+        return {"method": self.name, "checkpoint_sha256": sha256_file(self.checkpoint),
+                "motion_checkpoint_sha256": sha256_file(self.motion_checkpoint), "steps": self.steps}
+
+    def _models(self):
+        key = (str(self.checkpoint.resolve()), self.checkpoint.stat().st_mtime_ns,
+               str(self.motion_checkpoint.resolve()), self.motion_checkpoint.stat().st_mtime_ns, self.device)
+        if key not in _MODELS:
+            from ..models.speech import load_models
+
+            _MODELS[key] = load_models(self.checkpoint, self.motion_checkpoint, self.device)
+        return _MODELS[key]
+
+    def generate(self, inputs):
+        from ..models.audio_features import AUDIO_RATE
+        from ..models.speech import speech_frames
+
+        if inputs.audio is None or not len(inputs.audio):
+            raise OutputError("no_audio", "the clip has no audio to drive the model with")
+        model, renderer, meta = self._models()
+        audio = inputs.audio
+        if inputs.protocol is not None and getattr(inputs.protocol, "audio_rate", AUDIO_RATE) != AUDIO_RATE:
+            raise OutputError("audio_rate", f"the model reads {AUDIO_RATE} Hz audio, the protocol gives "
+                                            f"{inputs.protocol.audio_rate} Hz")
+        frames = np.concatenate(list(speech_frames(model, renderer, inputs.source, audio, steps=self.steps,
+                                                   batch_size=self.batch_size)))
+        n = len(inputs.driver)
+        extra = {"checkpoint": self.checkpoint.name, "motion_checkpoint": self.motion_checkpoint.name,
+                 "steps": self.steps, "speech_frames": int(len(frames))}
+        # the audio gives ⌊samples / 640⌋ frames; the clip's frame count can differ by one at the end
+        if len(frames) < n:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], n - len(frames), 0)])
+        frames = frames[:n]
+        if renderer.size != inputs.size:
+            from ..manifests.frames import resize_frames
+
+            frames = resize_frames(frames, inputs.protocol) if frames.shape[1] != inputs.size else frames
+            extra["resampled"] = {"model_size": renderer.size, "size": [renderer.size, inputs.size]}
+        return Generated(frames, extra)
+
+
+OURS_BY_FAMILY: dict[str, type[Ours]] = {"motion": OursReenact, "audio2motion": OursSpeech}
+
+
 # ----------------------------------------------------------------------------- registries
 # A new method is one class plus one line here: `bench methods`, the --method help and its choices, make_method and
 # the unknown-method error all read METHODS; its options come from METHOD_OPTIONS (one CLI flag each).
@@ -262,7 +355,9 @@ class MethodOption:
 
 
 METHOD_OPTIONS: dict[str, MethodOption] = {
-    "checkpoint": MethodOption(None, "model checkpoint (method 'ours')"),
+    "checkpoint": MethodOption(None, "model checkpoint (method 'ours'; its family picks what ours does)"),
+    "motion_checkpoint": MethodOption(None, "stage-1 checkpoint an audio2motion --checkpoint was trained on"),
+    "steps": MethodOption(50, "DDIM steps (method 'ours' with an audio2motion checkpoint)"),
     "batch_size": MethodOption(8, "frames per model batch (method 'ours')"),
     "length_policy": MethodOption("error", "folder outputs of the wrong length: error (null rows) | trim (recorded)"),
 }

@@ -87,6 +87,9 @@ def run_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="score only the first N clips (by clip_id)"),
     protocol: str = typer.Option("talkbench-v1-256", "--protocol", help="evaluation protocol id"),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help=METHOD_OPTIONS["checkpoint"].help),
+    motion_checkpoint: Optional[Path] = typer.Option(None, "--motion-checkpoint",
+                                                     help=METHOD_OPTIONS["motion_checkpoint"].help),
+    steps: int = typer.Option(METHOD_OPTIONS["steps"].default, "--steps", help=METHOD_OPTIONS["steps"].help),
     executor: str = typer.Option("local", "--executor", help="local | ray"),
     workers: int = typer.Option(1, "--workers", help="parallel workers (processes or ray tasks)"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray cluster address, e.g. auto"),
@@ -105,7 +108,8 @@ def run_cmd(
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
                       protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
-                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet)
+                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet, steps=steps,
+                      motion_checkpoint=str(motion_checkpoint) if motion_checkpoint else None)
     result = run_bench(cfg)
     console.print(summary_table(result.summary))
     missing = result.summary.get("missing_weights") or {}

@@ -18,29 +18,39 @@ def train_audio2motion(
     manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips are never read)"),
     motion_checkpoint: Path = typer.Option(..., help="the stage-1 motion checkpoint the latents were extracted with"),
     out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
-    preset: str = typer.Option("paper", help="paper (AniTalker sizes, MFCC) | paper-hubert | tiny (CPU)"),
+    preset: Optional[str] = typer.Option(None, help="paper (AniTalker sizes, MFCC) | paper-hubert | tiny (CPU) "
+                                                    "[default: TrainConfig.preset, paper]"),
     latents: Optional[Path] = typer.Option(None, help="motion_latents.parquet (default: beside the manifest)"),
     targets: Optional[Path] = typer.Option(None, help="motion_targets.parquet (default: beside the manifest)"),
-    max_steps: int = typer.Option(100_000, help="stop after this many steps (counted across resumes)"),
-    batch_size: int = typer.Option(64, help="windows per step and per GPU"),
-    lr: float = typer.Option(1e-4, help="Adam learning rate (AniTalker: 1e-4)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    max_steps: Optional[int] = typer.Option(None, help="stop after this many steps, counted across resumes "
+                                                       "[default: TrainConfig.max_steps]"),
+    batch_size: Optional[int] = typer.Option(None, help="windows per step and per GPU [default: TrainConfig]"),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate [default: TrainConfig, AniTalker's 1e-4]"),
+    window: Optional[int] = typer.Option(None, help="frames per window [default: the preset's, 125]"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda [default: auto]"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decoder"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt (same architecture required)"),
-    seed: int = typer.Option(0, help="data-order and init seed"),
-    log_every: int = typer.Option(10, help="log scalars every N steps"),
-    ckpt_every: int = typer.Option(1000, help="write OUT/last.pt every N steps (and at the end)"),
+    seed: Optional[int] = typer.Option(None, help="data-order and init seed [default: 0]"),
+    log_every: Optional[int] = typer.Option(None, help="log scalars every N steps [default: TrainConfig]"),
+    ckpt_every: Optional[int] = typer.Option(None, help="write OUT/last.pt every N steps and at the end "
+                                                        "[default: TrainConfig]"),
+    quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
 ) -> None:
     """Train the speech → motion diffusion (AniTalker stage 2). Under torchrun, use
     `python -m talkbench.models.train_audio2motion` with the same flags."""
     from ..models.audio2motion import get_config
     from ..models.train_audio2motion import TrainConfig, main
 
+    if preset is None:
+        preset = TrainConfig.__dataclass_fields__["preset"].default
     get_config(preset)  # fail on a bad preset before reading any data
+    # defaults live once, in TrainConfig: only the options given on the command line are passed
+    given = {"max_steps": max_steps, "batch_size": batch_size, "lr": lr, "window": window, "device": device,
+             "seed": seed, "log_every": log_every, "ckpt_every": ckpt_every}
     cfg = TrainConfig(manifest=str(manifest), motion_checkpoint=str(motion_checkpoint), out=str(out), preset=preset,
                       latents=str(latents) if latents else None, targets=str(targets) if targets else None,
-                      max_steps=max_steps, batch_size=batch_size, lr=lr, device=device, compile=compile,
-                      resume=resume, seed=seed, log_every=log_every, ckpt_every=ckpt_every)
+                      compile=compile, resume=resume, progress=not quiet,
+                      **{k: v for k, v in given.items() if v is not None})
     result = main(cfg)
     last = result["history"][-1] if result["history"] else {}
     summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("eps", "location", "scale", "pose") if k in last)

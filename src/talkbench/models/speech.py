@@ -143,22 +143,13 @@ def speech_motion(model: Audio2Motion, audio: np.ndarray, hint: torch.Tensor, id
                           seed=seed, mode=mode)
 
 
-def generate_speech(source: str | Path, audio: str | Path, checkpoint: str | Path, motion_checkpoint: str | Path,
-                    out: str | Path, *, pose: tuple[float, float, float] | None = None,
-                    pose_track: str | Path | None = None, location: float | None = None, scale: float | None = None,
-                    steps: int = 50, guidance: float = 1.0, seed: int = 0, device: str = "cpu",
-                    mode: str = "windowed", batch_size: int = 16) -> dict:
-    """Write OUT (mp4, 25 fps, the speech muxed) and return a record of the run."""
-    from .. import media
+def speech_frames(model: Audio2Motion, renderer, portrait: np.ndarray, speech: np.ndarray, given: dict | None = None,
+                  control=(), steps: int = 50, guidance: float = 1.0, seed: int = 0, mode: str = "windowed",
+                  batch_size: int = 16):
+    """Frames (uint8 batches at the portrait's size) of ``portrait`` speaking 16 kHz ``speech``: the portrait's own
+    motion code hints the first window, the generated motion drives the stage-1 renderer. The motion is sampled
+    before the first batch is yielded; rendering is streamed, so memory does not grow with the length."""
     from .inference import frames_to_tensor, tensor_to_frames
-
-    if not 1 <= steps <= 1000:
-        raise ConfigError(f"steps must be in [1, 1000], got {steps}")
-    model, renderer, meta = load_models(checkpoint, motion_checkpoint, device)
-    speech, record = load_speech(audio, model.cfg.window)
-    portrait = load_portrait(source)
-    n = len(speech) // (AUDIO_RATE // VIDEO_FPS)
-    given, control = control_values(n, pose, pose_track, location, scale)
 
     gen = renderer.gen
     with torch.inference_mode(), renderer._autocast():
@@ -175,6 +166,26 @@ def generate_speech(source: str | Path, audio: str | Path, checkpoint: str | Pat
                     img = gen.render(src.w.expand(len(alpha), -1), alpha, feats)
                 yield tensor_to_frames(img, portrait.shape[:2])
 
-    media.write_video(out, frames(), fps=VIDEO_FPS, audio=speech, audio_rate=AUDIO_RATE)
-    return {**record, **meta, "frames": int(len(motion)), "steps": steps, "guidance": guidance, "seed": seed,
+    return frames()
+
+
+def generate_speech(source: str | Path, audio: str | Path, checkpoint: str | Path, motion_checkpoint: str | Path,
+                    out: str | Path, *, pose: tuple[float, float, float] | None = None,
+                    pose_track: str | Path | None = None, location: float | None = None, scale: float | None = None,
+                    steps: int = 50, guidance: float = 1.0, seed: int = 0, device: str = "cpu",
+                    mode: str = "windowed", batch_size: int = 16) -> dict:
+    """Write OUT (mp4, 25 fps, the speech muxed) and return a record of the run."""
+    from .. import media
+
+    if not 1 <= steps <= 1000:
+        raise ConfigError(f"steps must be in [1, 1000], got {steps}")
+    model, renderer, meta = load_models(checkpoint, motion_checkpoint, device)
+    speech, record = load_speech(audio, model.cfg.window)
+    portrait = load_portrait(source)
+    n = len(speech) // (AUDIO_RATE // VIDEO_FPS)
+    given, control = control_values(n, pose, pose_track, location, scale)
+
+    frames = speech_frames(model, renderer, portrait, speech, given, control, steps, guidance, seed, mode, batch_size)
+    media.write_video(out, frames, fps=VIDEO_FPS, audio=speech, audio_rate=AUDIO_RATE)
+    return {**record, **meta, "frames": n, "steps": steps, "guidance": guidance, "seed": seed,
             "mode": mode, "controlled": sorted(control), "out": str(out)}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -53,6 +54,7 @@ class TrainConfig:
     ckpt_every: int = 1000
     resume: bool = False
     progress: bool = True
+    window: int | None = None  # frames per training/generation window; None = the preset's (125, AniTalker)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,6 +173,8 @@ def main(cfg: TrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed + rank)
     model_cfg = get_config(cfg.preset)
+    if cfg.window is not None:  # an architecture key: stored in the checkpoint's cfg like the others
+        model_cfg = dataclasses.replace(model_cfg, window=cfg.window, overlap=min(model_cfg.overlap, cfg.window // 2))
     amp = cfg.amp and device.type == "cuda"
 
     motion_sha, motion_model_cfg = check_motion_checkpoint(cfg.motion_checkpoint, model_cfg)

@@ -69,8 +69,8 @@ def hubert_folder() -> Path:
     if not (folder / "config.json").is_file():
         raise MissingWeightsError(
             f"weights {HUBERT_ENTRY!r} are not installed (expected a transformers folder with config.json at "
-            f"{folder}); import a local chinese-hubert-large folder with: talkbench weights import PATH --as "
-            f"{HUBERT_ENTRY}")
+            f"{folder}); copy a local chinese-hubert-large transformers folder there: cp -r FOLDER {folder} "
+            f"(the weights registry has no folder entries yet, so `talkbench weights import` does not take it)")
     return folder
 
 

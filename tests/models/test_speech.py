@@ -209,3 +209,27 @@ def test_bad_input_is_refused_before_output(pair, tmp_path, case, pattern):
     code = cli(["generate", "speech", "--source", str(args["source"]), "--audio", str(args["audio"]), "--checkpoint",
                 str(args["checkpoint"]), "--motion-checkpoint", str(args["motion_checkpoint"]), "--out", str(out)])
     assert code == 1 and not out.exists()
+
+
+@pytest.mark.slow
+def test_sixty_second_speech_end_to_end(pair, tmp_path):
+    """A 60-second speech through the whole chain (`generate speech`: features → windowed DDIM → renderer → mp4 with
+    the speech muxed). 2 DDIM steps keep it to seconds; the step count does not change the windowing or the length."""
+    from PIL import Image
+    from skimage import data
+
+    from talkbench import media
+    from talkbench.cli.main import main as cli
+
+    portrait = tmp_path / "astronaut.png"
+    Image.fromarray(data.astronaut()[0:300, 80:380]).resize((160, 160)).save(portrait)
+    one = np.concatenate([espeak(t, "en", tmp_path) for t in TRAIN_TEXTS])
+    audio = np.tile(one, int(np.ceil(60 * 16000 / len(one))))[: 60 * 16000]
+    wav = tmp_path / "minute.wav"
+    media.write_wav(wav, audio)
+    out = tmp_path / "minute.mp4"
+    assert cli(["generate", "speech", "--source", str(portrait), "--audio", str(wav), "--checkpoint",
+                str(pair["ckpt"]), "--motion-checkpoint", str(pair["stage1"]), "--out", str(out), "--steps", "2"]) == 0
+    frames = media.read_frames(out)
+    assert len(frames) == 1500 and frames.shape[1:3] == (160, 160)
+    assert abs(len(media.read_audio(out, 16000)) - len(audio)) < 0.01 * len(audio)

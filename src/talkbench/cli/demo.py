@@ -26,7 +26,7 @@ def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo vide
 
 
 # CPU minutes on 2 cores (measured, see the README): tiny stage 1 at 64 px, tiny stage 2 on 50-frame windows.
-DEMO_TRAIN = {"motion_steps": 150, "a2m_steps": 150, "window": 50, "ddim_steps": 20}
+DEMO_TRAIN = {"motion_steps": 20, "motion_batch": 4, "a2m_steps": 150, "window": 50, "ddim_steps": 20}
 
 
 @app.command("run")
@@ -68,7 +68,8 @@ def run(out_dir: Path = typer.Argument(..., help="Folder for the whole demo: mat
         steps += [
             ("train motion (tiny, CPU)", talkbench,
              ["train", "motion", "--manifest", str(manifest), "--out", str(stage1), "--preset", "tiny",
-              "--max-steps", str(motion_steps), "--perceptual", "none-l1-pyramid", "--num-workers", "0",
+              "--max-steps", str(motion_steps), "--batch-size", str(DEMO_TRAIN["motion_batch"]),
+              "--perceptual", "none-l1-pyramid", "--num-workers", "0",
               "--ckpt-every", str(motion_steps), *resume]),
             ("extract-motion", talkbench,
              ["extract-motion", "--manifest", str(manifest), "--checkpoint", str(stage1 / "last.pt"), "--split",

@@ -98,7 +98,7 @@ def main() -> None:
     print(f"{a.seconds:.0f} s of speech = {n} frames; device {device}; preset {a.preset}")
     print(f"{'stage':48s} {'seconds':>9s} {'frames/s':>10s}")
     for name, sec, fps in rows:
-        verdict = "" if name.startswith("real time") else "faster than real time" if fps > 25 else "slower than real time"
+        verdict = "" if name.startswith("real time") else f"{'faster' if fps > 25 else 'slower'} than real time"
         print(f"{name:48s} {sec:9.3f} {fps:10.1f}  {verdict}")
     if device.type != "cuda":
         print("GPU rows (256 px chain > 25 fps, 10 s of motion < 1 s with DDIM 50, training at batch 64): not "

@@ -117,7 +117,9 @@ def motion_at(kind: str, t: float) -> dict:
 
 # ----------------------------------------------------------------------------------------------- talking
 
-JAW_DROP = 0.07  # jaw drop at full envelope, fraction of the face box side (measured: lip gap +0.03…0.09 inter-ocular)
+# jaw drop at full envelope, as a fraction of the face box side (measured: the lip gap grows by 0.03…0.09 inter-ocular
+# distances; the lip gap of the rendered demo videos correlates 0.75…0.95 with the envelope)
+JAW_DROP = 0.07
 LIP_BAND = 0.03  # half-height of the band around the lip line that stretches open, fraction of the face box
 
 
@@ -269,7 +271,8 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
     plan = _plan(have_t1)
     motion_log: dict[str, object] = {}
     voice_secs = max(8.0, seconds + max(SPEECH_OFFSETS.values()) + 1.0)
-    voice = {name: speech(p.text, p.voice, voice_secs) for name, p in PORTRAITS.items() if have_t1 or name == "astronaut"}
+    voice = {name: speech(p.text, p.voice, voice_secs) for name, p in PORTRAITS.items()
+             if have_t1 or name == "astronaut"}
 
     def audio(name: str, secs: float, t0: float = 0.0) -> np.ndarray:
         start = int(round(t0 * AUDIO_RATE))
@@ -308,13 +311,13 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
             motion_log[item.file] = {"portrait": "astronaut", "face_size": ROLLED_FACE_SIZE, "motion": motions}
         elif item.file == "hard_cut.mp4":
             second, third = ("person_b", "person_c") if have_t1 else ("astronaut", "astronaut")
-            lengths = (2.8, 2.6, 0.6)
+            shots = (("astronaut", "sway", 2.8, 0.0), (second, "nod", 2.6, 1.0), (third, "zoom", 0.6, 0.0))
+            lengths = [shot[2] for shot in shots]
             sound = audio("astronaut", sum(lengths))
             env = speech_envelope(sound)
             cut = np.cumsum([0] + [int(round(x * FPS)) for x in lengths])
             parts = [render_portrait(name, kind, secs, t0=t0, opening=env[a:b])[0]
-                     for (name, kind, secs, t0), a, b in zip((("astronaut", "sway", 2.8, 0.0), (second, "nod", 2.6, 1.0),
-                                                              (third, "zoom", 0.6, 0.0)), cut[:-1], cut[1:])]
+                     for (name, kind, secs, t0), a, b in zip(shots, cut[:-1], cut[1:])]
             if not have_t1:  # one identity only: make the cuts visible with a mirrored, zoomed copy
                 parts[1] = parts[1][:, :, ::-1].copy()
             frames = np.concatenate(parts)

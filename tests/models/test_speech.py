@@ -233,3 +233,40 @@ def test_sixty_second_speech_end_to_end(pair, tmp_path):
     frames = media.read_frames(out)
     assert len(frames) == 1500 and frames.shape[1:3] == (160, 160)
     assert abs(len(media.read_audio(out, 16000)) - len(audio)) < 0.01 * len(audio)
+
+
+def test_bench_ours_is_chosen_by_the_checkpoint_family(pair, tmp_path, capsys):
+    """`bench run --method ours --task audio-driven` with an audio2motion checkpoint speaks the clip's audio from its
+    first frame and is scored with the audio-driven metrics; the same `ours` with a stage-1 checkpoint reenacts, and
+    mismatched inputs are one-line errors before anything is written."""
+    from talkbench import media
+    from talkbench.bench.methods import OursReenact, OursSpeech, make_method
+    from talkbench.bench.tasks import TASKS
+    from talkbench.cli.main import main as cli
+    from talkbench.manifests import read_table, write_table
+
+    audio = espeak(TRAIN_TEXTS[2], "en", tmp_path)
+    n = len(audio) // 640
+    media.write_video(tmp_path / "clips" / "t0.mp4", animated_astronaut(n, 256), fps=25.0, audio=audio)
+    write_table([{"clip_id": "t0", "source_id": "s0", "identity_id": "astronaut", "path": "clips/t0.mp4",
+                  "n_frames": n, "fps": 25.0, "size": 256, "split": "test", "has_audio": True}],
+                tmp_path / "clips.parquet", "clips")
+    assert isinstance(make_method("ours", checkpoint=str(pair["stage1"])), OursReenact)
+    assert isinstance(make_method("ours", checkpoint=str(pair["ckpt"]), motion_checkpoint=str(pair["stage1"])),
+                      OursSpeech)
+    base = ["bench", "run", "--method", "ours", "--manifest", str(tmp_path / "clips.parquet"), "--quiet"]
+    assert cli([*base, "--checkpoint", str(pair["ckpt"]), "--task", "audio-driven", "--out", str(tmp_path / "bad")]) == 1
+    assert "needs --motion-checkpoint STAGE1.pt" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    assert cli([*base, "--checkpoint", str(pair["ckpt"]), "--motion-checkpoint", str(pair["stage1"]), "--task",
+                "self-reenact", "--out", str(tmp_path / "bad")]) == 1
+    assert "does not support task 'self-reenact'" in capsys.readouterr().err
+    out = tmp_path / "ours-audio"
+    assert cli([*base, "--checkpoint", str(pair["ckpt"]), "--motion-checkpoint", str(pair["stage1"]), "--task",
+                "audio-driven", "--steps", "2", "--out", str(out)]) == 0
+    rows = read_table(out / "results.parquet", "results").to_pylist()
+    assert {r["metric"] for r in rows} == set(TASKS["audio-driven"].metrics)
+    assert {"sync_c", "fid", "csim", "diversity", "psnr_vs_gt"} <= {r["metric"] for r in rows}
+    psnr = [r["value"] for r in rows if r["metric"] == "psnr_vs_gt"]
+    assert len(psnr) == 1 and 5 < psnr[0] < 40  # a rendered video of the astronaut, not a copy of the clip
+    assert len(media.read_frames(out / "videos" / "t0.mp4")) == n

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 # Measured on this recipe (CPU, 2 shared cores), see the constants below and the test's printout.
-MOTION_STEPS, A2M_STEPS, WINDOW, DDIM_STEPS = 150, 150, 50, 20
+MOTION_STEPS, MOTION_BATCH, A2M_STEPS, WINDOW, DDIM_STEPS = 20, 4, 150, 50, 20  # the `demo run` recipe
 
 
 def mouth_envelope_corr(frames: np.ndarray, envelope: np.ndarray) -> float:
@@ -43,8 +43,8 @@ def trained(demo_curated, tmp_path_factory):
     stage1, stage2 = root / "motion", root / "a2m"
     lat, tg = root / "motion_latents.parquet", root / "motion_targets.parquet"
     assert main(["train", "motion", "--manifest", str(manifest), "--out", str(stage1), "--preset", "tiny",
-                 "--max-steps", str(MOTION_STEPS), "--perceptual", "none-l1-pyramid", "--num-workers", "0",
-                 "--ckpt-every", str(MOTION_STEPS)]) == 0
+                 "--max-steps", str(MOTION_STEPS), "--batch-size", str(MOTION_BATCH), "--perceptual",
+                 "none-l1-pyramid", "--num-workers", "0", "--ckpt-every", str(MOTION_STEPS)]) == 0
     assert main(["extract-motion", "--manifest", str(manifest), "--checkpoint", str(stage1 / "last.pt"),
                  "--split", "train", "--out", str(lat)]) == 0
     assert main(["extract-targets", "--manifest", str(manifest), "--split", "train", "--out", str(tg)]) == 0

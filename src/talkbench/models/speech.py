@@ -185,7 +185,14 @@ def generate_speech(source: str | Path, audio: str | Path, checkpoint: str | Pat
     n = len(speech) // (AUDIO_RATE // VIDEO_FPS)
     given, control = control_values(n, pose, pose_track, location, scale)
 
-    frames = speech_frames(model, renderer, portrait, speech, given, control, steps, guidance, seed, mode, batch_size)
-    media.write_video(out, frames, fps=VIDEO_FPS, audio=speech, audio_rate=AUDIO_RATE)
-    return {**record, **meta, "frames": n, "steps": steps, "guidance": guidance, "seed": seed,
+    written = []
+
+    def counted():
+        for batch in speech_frames(model, renderer, portrait, speech, given, control, steps, guidance, seed, mode,
+                                   batch_size):
+            written.append(len(batch))
+            yield batch
+
+    media.write_video(out, counted(), fps=VIDEO_FPS, audio=speech, audio_rate=AUDIO_RATE)
+    return {**record, **meta, "frames": sum(written), "steps": steps, "guidance": guidance, "seed": seed,
             "mode": mode, "controlled": sorted(control), "out": str(out)}

@@ -25,7 +25,9 @@ def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo vide
     console.print(f"next: curate build-manifest {sources} --out {Path(out_dir) / 'curated'}")
 
 
-# CPU minutes on 2 cores (measured, see the README): tiny stage 1 at 64 px, tiny stage 2 on 50-frame windows.
+# CPU budget: tiny stage 1 at 64 px (20 steps of batch 4), tiny stage 2 on 50-frame windows (150 steps). Measured on
+# 2 cores shared with ~10 other jobs (load 10-24): stage 1 ≈ 4 min, stage 2 ≈ 6 min, the whole demo run 34 min; an
+# unshared machine should be several times faster (not measured). Too short for stage 1 to render mouth motion.
 DEMO_TRAIN = {"motion_steps": 20, "motion_batch": 4, "a2m_steps": 150, "window": 50, "ddim_steps": 20}
 
 

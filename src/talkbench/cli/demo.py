@@ -32,7 +32,8 @@ DEMO_TRAIN = {"motion_steps": 20, "motion_batch": 4, "a2m_steps": 150, "window":
 
 
 @app.command("run")
-def run(out_dir: Path = typer.Argument(..., help="Folder for the whole demo: material/, curated/, runs/, leaderboards/."),
+def run(ctx: typer.Context,
+        out_dir: Path = typer.Argument(..., help="Folder for the whole demo: material/, curated/, runs/, leaderboards/."),
         workers: int = typer.Option(2, help="Worker processes for curation and scoring."),
         seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds."),
         train: bool = typer.Option(True, "--train/--no-train",
@@ -47,7 +48,12 @@ def run(out_dir: Path = typer.Argument(..., help="Folder for the whole demo: mat
     """
     from ..demo import make_demo
     from . import bench, curate
-    from .main import main as talkbench
+    from ._app import run_app
+
+    root = ctx.find_root().command  # the `talkbench` app this command runs in (importing cli.main would be a cycle)
+
+    def talkbench(argv: list[str]) -> int:
+        return run_app(root, argv, "talkbench")
 
     out_dir = Path(out_dir)
     flags = ["--quiet"] if quiet else []

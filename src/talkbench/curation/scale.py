@@ -107,8 +107,12 @@ def synthetic_candidates(n: int, *, clips_per_video: float = 6.7, clips_per_iden
     candidate_ids = [f"{s}/0/{t}/0" for s, t in zip(source_ids, track)]
     start = rng.uniform(0, 60, n).round(2)
     dur = rng.uniform(2.0, 12.0, n).round(2)
-    return Synthetic(candidate_ids, source_ids, truth, emb, start, start + dur,
-                     rng.uniform(0, 40, n).round(1), rng.uniform(50, 400, n).round(1), n_videos, n_ids)
+    yaw, sharp = rng.uniform(0, 40, n).round(1), rng.uniform(50, 400, n).round(1)
+    # Candidates in candidate_id order, as the pipeline hands them to the identity stage.
+    order = sorted(range(n), key=candidate_ids.__getitem__)
+    o = np.array(order)
+    return Synthetic([candidate_ids[i] for i in order], [source_ids[i] for i in order], truth[o], emb[o], start[o],
+                     (start + dur)[o], yaw[o], sharp[o], n_videos, n_ids)
 
 
 def spread_figures(within: float = WITHIN, between: float = BETWEEN, dim: int = DIM, people: int = 8, views: int = 9,

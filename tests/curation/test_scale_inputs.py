@@ -6,7 +6,7 @@ import time
 
 from talkbench.curation.readers import issues_as_rejections, read_sources
 
-N = 100_000
+N = 30_000  # 1M rows read in ~45 CPU-s (measured 0.83 CPU-s per 20k); 30k keeps the test at a few seconds
 
 
 def _write_list(path, n, bad_every=100):
@@ -30,7 +30,7 @@ def _write_list(path, n, bad_every=100):
     return bad
 
 
-def test_a_hundred_thousand_rows_with_one_percent_malformed(tmp_path):
+def test_thirty_thousand_rows_with_one_percent_malformed(tmp_path):
     path = tmp_path / "big.csv"
     bad = _write_list(path, N)
     t = time.perf_counter()

@@ -17,6 +17,7 @@ exponent of the total time fitted over the sizes run (log time vs log n).
 
     python benchmarks/curation_scale.py                 # 10k and 100k
     python benchmarks/curation_scale.py --sizes 10000 100000 1000000
+    python benchmarks/curation_scale.py --exact-check 20000   # k-NN graph vs exact linkage, same embeddings
 """
 
 from __future__ import annotations
@@ -44,6 +45,38 @@ def _chunks(rows, size=CHUNK):
         yield rows[s:s + size]
 
 
+def _log(stage: str, t0: float) -> None:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"  {stage} done at {time.perf_counter() - t0:.1f} s wall, {cpu.ru_utime + cpu.ru_stime:.1f} s CPU, "
+          f"peak {peak:.2f} GiB", file=sys.stderr, flush=True)
+
+
+def exact_check(n: int, seed: int = 0) -> None:
+    """The k-NN graph path against today's exact pdist linkage on the same synthetic embeddings (n² / 2 distances)."""
+    from talkbench.curation.clustering import ClusterStats, cluster_scalable, pair_scores
+    from talkbench.curation.identity import cluster_embeddings
+    from talkbench.curation.scale import synthetic_candidates
+
+    syn = synthetic_candidates(n, seed=seed)
+    x = syn.embeddings.astype(np.float64)
+    t = time.perf_counter()
+    exact = cluster_embeddings(x, THRESHOLD)
+    te = time.perf_counter() - t
+    stats = ClusterStats()
+    t = time.perf_counter()
+    fast = cluster_scalable(x, THRESHOLD, exact_below=0, stats=stats)
+    tf = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"exact check n={n:,}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, k-NN graph {tf:.1f} s; "
+          f"peak {peak:.2f} GiB")
+    for name, ref in (("exact", exact), ("truth", syn.truth)):
+        p, r, f1 = pair_scores(ref, fast)
+        print(f"  k-NN graph vs {name}: pair P {p:.5f} R {r:.5f} F1 {f1:.5f}")
+    p, r, f1 = pair_scores(syn.truth, exact)
+    print(f"  exact vs truth: pair P {p:.5f} R {r:.5f} F1 {f1:.5f}")
+
+
 def run_one(n: int, seed: int = 0) -> dict:
     from talkbench.curation.clustering import ClusterStats, pair_scores
     from talkbench.curation.config import SelectConfig, SplitConfig
@@ -56,6 +89,7 @@ def run_one(n: int, seed: int = 0) -> dict:
     t0 = time.perf_counter()
     syn = synthetic_candidates(n, seed=seed)
     times["generate"] = time.perf_counter() - t0
+    _log("generate", t0)
 
     t = time.perf_counter()
     stats = ClusterStats()
@@ -63,6 +97,7 @@ def run_one(n: int, seed: int = 0) -> dict:
     times["identity"] = time.perf_counter() - t
     _, pred = np.unique(np.array(ids), return_inverse=True)
     precision, recall, f1 = pair_scores(syn.truth, pred)
+    _log(f"identity ({stats.method}, {stats.edges:,} edges, largest component {stats.largest_component:,})", t0)
 
     t = time.perf_counter()
     rows = [{"candidate_id": c, "source_id": s, "identity_id": i, "identity_score": float(sc), "start_s": float(a),
@@ -72,6 +107,7 @@ def run_one(n: int, seed: int = 0) -> dict:
     selected, rejections = select_clips(rows, SelectConfig())
     del rows
     times["select"] = time.perf_counter() - t
+    _log("select", t0)
 
     t = time.perf_counter()
     split_rows = assign_split(selected, SplitConfig())
@@ -108,8 +144,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size before it is abandoned")
+    ap.add_argument("--exact-check", type=int, metavar="N",
+                    help="only compare the k-NN graph path with exact linkage at N rows (20000 needs ~4 GB)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.exact_check:
+        exact_check(args.exact_check)
+        return
     if args.one:
         print(json.dumps(run_one(args.one)))
         return
@@ -118,14 +159,16 @@ def main() -> None:
         try:
             proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
                                   timeout=args.timeout, check=True)
-        except subprocess.TimeoutExpired:
-            print(f"n={n}: over {args.timeout:.0f} s, abandoned")
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            print(f"n={n}: over {args.timeout:.0f} s, abandoned; progress so far:\n{err.rstrip()}")
             break
         except subprocess.CalledProcessError as exc:
             print(f"n={n}: failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}")
             break
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
+        print(proc.stderr.rstrip())
         print(f"n={n}: {r['total_s']:.1f} s, {r['peak_rss_gib']:.2f} GiB", flush=True)
     if not results:
         return

@@ -184,8 +184,8 @@ def main() -> None:
               f"{r['peak_rss_gib']:.2f} | {r['edges']:,} | {r['largest_component']:,} |")
     if len(results) >= 2:
         n = np.log([r["n"] for r in results])
-        for key in ("total_s", "identity"):
-            y = np.log([r[key] if key == "total_s" else r["seconds"][key] for r in results])
+        for key in ("total_s", "cpu_s", "identity"):
+            y = np.log([r[key] if key in ("total_s", "cpu_s") else r["seconds"][key] for r in results])
             print(f"growth exponent ({key}): {np.polyfit(n, y, 1)[0]:.2f}  (time ∝ n^b, fitted on {len(results)} sizes)")
         y = np.log([r["peak_rss_gib"] for r in results])
         print(f"growth exponent (peak RSS): {np.polyfit(n, y, 1)[0]:.2f}")

@@ -9,8 +9,8 @@ Semantics (exact, and why)
 1. **Threshold graph.** G has an edge (i, j) for every pair whose cosine distance is ≤ t that the neighbour search
    found. Below ``EXACT_BELOW`` candidates G is never built: the whole set goes to scipy exactly as today.
    Above it, G comes from a k-nearest-neighbour search (faiss ``IndexIVFFlat`` on inner product of the unit vectors,
-   searched in chunks; the IVF cell is the blocking key, see 4.), and each found pair's distance is recomputed
-   exactly in float64 before the ≤ t test.
+   searched in chunks; the IVF cell is the blocking key, see 4.); a found pair's float32 distance decides the ≤ t
+   test unless it lies within ``NEAR`` of t, where it is recomputed in float64.
 2. **Components.** Average-linkage distance between clusters A and B is the mean of their pair distances, so if it is
    ≤ t then at least one pair is ≤ t. Every merge below the cut therefore joins two clusters linked by an edge of the
    full threshold graph, so every final cluster lies inside one connected component of that graph, and merges inside
@@ -25,6 +25,11 @@ Semantics (exact, and why)
    is merged first, as in scipy. By the argument of 2., this equals exact average linkage whenever G holds every
    within-threshold pair; and steps 1–2 equal it whenever G's components equal those of the full threshold graph,
    which is much weaker (a k-NN graph of a tight identity is connected long before it holds all its pairs).
+   With k = 32, a person with more than 32 clips has more within-t pairs than G keeps, so exactness above
+   ``EXACT_BELOW`` is this component condition, checked empirically: tests/curation/test_clustering.py (labels
+   identical to the exact method) and ``benchmarks/curation_scale.py --exact-check N``. If the IVF search misses
+   a pair that bridges two exact clusters, they stay apart (a split, never a false merge, for 2.); raise
+   ``nprobe`` for harder data.
 4. **Blocking without losing cross-video merges.** The blocking key is the embedding's IVF cell (a k-means cell of
    the embedding space), never the source video, so a person's clips from different videos fall in the same or
    neighbouring cells; each query scans its ``nprobe`` nearest cells, so pairs across a cell border are still found.
@@ -35,8 +40,8 @@ NaN or zero embeddings (a corrupt crop) are never clustered: ``split_invalid`` r
 ``embedding_nan`` (or ``embedding_zero``), and ``assign_identities`` records or refuses them.
 
 ANN library: faiss-cpu (MIT licence, Meta), pinned in pyproject.toml. Chosen over hnswlib (Apache-2.0; its 0.8.0
-release ships no wheels for recent Pythons, so installs compile C++) and pynndescent (BSD-2; pulls numba/llvmlite,
-and its descent is slower to build at 1M on 2 cores). faiss installs as a wheel next to numpy<2, exposes exact and
+release is a source distribution, so installs compile C++) and pynndescent (BSD-2; pulls numba/llvmlite and
+JIT-compiles on first use). faiss installs as a wheel next to numpy<2, exposes exact and
 IVF inner-product search with the same API, and searches in C++ threads without holding the GIL.
 """
 

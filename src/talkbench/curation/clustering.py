@@ -28,8 +28,8 @@ Semantics (exact, and why)
    With k = 32, a person with more than 32 clips has more within-t pairs than G keeps, so exactness above
    ``EXACT_BELOW`` is this component condition, checked empirically: tests/curation/test_clustering.py (labels
    identical to the exact method) and ``benchmarks/curation_scale.py --exact-check N``. If the IVF search misses
-   a pair that bridges two exact clusters, they stay apart (a split, never a false merge, for 2.); raise
-   ``nprobe`` for harder data.
+   the only pair that bridges two exact clusters, they stay apart (a split; in the test where nprobe 8 was too
+   low, that was the only difference); raise ``nprobe`` for harder data.
 4. **Blocking without losing cross-video merges.** The blocking key is the embedding's IVF cell (a k-means cell of
    the embedding space), never the source video, so a person's clips from different videos fall in the same or
    neighbouring cells; each query scans its ``nprobe`` nearest cells, so pairs across a cell border are still found.

@@ -174,11 +174,15 @@ def knn_threshold_graph(x: np.ndarray, threshold: float, *, k: int = 32, nlist: 
     return a, b
 
 
-def graph_average_linkage(x: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
-    """Average linkage restricted to graph edges (see the module notes, 3.); returns a cluster id per row."""
+def graph_average_linkage(x: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float,
+                          sizes: np.ndarray | None = None) -> np.ndarray:
+    """Average linkage restricted to graph edges (see the module notes, 3.); returns a cluster id per row.
+
+    With ``sizes``, row i of ``x`` is the sum of ``sizes[i]`` unit vectors (a cluster) instead of one vector.
+    """
     n = len(x)
-    sums = {i: x[i].copy() for i in range(n)}
-    size = {i: 1 for i in range(n)}
+    sums = {i: np.asarray(x[i], dtype=np.float64).copy() for i in range(n)}
+    size = {i: (1 if sizes is None else int(sizes[i])) for i in range(n)}
     neigh: dict[int, set[int]] = {i: set() for i in range(n)}
     for i, j in zip(a.tolist(), b.tolist()):
         neigh[i].add(j)
@@ -270,7 +274,46 @@ def cluster_scalable(embeddings, threshold: float, *, exact_below: int = EXACT_B
         _, inv = np.unique(lab, return_inverse=True)
         raw[g] = inv + next_id
         next_id += int(inv.max()) + 1
-    return _first_appearance(raw)
+    return _first_appearance(_merge_close_clusters(x, raw, next_id, threshold, stats))
+
+
+def _merge_close_clusters(x: np.ndarray, raw: np.ndarray, n_clusters: int, threshold: float,
+                          stats: ClusterStats, max_clusters: int = 20000) -> np.ndarray:
+    """Continue average linkage over the clusters found: merge any two whose exact average distance is ≤ t.
+
+    The k-NN graph keeps at most k pairs per point, so two large clusters whose mean distance is within t can end
+    up in different components (their cross pairs were crowded out). Exact average linkage would merge them; this
+    pass finds every such pair from the cluster sums (mean pair distance = 1 − S_A·S_B / (|A||B|)) and merges
+    closest first. Pairs farther than t never become candidates later: merging two clusters that are both > t from
+    C gives one that is > t from C. Skipped (and recorded) above ``max_clusters`` clusters.
+    """
+    from scipy.sparse import csr_matrix
+
+    if n_clusters < 2:
+        return raw
+    if n_clusters > max_clusters:
+        stats.extra["cluster_pass"] = f"skipped: {n_clusters} clusters > {max_clusters}"
+        return raw
+    n = len(x)
+    member = csr_matrix((np.ones(n), (raw, np.arange(n))), shape=(n_clusters, n))
+    sums = np.asarray(member @ x)
+    sizes = np.bincount(raw, minlength=n_clusters)
+    means = sums / sizes[:, None]
+    rows, cols = [], []
+    for start in range(0, n_clusters, 2048):
+        d = 1.0 - means[start:start + 2048] @ means.T
+        i, j = np.nonzero(d <= threshold)
+        i = i + start
+        keep = j > i
+        rows.append(i[keep])
+        cols.append(j[keep])
+    a, b = np.concatenate(rows), np.concatenate(cols)
+    stats.extra["cluster_pass_pairs"] = int(len(a))
+    if not len(a):
+        return raw
+    merged = graph_average_linkage(sums, a, b, threshold, sizes=sizes)
+    _, inv = np.unique(merged, return_inverse=True)
+    return inv[raw]
 
 
 def pair_scores(truth, pred) -> tuple[float, float, float]:

@@ -337,7 +337,7 @@ def pair_scores(truth, pred) -> tuple[float, float, float]:
     return precision, recall, f1
 
 
-def reject_invalid(rows: list[dict], rejections: list | None, stage: str = "identity_cluster") -> list[dict]:
+def reject_invalid(rows: list[dict], rejections: list | None, stage: str = "cluster") -> list[dict]:
     """Rows with a usable embedding; the others become rejection rows (``embedding_nan``/``embedding_zero``).
 
     Without a ``rejections`` list a bad embedding is an error (``MediaError``), never a silent drop.

@@ -128,8 +128,9 @@ def _cluster(run: Run, rows: list[dict]):
     from .identity import assign_identities, threshold_for
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
-    identified = assign_identities(rows, threshold)
-    return identified, [], {"identities": len({r["identity_id"] for r in identified}),
+    rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
+    identified = assign_identities(rows, threshold, rejections)
+    return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
 

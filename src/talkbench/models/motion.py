@@ -224,7 +224,13 @@ class WarpingSynthesis(nn.Module):
             warped, x, flow = to_flow(x, latent, feat, flow)
             rgb = to_rgb(warped) if rgb is None else to_rgb(warped) + upsample2x(rgb)  # (B, 3, r, r)
             flows.append(flow)
-        rgb = rgb + warp(feats[len(self.to_flows)], flow)  # the source image, warped by the finest flow
+        # The source image, warped by the finest flow. It may be larger than the model (inference passes the full-size
+        # source): flow (normalised offsets) and residual are then upsampled to it, so detail is not lost to `size`.
+        image = feats[len(self.to_flows)]
+        if image.shape[-2:] != rgb.shape[-2:]:
+            flow = F.interpolate(flow.float(), size=image.shape[-2:], mode="bilinear", align_corners=True)
+            rgb = F.interpolate(rgb.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        rgb = rgb.to(image.dtype) + warp(image, flow)  # (B, 3, H, W) at the image's size
         return (rgb, flows) if return_flows else rgb
 
 

@@ -185,7 +185,7 @@ class ToFlow(nn.Module):
 
 def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Sample ``img`` (B, C, H, W) at the identity grid plus tanh(flow[:, :2]) (normalised offsets, same H, W)."""
-    b, _, h, w = flow.shape
+    h, w = flow.shape[-2:]
     ys = torch.linspace(-1, 1, h, device=flow.device)
     xs = torch.linspace(-1, 1, w, device=flow.device)
     base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)

@@ -19,7 +19,7 @@ from talkbench.metrics.face import mesh_landmarks
 from talkbench.metrics.motion import akd
 from talkbench.metrics.pixel import psnr_frames
 from talkbench.models.inference import ReenactModel
-from talkbench.models.train_motion import TrainConfig, main
+from talkbench.models.train_motion import LossWeights, TrainConfig, main
 
 SIZE = 256  # the talkbench-v1-256 protocol's frame size
 CROP = 700  # side of the centred square crop of the 960×720 demo frame: the face box (300 px) is ~110 px at 256 px
@@ -27,10 +27,15 @@ SECONDS = 2.0
 TRAIN = [("person_b", "sway"), ("person_b", "zoom"), ("person_c", "sway"), ("person_c", "nod")]
 TEST = [("astronaut", "sway"), ("astronaut", "zoom"), ("astronaut", "nod")]
 
-# Measured (see the table in the stage-1 note): FILLED IN BELOW
-STEPS = 60
-PSNR_MARGIN = 0.0
-AKD_MARGIN = 0.0
+# Measured on the 2-core CPU box (tiny preset, batch 4, seed 0, one thread, pixel-pyramid loss, GAN term off), on
+# the three held-out astronaut clips (PSNR dB ↑ / AKD px ↓; static 18.08 / 4.696):
+#    60 steps: ours 18.08 / 4.794 (lr 2e-3), 18.16 / 4.758 (lr 1e-3): not yet better on AKD;
+#   150 steps: ours 18.40 / 4.590, i.e. +0.31 dB and -0.106 px (lr 5e-3 diverged before 150 steps).
+# The asserted margins are half the measured ones. Before the identity-warp init (random flows, the renderer drawing
+# the image from features) 200 steps on the curated demo gave AKD 7.22 against static's 5.58.
+STEPS = 150
+PSNR_MARGIN = 0.15
+AKD_MARGIN = 0.05
 
 
 def clip(name: str, kind: str) -> np.ndarray:
@@ -68,7 +73,8 @@ def test_trained_renderer_beats_static_on_held_out_identities(tmp_path):
     torch.manual_seed(0)
     result = main(TrainConfig(manifest=str(tmp_path / "clips.parquet"), out=str(tmp_path / "run"), preset="tiny",
                               max_steps=STEPS, batch_size=4, device="cpu", perceptual="none-l1-pyramid",
-                              num_workers=0, log_every=10, image_every=10_000, ckpt_every=10_000))
+                              num_workers=0, log_every=10, image_every=10_000, ckpt_every=10_000,
+                              weights=LossWeights(gan=0.0)))  # measured: the GAN term slows short CPU runs
 
     truths = [clip(name, kind) for name, kind in TEST]  # identities the model never saw
     model = ReenactModel.from_checkpoint(result["checkpoint"])

@@ -72,21 +72,23 @@ _ROSS = dict(photo="t1", face=(457.0, 294.0, 573.0, 409.0), upper_lip=(505.4, 38
              chin=(498.2, 409.9), hand=(650.5, 447.5))
 UPPER_PORTRAITS = {
     # head, shoulders and the raised left hand of the man in the middle of t1.jpg
-    "person_b": UpperPortrait(region=(332, 250, 698, 762), voice="en+m3",
+    "person_b": UpperPortrait(region=(332, 230, 698, 742), voice="en+m3",
                               text="Upper body avatars move the head, the shoulders and the hands while they speak.",
                               **_ROSS),
-    "person_b_alt": UpperPortrait(region=(332, 250, 698, 762), voice="en-us+m5",
+    "person_b_alt": UpperPortrait(region=(332, 230, 698, 742), voice="en-us+m5",
                                   text="Stressed syllables lift the hand, and the jaw follows the loudness of speech.",
                                   **_ROSS),
-    # the same man, a tight head shot: no torso in the frame (the profile rejects it as no_torso)
-    "person_b_head": UpperPortrait(region=(440, 280, 590, 420), voice="en+m3", frame=(600, 560),
-                                   text="Only a face is visible in this shot.", **_ROSS),
+    # the astronaut, a head shot: no torso in the frame (the profile rejects it as no_torso)
+    "astronaut_head": UpperPortrait(photo="astronaut", region=(100, 0, 350, 215), face=(173.5, 67.5, 278.0, 172.0),
+                                    upper_lip=(223.5, 142.7), lower_lip=(223.1, 149.6), chin=(221.3, 175.5),
+                                    hand=None, voice="en-us+f3", frame=(640, 550),
+                                    text="Only a face is visible in this shot."),
     # the same man in a wide, short strip: the 2:3 crop cannot fit (portrait_crop_outside_frame)
     "person_b_wide": UpperPortrait(region=(332, 300, 698, 520), voice="en+m3", frame=(600, 360),
                                    text="A wide and short frame leaves no room for a portrait crop.", **_ROSS),
     # scikit-image's astronaut: head and shoulders, no hands (too_few_hand_frames)
     "astronaut": UpperPortrait(photo="astronaut", region=(73, 0, 439, 512), face=(173.5, 67.5, 278.0, 172.0),
-                               upper_lip=(226.0, 146.0), lower_lip=(226.0, 150.0), chin=(226.0, 172.0), hand=None,
+                               upper_lip=(223.5, 142.7), lower_lip=(223.1, 149.6), chin=(221.3, 175.5), hand=None,
                                voice="en-us+f3", text="My hands are out of the picture, so I am not an upper body clip."),
 }
 
@@ -95,7 +97,7 @@ UPPER_DEMO = {
     "upper_person_b_a.mp4": ("person_b", 0.0, "keep"),
     "upper_person_b_b.mp4": ("person_b_alt", 0.7, "keep"),
     "upper_astronaut.mp4": ("astronaut", 0.0, "too_few_hand_frames"),
-    "upper_head_only.mp4": ("person_b_head", 0.0, "no_torso"),
+    "upper_head_only.mp4": ("astronaut_head", 0.0, "no_torso"),
     "upper_wide.mp4": ("person_b_wide", 0.0, "portrait_crop_outside_frame"),
 }
 

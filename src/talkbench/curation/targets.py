@@ -130,12 +130,15 @@ def fit_expression_basis(meshes: np.ndarray, n_components: int) -> ExpressionBas
     aligned = np.stack([similarity_align(m, ref) for m in meshes]).reshape(len(meshes), -1)
     mean = aligned.mean(0)
     centred = aligned - mean
-    cov = centred.T @ centred / (len(centred) - 1)
-    values, vectors = np.linalg.eigh(cov)
-    order = np.argsort(values)[::-1][:n_components]
-    comps = vectors[:, order].T
+    if len(centred) < centred.shape[1]:  # fewer frames than coordinates: the thin SVD is the cheaper route
+        _, sing, vt = np.linalg.svd(centred, full_matrices=False)
+        values, comps = sing[:n_components] ** 2 / (len(centred) - 1), vt[:n_components]
+    else:
+        values, vectors = np.linalg.eigh(centred.T @ centred / (len(centred) - 1))
+        order = np.argsort(values)[::-1][:n_components]
+        values, comps = values[order], vectors[:, order].T
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
-    return ExpressionBasis(mean.reshape(MESH_POINTS, 3), comps * signs[:, None], values[order], len(meshes))
+    return ExpressionBasis(mean.reshape(MESH_POINTS, 3), comps * signs[:, None], values, len(meshes))
 
 
 # ----------------------------------------------------------------------------------------------- head pose 6-D

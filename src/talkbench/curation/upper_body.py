@@ -263,7 +263,7 @@ def crop_portrait(frame: np.ndarray, x0: int, y0: int, w: int, h: int) -> np.nda
 
 
 def export_portrait(row: dict, out_dir, cfg: UpperBodyConfig, crf: int = 18, audio_rate: int = 16000) -> dict:
-    """Write clips/<clip_id>.mp4 at width×height and clips/<clip_id>_<w/2>x<h/2>.mp4; the clip row's media columns."""
+    """Write clips/<clip_id>.mp4 at width×height and clips/<clip_id>.<w/2>x<h/2>.mp4; the clip row's media columns."""
     import cv2
     from pathlib import Path
 
@@ -291,7 +291,8 @@ def export_portrait(row: dict, out_dir, cfg: UpperBodyConfig, crf: int = 18, aud
         audio = np.concatenate([audio, np.zeros(int(round(dur * audio_rate)) - len(audio), np.float32)])
     media = {}
     for frames, (sw, sh), key in ((big, sizes[0], "path"), (small, sizes[1], "path_small")):
-        rel = Path("clips") / (f"{row['clip_id']}.mp4" if key == "path" else f"{row['clip_id']}_{sw}x{sh}.mp4")
+        # <clip_id>.<w>x<h>.mp4: the stem stays the clip id, so the stale-media sweep keeps it
+        rel = Path("clips") / (f"{row['clip_id']}.mp4" if key == "path" else f"{row['clip_id']}.{sw}x{sh}.mp4")
         write_video(out_dir / rel, np.stack(frames), fps, audio=audio, audio_rate=audio_rate, crf=crf)
         if count_frames(out_dir / rel) != n:
             raise MediaError(f"{out_dir / rel}: expected {n} frames after encoding")

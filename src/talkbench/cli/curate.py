@@ -24,6 +24,12 @@ def _stage_names() -> str:
     return " | ".join(stage.name for stage in STAGES)
 
 
+def _profile_names() -> str:
+    from ..curation.upper_body import PROFILES
+
+    return " | ".join(PROFILES)
+
+
 def _load_config(config_file: Optional[Path], overrides: List[str], profile: str = "default"):
     import yaml
 
@@ -89,7 +95,7 @@ def build_manifest_command(
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="CurationConfig YAML file."),
     profile: str = typer.Option("default", "--profile", help="Named config overrides, applied after --config and "
-                                                             "before --set: default | upper-body."),
+                                                             f"before --set: {_profile_names()}."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     proxy: Optional[str] = typer.Option(None, "--proxy", help="Proxy for downloads, e.g. socks5://host:1080 "
                                                               "(same as --set acquire.proxy=…)."),

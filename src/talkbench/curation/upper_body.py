@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MediaError
-from ..runtime import Filter, Step
-from ..runtime.step import StepContext
+from ..runtime import Step
+from .filters import CandidateFilter
 
 # MediaPipe Pose landmark indices (33-point topology).
 POSE_LEFT_SHOULDER, POSE_RIGHT_SHOULDER = 11, 12  # subject's left / right
@@ -59,7 +59,6 @@ PROFILES: dict[str, dict[str, object]] = {
     "upper-body": {
         "upper_body.enabled": True,
         "filters.min_face_size": 128.0,  # the face fills ~1/4 of a 512×768 upper-body frame
-        "export.size": 512,
     },
 }
 
@@ -187,15 +186,14 @@ class BodyStep(Step):
     def run(self, rows, rank=0, world_size=1):
         for row in rows:
             measured = self.measure_row(row)
-            if self.ctx is not None:
-                self.ctx.count("samples", measured["body_samples"])
+            self.count("samples", measured["body_samples"])
             yield {**row, **measured}
 
 
 # ----------------------------------------------------------------------------------------------- filters
 
 
-class TorsoVisible(Filter):
+class TorsoVisible(CandidateFilter):
     """Both shoulders seen (visibility ≥ ``min_visibility``, inside the frame) on enough samples."""
 
     reason = "no_torso"
@@ -208,7 +206,7 @@ class TorsoVisible(Filter):
         return True if value >= self.min_fraction else (False, self.reason, value, self.min_fraction)
 
 
-class HandsVisible(Filter):
+class HandsVisible(CandidateFilter):
     """At least one hand of the tracked person on enough samples (the per-clip hands fraction)."""
 
     reason = "too_few_hand_frames"
@@ -221,7 +219,7 @@ class HandsVisible(Filter):
         return True if value >= self.min_fraction else (False, self.reason, value, self.min_fraction)
 
 
-class PortraitCropInside(Filter):
+class PortraitCropInside(CandidateFilter):
     """The 2:3 crop may leave the frame by at most ``max_outside`` of its height (that part is padded black):
     a landscape or tight frame that cannot hold head, shoulders and hands is refused, not squeezed."""
 
@@ -315,14 +313,13 @@ class PortraitExportStep(Step):
         return "export"
 
     def run(self, rows, rank=0, world_size=1):
-        ctx = self.ctx or StepContext(self.name)
         for row in rows:
             try:
                 media = export_portrait(row, row["out_dir"], self.cfg, self.crf, self.audio_rate)
             except MediaError as exc:
-                ctx.reject(row["clip_id"], "export_failed", source_id=row.get("source_id"), error=str(exc))
+                self.reject(row["clip_id"], "export_failed", source_id=row.get("source_id"), error=str(exc))
                 continue
-            ctx.count("frames", media["n_frames"])
+            self.count("frames", media["n_frames"])
             yield {**row, **media}
 
 

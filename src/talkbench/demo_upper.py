@@ -89,7 +89,8 @@ UPPER_PORTRAITS = {
     # scikit-image's astronaut: head and shoulders, no hands (too_few_hand_frames)
     "astronaut": UpperPortrait(photo="astronaut", region=(73, 0, 439, 512), face=(173.5, 67.5, 278.0, 172.0),
                                upper_lip=(223.5, 142.7), lower_lip=(223.1, 149.6), chin=(221.3, 175.5), hand=None,
-                               voice="en-us+f3", text="My hands are out of the picture, so I am not an upper body clip."),
+                               voice="en-us+f3",
+                               text="My hands are out of the picture, so I am not an upper body clip."),
 }
 
 # name → (portrait, phase offset in seconds) of the demo videos; "expect" documents what the profile should do.

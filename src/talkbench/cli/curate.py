@@ -24,7 +24,13 @@ def _stage_names() -> str:
     return " | ".join(stage.name for stage in STAGES)
 
 
-def _load_config(config_file: Optional[Path], overrides: List[str]):
+def _profile_names() -> str:
+    from ..curation.upper_body import PROFILES
+
+    return " | ".join(PROFILES)
+
+
+def _load_config(config_file: Optional[Path], overrides: List[str], profile: str = "default"):
     import yaml
 
     from ..curation.config import CurationConfig
@@ -40,6 +46,12 @@ def _load_config(config_file: Optional[Path], overrides: List[str]):
             config = CurationConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_file}: {exc}") from exc
+    from ..curation.upper_body import apply_profile
+
+    try:
+        config = apply_profile(config, profile)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     parsed = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -82,6 +94,8 @@ def build_manifest_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="CurationConfig YAML file."),
+    profile: str = typer.Option("default", "--profile", help="Named config overrides, applied after --config and "
+                                                             f"before --set: {_profile_names()}."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     proxy: Optional[str] = typer.Option(None, "--proxy", help="Proxy for downloads, e.g. socks5://host:1080 "
                                                               "(same as --set acquire.proxy=…)."),
@@ -96,7 +110,7 @@ def build_manifest_command(
     from ..curation.pipeline import build_manifest
     from ..runtime import make_executor
 
-    config = _load_config(config_file, overrides)
+    config = _load_config(config_file, overrides, profile)
     network = {"acquire.proxy": proxy, "acquire.cookies_file": None if cookies_file is None else str(cookies_file)}
     network = {k: v for k, v in network.items() if v is not None}
     if network:

@@ -167,8 +167,7 @@ def test_body_step_only_counts_hands_of_the_tracked_person():
 def built(tmp_path_factory):
     """`curate build-manifest --profile upper-body` then `talkbench extract-targets`, as a user types them."""
     from talkbench.cli import curate
-    from talkbench.cli._app import new_app, run_app
-    from talkbench.cli.targets import register
+    from talkbench.cli.main import main as talkbench_main
     from talkbench.demo_upper import make_upper_demo
 
     root = tmp_path_factory.mktemp("upper-e2e")
@@ -176,13 +175,10 @@ def built(tmp_path_factory):
     code = curate.main(["build-manifest", str(sources), "--out", str(root / "curated"), "--profile", "upper-body",
                         "--set", "filters.min_duration=0.6", "--set", "select.min_clips=1", "--quiet"])
     assert code == 0
-    app = new_app("talkbench, as the integrator wires it: one register(app) line in cli/main.py")
-    app.callback()(lambda: None)  # a group, so the command is typed by name as in `talkbench extract-targets`
-    register(app)
     manifest = root / "curated" / "clips.parquet"
     for out in ("targets", "targets-again"):
-        assert run_app(app, ["extract-targets", "--manifest", str(manifest), "--out", str(root / out),
-                             "--set", "upper_body.expression_components=4", "--quiet"], "talkbench") == 0
+        assert talkbench_main(["extract-targets", "--profile", "upper-body", "--manifest", str(manifest), "--out",
+                               str(root / out), "--set", "upper_body.expression_components=4", "--quiet"]) == 0
     return root
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bench, curate, demo, manifests, metrics, models, plan, speech, weights
+from . import bench, curate, demo, manifests, metrics, models, plan, speech, targets, weights
 from ._app import new_app, run_app
 
 app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.")
 
 # Each module adds its own commands or groups; the curate and bench scripts are also reachable as groups here.
-for module in (manifests, weights, metrics, models, demo, plan):
+for module in (manifests, weights, metrics, models, demo, plan, targets):
     module.register(app)
 speech.register(app, models.train_app, models.generate_app)  # train audio2motion, generate speech
 app.add_typer(curate.app, name="curate")

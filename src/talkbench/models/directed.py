@@ -4,7 +4,7 @@
    steps (``blueprint_steps``: "low rate" here is a cheap, coarse pass, not a lower frame rate — the model only
    exists at 25 fps). Its variance adapter is conditioned on the plan: the pose, location and scale predictions
    are replaced (the adapter's control flag) by tracks built from the plan's head controls (``head_pose``):
-   nod = pitch oscillation, shake = yaw oscillation, tilt = a roll offset, still = a frontal, motionless head;
+   nod = pitch oscillation about the shot's mean pitch, shake = the same on yaw, tilt = a fixed roll, still = a frontal, motionless head;
    "none" keeps the adapter's own prediction. Edges of a controlled shot are cosine-faded over ``fade_s``.
 2. **Keyframes** come from the blueprint tracks through ``director.keyframes.choose_keyframes``. The blueprint's
    ``clarity`` is how far its motion stays inside the training distribution (normalised |x| ≤ 1 is clear,
@@ -49,11 +49,11 @@ class DirectedConfig:
     context: int = 3  # clamped frames at each end of a sub-clip (see denoise_subclips)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     nod_deg: float = 12.0  # pitch amplitude at intensity 0.5 (scales with 0.5 + intensity)
-    nod_hz: float = 1.5
+    nod_hz: float = 2.0  # a nod fits in a short word ("hello" ≈ 0.45 s in espeak-ng)
     shake_deg: float = 15.0
-    shake_hz: float = 1.2
+    shake_hz: float = 2.0
     tilt_deg: float = 12.0
-    fade_s: float = 0.2
+    fade_s: float = 0.08
     zoom: float = 0.25  # log-zoom change of one zoom shot at intensity 0.5
     pan: float = 0.12  # view shift of one pan shot, fraction of the width, at intensity 0.5
     emotion_gain: float = 0.5  # expression amplitude × (1 + this) under an emotion
@@ -92,12 +92,12 @@ def head_pose(plan: dict, predicted: np.ndarray, cfg: DirectedConfig = DirectedC
         w = _fade(b - a, fps, cfg.fade_s)
         t = np.arange(b - a) / fps
         target = pose[a:b].copy()
-        if head == "nod":
-            target[:, 1] += level * cfg.nod_deg * np.sin(2 * np.pi * cfg.nod_hz * t)
+        if head == "nod":  # the controlled angle is replaced (its shot mean + the oscillation); the others kept
+            target[:, 1] = target[:, 1].mean() + level * cfg.nod_deg * np.sin(2 * np.pi * cfg.nod_hz * t)
         elif head == "shake":
-            target[:, 0] += level * cfg.shake_deg * np.sin(2 * np.pi * cfg.shake_hz * t)
+            target[:, 0] = target[:, 0].mean() + level * cfg.shake_deg * np.sin(2 * np.pi * cfg.shake_hz * t)
         elif head == "tilt":
-            target[:, 2] += level * cfg.tilt_deg
+            target[:, 2] = level * cfg.tilt_deg
         elif head == "still":
             target[:] = 0.0
         else:

@@ -163,7 +163,7 @@ def read_outputs(folder: Path, clip_id: str, instructions: list[dict]) -> tuple[
     return neutral, videos
 
 
-def run_instruction(cfg):
+def run_instruction(cfg, instructions: list[dict] | None = None):
     """The instruction task of ``bench run``: generate (ours) or read (folder:PATH), score, write results.parquet
     and summary.json in ``cfg.out``. Returns a BenchResult."""
     from .. import __version__
@@ -177,7 +177,7 @@ def run_instruction(cfg):
     key, arg = check_method_name(cfg.method)
     if key not in ("ours", "folder"):
         raise ConfigError(f"method {cfg.method!r} does not support task 'instruction'; use ours or folder:PATH")
-    instructions = load_instructions()
+    instructions = instructions if instructions is not None else load_instructions()
     clips = [c for c in read_split(cfg.manifest, cfg.split) if c.get("has_audio")]
     if not clips:
         raise ConfigError(f"task 'instruction' needs audio, and no clip of split {cfg.split!r} has any")
@@ -197,6 +197,10 @@ def run_instruction(cfg):
         folder = Path(arg)
         if not folder.is_dir():
             raise ConfigError(f"folder method: {folder} is not a folder (expected PATH/<clip_id>/<instruction>.mp4)")
+        lacking = [c["clip_id"] for c in clips if not (folder / c["clip_id"] / "neutral.mp4").is_file()]
+        if lacking:
+            raise ConfigError(f"{folder / lacking[0] / 'neutral.mp4'} is missing ({len(lacking)} clips lack one): the "
+                              "instruction task needs PATH/<clip_id>/neutral.mp4 beside PATH/<clip_id>/<id>.mp4")
     protocol = load_protocol(cfg.protocol)
     run_info = {"method": cfg.method if key == "folder" else "ours", "task": task.name, "split": cfg.split,
                 "manifest": str(cfg.manifest), "protocol_id": protocol.protocol_id, "seed": None,

@@ -244,6 +244,9 @@ def directed_motion(model, samples: np.ndarray, plan: dict, hint: torch.Tensor, 
     from ..director.plan import n_frames
     from ..director.subclips import denoise_subclips
 
+    import time
+
+    clock = time.perf_counter()
     net = model.net
     names = net.adapter.names
     if "pose" not in names:
@@ -276,9 +279,12 @@ def directed_motion(model, samples: np.ndarray, plan: dict, hint: torch.Tensor, 
     hints = torch.cat([hint.float(), blue[:-1].float()])  # frame t's hint: the blueprint frame before it
     cond = torch.cat([speech[0].float(), null[0].float(), hints], 1).cpu()
     sampler = subclip_sampler(model, identity, cfg.steps, cfg.sampler, cfg.guidance)
+    timing = {"blueprint_s": time.perf_counter() - clock}
+    clock = time.perf_counter()
     motion = denoise_subclips(sampler, blue.float().cpu(), keys, cond=cond, seed=cfg.seed, batched=batched,
                               context=cfg.context)
-    return {"blueprint": blue.float().cpu(), "motion": motion, "keyframes": keys, "reasons": reasons,
+    timing["subclips_s"] = time.perf_counter() - clock
+    return {"blueprint": blue.float().cpu(), "motion": motion, "timing": timing, "keyframes": keys, "reasons": reasons,
             "tracks": tracks, "zoom": zoom, "shift": shift, "gain": expression_gain(plan, n, cfg), "n_frames": n}
 
 

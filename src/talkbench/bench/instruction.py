@@ -168,7 +168,8 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
     and summary.json in ``cfg.out``. Returns a BenchResult."""
     from .. import __version__
     from ..manifests import write_table
-    from ..media import read_audio, read_frames
+    from ..manifests.frames import read_video, resize_frames
+    from ..media import read_audio
     from .methods import check_method_name
     from .run import BenchResult, load_protocol, make_evaluator, read_split, summarise
     from .tasks import get_task
@@ -213,10 +214,8 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
         clip_path = root / clip["path"]
         audio = read_audio(clip_path, 16000)
         duration = len(audio) / 16000
+        source = read_video(clip_path, protocol, duration=0.5).frames[0]  # at the protocol size
         if key == "ours":
-            from ..manifests.frames import read_video
-
-            source = read_video(clip_path, protocol, duration=0.5).frames[0]
             wav = out / "audio" / f"{clip['clip_id']}.wav"
             if not wav.exists():
                 from ..media import write_wav
@@ -225,8 +224,6 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
                 write_wav(wav, audio)
             generate_ours(folder, clip, source, wav, instructions, cfg.checkpoint, cfg.motion_checkpoint,
                           steps=int(getattr(cfg, "steps", 20) or 20))
-        else:
-            source = read_frames(clip_path)[0]
         neutral, videos = read_outputs(folder, clip["clip_id"], instructions)
         words = []
         if clip.get("transcript"):
@@ -234,8 +231,10 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
 
             words = word_spans(clip["transcript"], speech_segments(audio))
         clip_rows = score_videos(videos, neutral, clip["clip_id"], duration, instructions, protocol.fps, words)
-        gt = read_frames(clip_path)
+        gt = read_video(clip_path, protocol).frames
         for iid, frames in videos.items():
+            if frames.shape[1:3] != (protocol.size, protocol.size):  # the Evaluator scores at the protocol size
+                frames = resize_frames(frames, protocol)
             a = audio[: int(round(len(frames) / protocol.fps * 16000))]
             for r in evaluator.add_video(f"{clip['clip_id']}/{iid}", frames, source=source, audio=a):
                 clip_rows.append({"clip_id": f"{clip['clip_id']}/{iid}", "flags": None, "weights": None,
@@ -255,3 +254,23 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
     (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
     (out / "run.json").write_text(json.dumps(run_info, indent=1, sort_keys=True))
     return BenchResult(out, rows, summary, len(clips) * (len(instructions) + 1), 0)
+
+
+# Instructions of the demo's table: one per control the tiny models are checked on (nod, shake, zoom) plus tilt and
+# pan; the whole set costs about a minute of CPU per video at the demo's size.
+DEMO_INSTRUCTIONS = ("i01", "i02", "i03", "i05", "i07")
+
+
+def demo_instruction_run(out: Path, manifest: Path, motion_checkpoint: Path, checkpoint: Path, *,
+                         ids=DEMO_INSTRUCTIONS, limit: int = 1, steps: int = 10, quiet: bool = True) -> Path:
+    """`talkbench demo run`'s instruction-following step: ``ours`` (the demo's trained tiny checkpoints) on
+    ``limit`` test clips and the instructions ``ids``; returns the run folder for ``bench publish``. Resumes: the
+    videos already in OUT/videos are kept."""
+    from .run import BenchConfig
+
+    chosen = [i for i in load_instructions() if i["id"] in set(ids)]
+    cfg = BenchConfig(method="ours", task="instruction", manifest=str(manifest), out=str(out), split="test",
+                      limit=limit, quiet=quiet)
+    cfg.checkpoint, cfg.motion_checkpoint, cfg.steps = str(checkpoint), str(motion_checkpoint), steps
+    run_instruction(cfg, chosen)
+    return Path(out)

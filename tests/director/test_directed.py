@@ -178,3 +178,18 @@ def test_generate_directed_writes_round_duration_fps_frames(pair, portrait, spee
     assert code == 0 and "empty instruction: the neutral plan" in printed
     frames = media.read_frames(out)
     assert len(frames) == round(len(samples) / 16000 * 25) and frames.shape[1:3] == (128, 128)
+
+
+def test_one_camera_move_spans_the_shots_a_pause_cut_it_into():
+    from talkbench.models.directed import DirectedConfig, camera_tracks
+
+    shot = {"text": "", "emotion": "neutral", "head": "none", "gesture": "none", "intensity": 0.5}
+    plan = {"fps": 25, "shots": [{**shot, "t0": 0.0, "t1": 1.0, "camera": "zoom-in"},
+                                 {**shot, "t0": 1.0, "t1": 2.0, "camera": "zoom-in"},  # the same move, cut at a pause
+                                 {**shot, "t0": 2.0, "t1": 3.0, "camera": "none"},
+                                 {**shot, "t0": 3.0, "t1": 4.0, "camera": "pan"}]}
+    zoom, shift = camera_tracks(plan, 100)
+    cfg = DirectedConfig()
+    assert zoom[49] == pytest.approx(cfg.zoom) and zoom[24] == pytest.approx(cfg.zoom / 2)  # one ramp over 2 s
+    assert np.all(zoom[50:] == zoom[49]) and np.all(np.diff(zoom[:50]) > 0)  # then the camera holds
+    assert shift[74, 0] == 0 and shift[99, 0] == pytest.approx(cfg.pan)

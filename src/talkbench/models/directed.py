@@ -107,25 +107,26 @@ def head_pose(plan: dict, predicted: np.ndarray, cfg: DirectedConfig = DirectedC
 
 
 def camera_tracks(plan: dict, n: int, cfg: DirectedConfig = DirectedConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """(log zoom (T,), view shift (T, 2) in fractions of the frame): the camera holds its state between shots."""
+    """(log zoom (T,), view shift (T, 2) in fractions of the frame). One camera move spans a run of consecutive
+    shots with the same camera value and intensity (the director also cuts shots at pauses inside a control);
+    the camera holds its state between moves."""
+    value = np.array(["none"] * n, dtype=object)
+    level = np.full(n, 0.5)
+    for shot, a, b in _shot_frames(plan, n):
+        value[a:b], level[a:b] = shot["camera"], shot["intensity"]
     zoom, shift = np.zeros(n), np.zeros((n, 2))
     z, s = 0.0, np.zeros(2)
-    last = 0
-    for shot, a, b in _shot_frames(plan, n):
-        zoom[last:a], shift[last:a] = z, s
+    a = 0
+    while a < n:
+        b = a + 1
+        while b < n and value[b] == value[a] and level[b] == level[a]:
+            b += 1
         ramp = np.arange(1, b - a + 1) / (b - a)
-        level = 0.5 + shot["intensity"]
-        dz, ds = 0.0, np.zeros(2)
-        if shot["camera"] == "zoom-in":
-            dz = cfg.zoom * level
-        elif shot["camera"] == "zoom-out":
-            dz = -cfg.zoom * level
-        elif shot["camera"] == "pan":
-            ds = np.array([cfg.pan * level, 0.0])
-        zoom[a:b] = z + dz * ramp
-        shift[a:b] = s + ds * ramp[:, None]
-        z, s, last = z + dz, s + ds, b
-    zoom[last:], shift[last:] = z, s
+        k = 0.5 + level[a]
+        dz = {"zoom-in": cfg.zoom * k, "zoom-out": -cfg.zoom * k}.get(value[a], 0.0)
+        ds = np.array([cfg.pan * k, 0.0]) if value[a] == "pan" else np.zeros(2)
+        zoom[a:b], shift[a:b] = z + dz * ramp, s + ds * ramp[:, None]
+        z, s, a = z + dz, s + ds, b
     return zoom, shift
 
 

@@ -116,8 +116,6 @@ def test_ours_directed_videos_follow_zoom_against_neutral(speech, tmp_path):
                                ids=("i05",), steps=2)
     rows = {r["metric"]: r for r in pq.read_table(out / "results.parquet").to_pylist()}
     extra = json.loads(rows["adh_zoom_in"]["extra"])
-    # measured: effect 0.38 log scale (the camera ramps to exp(0.25) over the clip; the 0.2 s end averages see
-    # less), margin 0.05
     # measured: effect 0.256 log scale (the camera's 0.25 ramp; neutral −0.0005), margin 0.05
     assert extra["success"] and rows["adh_zoom_in"]["value"] > 0.15
     assert len(media.read_frames(out / "videos" / "astro" / "i05.mp4")) == n

@@ -78,14 +78,26 @@ def planned(speech):
     return samples, make_plan(samples, "nod while saying hello, then zoom in at the end", transcript=TRANSCRIPT)
 
 
-def test_parallel_equals_sequential_and_boundaries_are_keyframes(model, planned):
-    from talkbench.director.plan import n_frames
+HINT, IDENTITY = torch.zeros(1, 20), torch.randn(1, 64, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.fixture(scope="module")
+def runs(model, planned):
+    """The plan generated with all sub-clips in one batch, one at a time, and the neutral plan (one batch)."""
+    from talkbench.director.plan import make_plan
     from talkbench.models.directed import directed_motion
 
     samples, plan = planned
-    hint, identity = torch.zeros(1, 20), torch.randn(1, 64, generator=torch.Generator().manual_seed(1))
-    par = directed_motion(model, samples, plan, hint, identity, small_cfg(), batched=True)
-    seq = directed_motion(model, samples, plan, hint, identity, small_cfg(), batched=False)
+    return {"par": directed_motion(model, samples, plan, HINT, IDENTITY, small_cfg(), batched=True),
+            "seq": directed_motion(model, samples, plan, HINT, IDENTITY, small_cfg(), batched=False),
+            "neutral": directed_motion(model, samples, make_plan(samples, ""), HINT, IDENTITY, small_cfg())}
+
+
+def test_parallel_equals_sequential_and_boundaries_are_keyframes(runs, planned):
+    from talkbench.director.plan import n_frames
+
+    samples, _ = planned
+    par, seq = runs["par"], runs["seq"]
     keys = par["keyframes"]
     assert len(keys) >= 4  # several sub-clips of different lengths share one padded batch
     assert len(set(np.diff(keys))) > 1
@@ -98,32 +110,24 @@ def test_parallel_equals_sequential_and_boundaries_are_keyframes(model, planned)
     assert not torch.allclose(par["motion"][inner], par["blueprint"][inner])  # the sub-clips are generated
 
 
-def test_without_the_decoder_mask_padding_would_leak(model, planned, monkeypatch):
+def test_without_the_decoder_mask_padding_would_leak(model, planned, runs, monkeypatch):
     """The equality above rests on the masked decoder: unmasked, batching changes the result."""
     from talkbench.models.directed import directed_motion
 
     samples, plan = planned
-    hint, identity = torch.zeros(1, 20), torch.zeros(1, 64)
     forward = model.net.decoder.forward
     monkeypatch.setattr(model.net.decoder, "forward", lambda x, mask=None: forward(x, None))
-    par = directed_motion(model, samples, plan, hint, identity, small_cfg(), batched=True)
-    seq = directed_motion(model, samples, plan, hint, identity, small_cfg(), batched=False)
-    assert (par["motion"] - seq["motion"]).abs().max() > 1e-3
+    leaky = directed_motion(model, samples, plan, HINT, IDENTITY, small_cfg(), batched=True)
+    assert (leaky["motion"] - runs["seq"]["motion"]).abs().max() > 1e-3
 
 
-def test_the_plan_drives_the_variance_adapter_pose(model, planned):
+def test_the_plan_drives_the_variance_adapter_pose(runs, planned):
     """The blueprint's head tracks are the plan's: pitch oscillates on the span of "hello" only."""
     from talkbench.metrics.instruction import adherence
-    from talkbench.models.directed import directed_motion
 
-    samples, plan = planned
+    _, plan = planned
     nod = next(c for c in plan["controls"] if c["value"] == "nod")
-    from talkbench.director.plan import make_plan
-
-    neutral = make_plan(samples, "")
-    hint, identity = torch.zeros(1, 20), torch.zeros(1, 64)
-    runs = [directed_motion(model, samples, p, hint, identity, small_cfg()) for p in (plan, neutral)]
-    tracks = [{**r["tracks"], "expression": r["motion"].numpy()} for r in runs]
+    tracks = [{**r["tracks"], "expression": r["motion"].numpy()} for r in (runs["par"], runs["neutral"])]
     row = adherence(tracks[0], tracks[1], "head", "nod", (nod["t0"], nod["t1"]))
     # measured: log energy ratio 0.69 (target 36.0 vs neutral 18.0 deg²; the untrained adapter's own pitch is noisy),
     # margin log 1.5 = 0.41
@@ -169,7 +173,12 @@ def test_generate_directed_writes_round_duration_fps_frames(pair, portrait, spee
     from talkbench import media
     from talkbench.cli.main import main as cli
 
-    path, samples, _ = speech
+    from talkbench.media import write_wav
+
+    _, samples, _ = speech
+    samples = samples[:24000]  # 1.5 s: rendering is the cost
+    path = tmp_path / "short.wav"
+    write_wav(path, samples)
     out = tmp_path / "talk.mp4"
     code = cli(["generate", "directed", "--source", str(portrait), "--audio", str(path), "--checkpoint",
                 str(pair["ckpt"]), "--motion-checkpoint", str(pair["stage1"]), "--out", str(out), "--instruction", "",

@@ -75,6 +75,11 @@ def test_folder_method_is_scored_per_control_against_neutral(material, tmp_path)
     assert {"csim", "sync_c", "fid"} <= {r["metric"] for r in rows}  # the usual metrics (null without weights)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["run"]["task"] == "instruction" and "adh_zoom_in" in summary["metrics"]
+    # a leaderboard task like the others
+    code = bench(["publish", str(out), "--out", str(tmp_path / "boards"), "--format", "md,csv", "--quiet"])
+    assert code == 0
+    tables = "".join(p.read_text() for p in (tmp_path / "boards").rglob("*.md"))
+    assert "instruction" in tables and "Zoom in (scale)" in tables and "Success rate" in tables
 
 
 def test_folder_without_a_neutral_video_is_one_line(material, tmp_path, capsys):

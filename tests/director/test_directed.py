@@ -184,7 +184,7 @@ def test_generate_directed_writes_round_duration_fps_frames(pair, portrait, spee
                 str(pair["ckpt"]), "--motion-checkpoint", str(pair["stage1"]), "--out", str(out), "--instruction", "",
                 "--steps", "2", "--blueprint-steps", "1"])
     printed = capsys.readouterr().out
-    assert code == 0 and "empty instruction: the neutral plan" in printed
+    assert code == 0 and printed.index("empty instruction: the neutral plan") < printed.index("wrote")
     frames = media.read_frames(out)
     assert len(frames) == round(len(samples) / 16000 * 25) and frames.shape[1:3] == (128, 128)
 

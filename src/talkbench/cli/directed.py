@@ -33,13 +33,15 @@ def generate_directed(
     from ..models.directed import DirectedConfig
     from ..models.directed import generate_directed as run
 
+    def said(the_plan: dict) -> None:  # before any output
+        for note in the_plan.get("notes", []):
+            console.print(note)
+        for u in the_plan.get("unmatched", []):
+            err_console.print(f"unmatched: {u['phrase']!r} ({u['reason']})", markup=False)
+
     cfg = DirectedConfig(steps=steps, blueprint_steps=blueprint_steps, guidance=guidance, seed=seed)
     record = run(source, audio, checkpoint, motion_checkpoint, out, instruction=instruction, plan=plan,
-                 transcript=transcript, cfg=cfg, device=device, plan_out=plan_out)
-    for note in record["notes"]:
-        console.print(note)
-    for u in record["unmatched"]:
-        err_console.print(f"unmatched: {u['phrase']!r} ({u['reason']})", markup=False)
+                 transcript=transcript, cfg=cfg, device=device, plan_out=plan_out, on_plan=said)
     console.print(f"wrote {out} ({record['frames']} frames, {len(record['keyframes'])} keyframes, "
                   f"{record['seconds']:.1f} s)")
 

@@ -296,8 +296,10 @@ def diff_norm(model, motion: torch.Tensor) -> torch.Tensor:
 def generate_directed(source, audio, checkpoint, motion_checkpoint, out, *, instruction: str | None = None,
                       plan: str | Path | None = None, transcript: str | None = None,
                       cfg: DirectedConfig = DirectedConfig(), device: str = "cpu", batch_size: int = 16,
-                      plan_out: str | Path | None = None) -> dict:
-    """Write OUT (mp4, 25 fps, the speech muxed) following the plan; every check before any output."""
+                      plan_out: str | Path | None = None, on_plan=None) -> dict:
+    """Write OUT (mp4, 25 fps, the speech muxed) following the plan; every check before any output.
+    ``on_plan(plan)`` is called once the plan is read and checked, before anything is written (the CLI says
+    "empty instruction: the neutral plan" and lists unmatched phrases there)."""
     from .. import media
     from .inference import frames_to_tensor, tensor_to_frames
     from .speech import load_models, load_portrait, load_speech
@@ -310,6 +312,8 @@ def generate_directed(source, audio, checkpoint, motion_checkpoint, out, *, inst
     the_plan = read_plan(samples, instruction, plan, transcript)
     model, renderer, meta = load_models(checkpoint, motion_checkpoint, device)
     portrait = load_portrait(source)
+    if on_plan is not None:
+        on_plan(the_plan)
     gen = renderer.gen
     with torch.inference_mode(), renderer._autocast():
         src = gen.encoder(frames_to_tensor(portrait[None], renderer.size, renderer.device))

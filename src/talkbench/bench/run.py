@@ -350,6 +350,10 @@ def prepare(cfg):
 
 
 def run_bench(cfg) -> BenchResult:
+    if cfg.task == "instruction":  # its own jobs (clip × instruction + a neutral video) and scoring
+        from .instruction import run_instruction
+
+        return run_instruction(cfg)
     method, task, protocol, jobs, run_info = prepare(cfg)
     out = Path(cfg.out)
     _check_out(out, run_info)

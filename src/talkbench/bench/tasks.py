@@ -90,6 +90,14 @@ TASKS: dict[str, Task] = {
         renames={"psnr": "psnr_vs_gt", "ssim": "ssim_vs_gt", "lpips": "lpips_vs_gt"},
         compared_with="ground truth",
     ),
+    "instruction": Task(
+        "instruction",
+        "every bundled instruction (data/instructions.json) on each test clip's first frame + audio; adherence per "
+        "control against the same audio with the empty instruction (bench/instruction.py, docs/director.md)",
+        pairing="instruction",
+        needs_audio=True,
+        has_ground_truth=False,
+    ),
     "upper-body": Task(
         "upper-body",
         "self-reenactment of upper-body clips, plus hand keypoint confidence (HKC); experimental",

@@ -350,10 +350,9 @@ def prepare(cfg):
 
 
 def run_bench(cfg) -> BenchResult:
-    if cfg.task == "instruction":  # its own jobs (clip × instruction + a neutral video) and scoring
-        from .instruction import run_instruction
-
-        return run_instruction(cfg)
+    task = get_task(cfg.task)
+    if task.runner:  # a task with jobs of its own (instruction: clip × instruction + a neutral video)
+        return task.resolve_runner()(cfg)
     method, task, protocol, jobs, run_info = prepare(cfg)
     out = Path(cfg.out)
     _check_out(out, run_info)

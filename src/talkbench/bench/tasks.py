@@ -38,6 +38,15 @@ class Task:
     experimental: bool = False
     renames: dict[str, str] = field(default_factory=dict)  # registry metric -> result label
     compared_with: str | None = None  # recorded in ``extra`` of the renamed rows
+    # A task with jobs of its own (not one generated video per clip) names its runner, "module:function" taking the
+    # BenchConfig; resolved when the task runs, like MetricSpec.compute.
+    runner: str | None = None
+
+    def resolve_runner(self):
+        import importlib
+
+        module, _, name = self.runner.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -97,6 +106,7 @@ TASKS: dict[str, Task] = {
         pairing="instruction",
         needs_audio=True,
         has_ground_truth=False,
+        runner="talkbench.bench.instruction:run_instruction",
     ),
     "upper-body": Task(
         "upper-body",

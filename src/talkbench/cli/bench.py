@@ -13,7 +13,7 @@ from ..bench.tasks import TASKS
 from ..errors import ConfigError
 from ._app import console, new_app, run_app
 
-app = new_app("bench: score talking-head methods under pinned protocols and publish leaderboards.")
+app = new_app("bench: score talking-head methods under pinned protocols and publish leaderboards.", root=True)
 
 
 def _method_name(value: str) -> str:
@@ -163,3 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.bench
+    main()

@@ -13,7 +13,7 @@ import typer
 from ..errors import TalkbenchError
 from ._app import console, err_console, new_app, run_app
 
-app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.")
+app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.", root=True)
 
 FORMAT_HELP = "Source list format: hdtf | table | folder (default: detected from each path)."
 
@@ -279,3 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.curate
+    main()

@@ -54,7 +54,7 @@ def _print_version(value: bool) -> None:
 
 def check_workers(value: int | None) -> int | None:
     if value is not None and value < 1:
-        raise typer.BadParameter(f"--workers must be ≥ 1, got {value}")
+        raise typer.BadParameter(f"must be ≥ 1, got {value}")
     return value
 
 
@@ -67,11 +67,11 @@ def check_device(value: str | None) -> str | None:
     import torch
 
     if not torch.cuda.is_available():
-        raise typer.BadParameter(f"--device {value}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
+        raise typer.BadParameter(f"{value}: no CUDA GPU is visible (torch.cuda.is_available() is False); "
                                  f"use --device cpu")
     index = int(value[5:]) if ":" in value else 0
     if index >= torch.cuda.device_count():
-        raise typer.BadParameter(f"--device {value}: only {torch.cuda.device_count()} CUDA device(s) visible")
+        raise typer.BadParameter(f"{value}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return value
 
 
@@ -107,6 +107,9 @@ def run_app(app: typer.Typer, argv: Sequence[str] | None, prog_name: str) -> int
 
         silence_native_logs()
     args = list(sys.argv[1:] if argv is None else argv)
+    from ..runtime.meta import set_command
+
+    set_command([prog_name, *args])
     debug = "--debug" in args or os.environ.get("TALKBENCH_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     try:

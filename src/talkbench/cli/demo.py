@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import console
+from ._app import check_workers, console
 
 app = typer.Typer(help="Demo material built from real media on this machine.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo vide
 
 @app.command("run")
 def run(out_dir: Path = typer.Argument(..., help="Folder for the whole demo: material/, curated/, runs/, leaderboards/."),
-        workers: int = typer.Option(2, help="Worker processes for curation and scoring."),
+        workers: int = typer.Option(2, help="Worker processes for curation and scoring.", callback=check_workers),
         seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")) -> None:
     """The main job on generated real material: demo videos → curate build-manifest → bench run (gt, static) → publish.

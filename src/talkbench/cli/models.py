@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..models.families import FAMILIES, Family, families_help, get_family
-from ._app import console, new_app
+from ._app import check_device, console, new_app
 
 train_app = new_app("Train a bundled reference model family on a clips manifest.")
 models_app = new_app("Inspect the bundled reference model families.")
@@ -26,7 +26,7 @@ def _train_command(family: Family):
         preset: Optional[str] = typer.Option(None, help="model size preset (see `talkbench models summary`)"),
         max_steps: Optional[int] = typer.Option(None, help="stop after this many optimisation steps (across resumes)"),
         batch_size: Optional[int] = typer.Option(None, help="samples per step and per GPU"),
-        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda", callback=check_device),
         perceptual: Optional[str] = typer.Option(None, help="perceptual loss: vgg19 (needs `talkbench weights fetch "
                                                             "vgg19`) | none-l1-pyramid"),
         compile: Optional[bool] = typer.Option(None, "--compile", help="torch.compile the networks"),
@@ -126,7 +126,7 @@ def reenact(
     driver: Path = typer.Option(..., help="driving video; its audio is muxed into the output"),
     checkpoint: Path = typer.Option(..., help="motion-model checkpoint (last.pt)"),
     out: Path = typer.Option(..., help="output mp4"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="cpu | cuda", callback=check_device),
     batch_size: int = typer.Option(16, help="driver frames per forward pass"),
 ) -> None:
     """Animate SOURCE with the motion of DRIVER (relative driving), streaming in chunks."""
@@ -144,7 +144,7 @@ def extract_motion(
     manifest: Path = typer.Option(..., help="clips.parquet"),
     checkpoint: Path = typer.Option(..., help="motion-model checkpoint"),
     out: Path = typer.Option(..., help="output Parquet (motion_latents table)"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="cpu | cuda", callback=check_device),
     split: Optional[str] = typer.Option(None, help="only clips of this split (train | test); default all"),
     batch_size: int = typer.Option(64, help="frames per forward pass"),
 ) -> None:

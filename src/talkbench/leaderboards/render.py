@@ -356,10 +356,12 @@ def rich_tables(board: Leaderboard) -> list:
     tables = []
     for b in board.boards:
         t = Table(title=b.title, caption="bold = best, underline = second; reported rows dim, never ranked")
-        t.add_column("Method")
+        # the method column is what a reader looks up and types: never wrapped or cut; numbers wrap instead
+        width = max([6] + [len(row_label(row, numbers, board.sources)) for row in b.rows])
+        t.add_column("Method", no_wrap=True, min_width=width, overflow="ignore")
         t.add_column("n", justify="right")
         for m in b.metrics:
-            t.add_column(f"{label(m)} {arrow(m)}".strip(), justify="right")
+            t.add_column(f"{label(m)} {arrow(m)}".strip(), justify="right", overflow="fold")
         for row in b.rows:
             cells = [row_label(row, numbers, board.sources), "" if row.n is None else str(row.n)]
             for m in b.metrics:

@@ -29,9 +29,12 @@ def run_with_meta(cfg):
                                  "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
         raise
     summary = result.summary
-    failed = sum(1 for t in result.clip_timing if t is not None) - summary.get("n_scored", 0)
+    failed = len(result.clip_timing) - (summary.get("n_scored") or 0)
     status = "partial" if summary.get("partial") or cfg.limit else "complete"
-    run = summary.get("run", {})
+    try:
+        run = json.loads((Path(cfg.out) / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        run = {}
     write_meta(cfg.out, {
         **record, "finished": now(), "wall_s": round(time.perf_counter() - t0, 3), "status": status,
         "name": run.get("name") or cfg.method, "protocol_id": run.get("protocol_id"),

@@ -87,5 +87,11 @@ def run_row(folder: Path) -> dict:
 
 
 def list_runs(paths: list[str | Path]) -> list[dict]:
-    rows = [run_row(p) for p in _run_folders([Path(p) for p in paths])]
+    """One row per run folder under ``paths``; ``run`` is the folder relative to the path it was found under."""
+    rows = []
+    for root in paths:
+        for folder in _run_folders([Path(root)]):
+            row = run_row(folder)
+            rel = folder.relative_to(root).as_posix() if folder != Path(root) else Path(root).name
+            rows.append({"run": rel, **row})
     return sorted(rows, key=lambda r: (r["when"] or "", r["folder"]), reverse=True)

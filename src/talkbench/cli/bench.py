@@ -147,7 +147,7 @@ def runs_cmd(folders: Optional[List[Path]] = typer.Argument(None, help="run fold
     for row in rows:
         row["cost"] = format_seconds(row["wall_s"]) if row["wall_s"] else None
     listing(f"{len(rows)} runs under {', '.join(paths)}",
-            [("folder", "folder", "key"), ("name", "name", "key"), ("task", "task", "text"),
+            [("run", "run", "key"), ("name", "name", "key"), ("task", "task", "text"),
              ("clips", "clips", "text"), ("status", "status", "text"), ("when", "when", "extra"),
              ("cost", "cost", "text"), ("method", "method", "extra"), ("protocol", "protocol", "extra"),
              ("metrics", "metrics", "extra")], rows, as_json)

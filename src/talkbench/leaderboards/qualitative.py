@@ -50,7 +50,7 @@ function setState(row, playing) {
 }
 function play(row, on) {
   const vs = videos(row); if (!vs.length) return;
-  const t = vs[0].currentTime;
+  const lead = row.querySelector('video.lead') || vs[0], t = lead.currentTime;
   vs.forEach(v => { if (Math.abs(v.currentTime - t) > 0.04) v.currentTime = t;
                     if (on) { const p = v.play(); if (p) p.catch(() => {}); } else v.pause(); });
   setState(row, on);
@@ -58,9 +58,13 @@ function play(row, on) {
 document.querySelectorAll('tr.clip-row').forEach(row => {
   setState(row, false);
   row.querySelector('button.sync').addEventListener('click', () => play(row, row.dataset.state !== 'playing'));
-  const vs = videos(row);
-  vs[0].addEventListener('seeked', () => vs.slice(1).forEach(v => { v.currentTime = vs[0].currentTime; }));
-  vs[0].addEventListener('ended', () => { vs.forEach(v => { v.pause(); v.currentTime = 0; }); setState(row, false); });
+  // the method's video (the one with sound) leads: a seek moves the others, and drift over 0.1 s is corrected
+  const vs = videos(row), lead = row.querySelector('video.lead') || vs[0];
+  const rest = vs.filter(v => v !== lead);
+  lead.addEventListener('seeked', () => rest.forEach(v => { v.currentTime = lead.currentTime; }));
+  lead.addEventListener('timeupdate', () => rest.forEach(v => {
+    if (!lead.paused && Math.abs(v.currentTime - lead.currentTime) > 0.1) v.currentTime = lead.currentTime; }));
+  lead.addEventListener('ended', () => { vs.forEach(v => { v.pause(); v.currentTime = 0; }); setState(row, false); });
   vs.forEach(v => v.addEventListener('loadedmetadata', () => {
     row.dataset.loaded = String(videos(row).filter(x => x.readyState >= 1).length); }));
 });
@@ -174,7 +178,8 @@ def write_qualitative(results_file: Path, out: Path, name: str) -> Path | None:
         cells = [f'<td><img class="src" src="{esc(_rel(src_png, page.parent))}" alt="source portrait"></td>',
                  f'<td><video muted preload="metadata" playsinline src="{esc(_rel(job["truth"], page.parent))}">'
                  f'</video></td>',
-                 f'<td><video preload="metadata" playsinline src="{esc(_rel(job["output"], page.parent))}">'
+                 f'<td><video class="lead" preload="metadata" playsinline '
+                 f'src="{esc(_rel(job["output"], page.parent))}">'
                  f'</video></td>']
         err = None
         if has_truth:

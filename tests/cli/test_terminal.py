@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -203,3 +204,26 @@ def test_run_metadata_name_metrics_and_bench_runs(tmp_path, clip_manifest):
     assert listing.returncode == 0 and "static-a" in listing.stdout and "partial" in listing.stdout
     rows = json.loads(talk("bench", "runs", tmp_path / "runs", "--json").stdout)
     assert rows[0]["name"] == "static-a" and rows[0]["clips"] == "1/1" and rows[0]["metrics"] == "subset: psnr,ssim"
+
+
+@pytest.mark.slow
+def test_train_prints_step_loss_psnr_rate_off_a_terminal_and_writes_meta(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_models_conftest_for_cli",
+                                                  Path(__file__).resolve().parents[1] / "models" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    manifest = module.build_manifest(tmp_path / "data")
+    run = tmp_path / "run"
+    proc = talk("train", "motion", "--manifest", manifest, "--out", run, "--preset", "tiny", "--max-steps", "2",
+                "--batch-size", "2", "--num-workers", "0", "--device", "cpu", "--perceptual", "none-l1-pyramid",
+                "--log-every", "1", env=_env(OMP_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = [line for line in proc.stderr.splitlines() if line.startswith("[train motion]")]
+    assert re.search(r"\[train motion\] 1/2 done, 0 failed, [\d.]+/s, ETA \S+  step 1 loss [\d.e+-]+ PSNR [\d.]+ dB "
+                     r"[\d.]+ steps/s", "\n".join(records)), records
+    assert any(" 2/2 done" in line for line in records)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["kind"] == "train" and meta["status"] == "complete" and meta["step"] == 2
+    assert meta["command"][:3] == ["talkbench", "train", "motion"] and meta["wall_s"] > 0 and meta["host"]

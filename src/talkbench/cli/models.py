@@ -53,7 +53,7 @@ def _train_command(family: Family):
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to the {family.name} family")
         cfg = family.train_config(manifest=str(manifest), out=str(out), **given)
         _presets(family, cfg.preset)  # fail on a bad preset before reading any data
-        result = family.trainer_module().main(cfg)
+        result = _train_with_progress(family, cfg)
         last = result["history"][-1] if result["history"] else {}
         summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("l1", "perceptual", "psnr") if k in last)
         console.print(f"trained to step {result['step']}; {summary}; checkpoint {result['checkpoint']}")
@@ -61,6 +61,42 @@ def _train_command(family: Family):
     train.__doc__ = (f"Train the {family.name} family: {family.summary}. Under torchrun, use "
                      f"`python -m {family.trainer}` with the same flags.")
     return train
+
+
+def _train_with_progress(family: Family, cfg) -> dict:
+    """Run the trainer with a bar (step, loss, PSNR, steps/s; a record per log step off a terminal) and write
+    OUT/meta.json (when, command line, version, git commit, host, device, wall time, status)."""
+    import inspect
+    import time
+
+    from ..runtime.meta import invocation, now, write_meta
+    from ..runtime.progress import Bar
+
+    trainer = family.trainer_module()
+    record = {**invocation(getattr(cfg, "device", None)), "kind": "train", "family": family.name,
+              "preset": getattr(cfg, "preset", None), "max_steps": getattr(cfg, "max_steps", None)}
+    t0 = time.perf_counter()
+    bar = Bar(getattr(cfg, "max_steps", None), f"train {family.name}", every=0.0)
+
+    def on_log(row: dict) -> None:
+        rate = 1.0 / row["sec_per_step"] if row.get("sec_per_step") else 0.0
+        loss = row.get("g_total", row.get("l1"))
+        bar.update(row["step"], note=f"step {row['step']} loss {loss:.4g} PSNR {row.get('psnr', float('nan')):.2f} dB "
+                                     f"{rate:.2f} steps/s")
+
+    kwargs = {"on_log": on_log} if "on_log" in inspect.signature(trainer.main).parameters else {}
+    try:
+        with bar:
+            result = trainer.main(cfg, **kwargs)
+    except BaseException as exc:
+        if Path(cfg.out).is_dir():
+            write_meta(cfg.out, {**record, "finished": now(), "wall_s": round(time.perf_counter() - t0, 3),
+                                 "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        raise
+    write_meta(cfg.out, {**record, "finished": now(), "wall_s": round(time.perf_counter() - t0, 3),
+                         "status": "complete", "step": result["step"], "stages_s": {"train": round(
+                             time.perf_counter() - t0, 3)}, "checkpoint": result["checkpoint"]})
+    return result
 
 
 def _presets(family: Family, preset: str):

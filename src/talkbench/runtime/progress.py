@@ -82,6 +82,18 @@ class Bar:
         else:
             self.tick()
 
+    def update(self, done: int, *, note: str | None = None) -> None:
+        """Set the absolute count (a training step after a resume); off a terminal every update is a record."""
+        step = done - self.done
+        self.done = done
+        if note:
+            self.note = note
+        if self._rich is not None:
+            self._rich.update(self._task, completed=done, note=self.note)
+        elif not self.quiet:
+            self.tick()
+        return step
+
     # ---------------------------------------------------------------------------------------------------- text
     def rate(self) -> float:
         elapsed = time.monotonic() - self._started

@@ -61,6 +61,8 @@ def bar_plot(board: Board, metric: str) -> bytes | None:
                 continue
             xerr = None if err is None else [[max(err[0], 0)], [max(err[1], 0)]]
             ax.barh(i, value, xerr=xerr, capsize=3, **style)
+            ax.text(value if value > 0 else 0, i, f" {value:.3g}", va="bottom" if err else "center", ha="left",
+                    fontsize=MIN_FONT_PT, color="#222")
         ax.set_yticks(range(len(bars)), [b[0] for b in bars])
         ax.set_ylim(len(bars) - 0.5, -0.5)
         low = min(finite + [0.0])

@@ -175,20 +175,26 @@ def write_qualitative(results_file: Path, out: Path, name: str) -> Path | None:
         source = read_frames(job["source"], size=(output.shape[2], output.shape[1]), duration=0.2)[0]
         src_png = folder / f"{job['clip_id']}_source.png"
         atomic_write_bytes(src_png, _png(source))
+        mid = min(len(output), len(truth)) // 2  # posters: the middle frame, the same instant in every column
+
+        def poster(kind: str, frame: np.ndarray) -> str:
+            path = folder / f"{job['clip_id']}_{kind}.png"
+            atomic_write_bytes(path, _png(frame))
+            return esc(_rel(path, page.parent))
+
         cells = [f'<td><img class="src" src="{esc(_rel(src_png, page.parent))}" alt="source portrait"></td>',
-                 f'<td><video muted preload="metadata" playsinline src="{esc(_rel(job["truth"], page.parent))}">'
-                 f'</video></td>',
-                 f'<td><video class="lead" preload="metadata" playsinline '
-                 f'src="{esc(_rel(job["output"], page.parent))}">'
-                 f'</video></td>']
+                 f'<td><video muted preload="metadata" playsinline poster="{poster("truth", truth[mid])}" '
+                 f'src="{esc(_rel(job["truth"], page.parent))}"></video></td>',
+                 f'<td><video class="lead" preload="metadata" playsinline poster="{poster("output", output[mid])}" '
+                 f'src="{esc(_rel(job["output"], page.parent))}"></video></td>']
         err = None
         if has_truth:
             err = _error_frames(output, truth)
             err_mp4 = folder / f"{job['clip_id']}_error.mp4"
             if not err_mp4.exists():
                 write_video(err_mp4, err, 25.0)
-            cells.append(f'<td><video muted preload="metadata" playsinline src="{esc(_rel(err_mp4, page.parent))}">'
-                         f'</video></td>')
+            cells.append(f'<td><video muted preload="metadata" playsinline poster="{poster("error", err[mid])}" '
+                         f'src="{esc(_rel(err_mp4, page.parent))}"></video></td>')
         clip_link = f'<a href="{esc(_rel(job["truth"], page.parent))}">{esc(job["clip_id"])}</a>'
         extra = "" if job["source_clip_id"] == job["clip_id"] else f"<br><small>source: {esc(job['source_clip_id'])}</small>"
         body.append(f'<tr class="clip-row" id="clip-{esc(job["clip_id"])}" data-clip="{esc(job["clip_id"])}">'

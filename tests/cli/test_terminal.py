@@ -28,6 +28,23 @@ NOISE_LINES = [
 ]
 
 
+def _load_conftest(folder: str):
+    """Another test folder's builders (no conftest.py here: the bench tests import theirs as `conftest`)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / folder / "conftest.py"
+    spec = importlib.util.spec_from_file_location(f"_{folder}_conftest_for_cli", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def clip_manifest(tmp_path_factory) -> Path:
+    """The bench tests' small manifest: real Megamind/astronaut frames with espeak-ng audio."""
+    return _load_conftest("bench").build_manifest(tmp_path_factory.mktemp("cli_clips"), n=12)
+
+
 def _env(**more) -> dict:
     env = {**os.environ, "COLUMNS": "80", "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
     env.pop("TALKBENCH_NATIVE_LOGS", None)
@@ -208,13 +225,7 @@ def test_run_metadata_name_metrics_and_bench_runs(tmp_path, clip_manifest):
 
 @pytest.mark.slow
 def test_train_prints_step_loss_psnr_rate_off_a_terminal_and_writes_meta(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("_models_conftest_for_cli",
-                                                  Path(__file__).resolve().parents[1] / "models" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    manifest = module.build_manifest(tmp_path / "data")
+    manifest = _load_conftest("models").build_manifest(tmp_path / "data")
     run = tmp_path / "run"
     proc = talk("train", "motion", "--manifest", manifest, "--out", run, "--preset", "tiny", "--max-steps", "2",
                 "--batch-size", "2", "--num-workers", "0", "--device", "cpu", "--perceptual", "none-l1-pyramid",
@@ -227,3 +238,25 @@ def test_train_prints_step_loss_psnr_rate_off_a_terminal_and_writes_meta(tmp_pat
     meta = json.loads((run / "meta.json").read_text())
     assert meta["kind"] == "train" and meta["status"] == "complete" and meta["step"] == 2
     assert meta["command"][:3] == ["talkbench", "train", "motion"] and meta["wall_s"] > 0 and meta["host"]
+
+
+def test_bench_publish_console_table_never_cuts_method_names(tmp_path):
+    from talkbench.manifests import get_protocol, write_table
+
+    proto = "talkbench-v1-256"
+    files = []
+    for method, base in (("folder:outputs/sadtalker-reproduced-2024", 24.0), ("ours-step040000-ema", 27.0)):
+        rows = [{"metric": m, "clip_id": f"c{i}", "value": base + i + k, "n": 19}
+                for i in range(3) for k, m in enumerate(("psnr", "ssim", "lpips", "akd"))]
+        common = {"protocol_id": proto, "protocol_digest": get_protocol(proto).digest, "protocol_standard": True,
+                  "method": method, "task": "self-reenact", "split": "test", "talkbench_version": "0.1.0"}
+        folder = tmp_path / method.replace("/", "_").replace(":", "_")
+        folder.mkdir()
+        write_table([{**common, **r} for r in rows], folder / "results.parquet", "results")
+        files.append(folder)
+    proc = talk("bench", "publish", *files, "--out", tmp_path / "lb", "--format", "md")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    for name in ("folder:outputs/sadtalker-reproduced-2024", "ours-step040000-ema", "AniTalker (reported"):
+        assert any(name in line for line in lines), (name, proc.stdout)
+    assert "…" not in proc.stdout

@@ -178,10 +178,11 @@ def test_qualitative_page_per_run_with_synchronised_videos_error_map_and_strip(r
       row.querySelector('video.lead').currentTime = 0.2;
       setTimeout(() => report({states, paused, ready,
         after: Array.from(document.querySelectorAll('tr.clip-row')).map(r => r.dataset.state),
-        times: Array.from(row.querySelectorAll('video')).map(v => v.currentTime)}), 400);
+        times: Array.from(row.querySelectorAll('video')).map(v => v.currentTime)}), 1000);
     }, 400);
-    """, budget_ms=5000)
+    """, budget_ms=6000)
     assert got["states"] == ["playing", "playing"] and got["after"] == ["paused", "paused"]
     assert all(r >= 1 for r in got["ready"]), got  # every video decodes (metadata known)
     assert not any(got["paused"]), got
-    assert all(abs(t - 0.2) < 0.05 for t in got["times"]), got  # a seek moves the whole row
+    times = got["times"]  # a seek of the leading video moves the whole row
+    assert max(times) - min(times) < 0.05 and max(times) > 0.1, got

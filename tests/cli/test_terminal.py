@@ -260,3 +260,19 @@ def test_bench_publish_console_table_never_cuts_method_names(tmp_path):
     for name in ("folder:outputs/sadtalker-reproduced-2024", "ours-step040000-ema", "AniTalker (reported"):
         assert any(name in line for line in lines), (name, proc.stdout)
     assert "…" not in proc.stdout
+
+
+def test_off_a_terminal_a_record_comes_at_least_every_period_even_during_one_long_item():
+    import io
+    import time
+
+    from talkbench.runtime.progress import Bar
+
+    stream = io.StringIO()
+    with Bar(4, "clips", every=0.2, stream=stream, tty=False) as bar:
+        time.sleep(0.75)  # one slow clip: no advance, the heartbeat still reports
+        bar.advance(failed=1, note="psnr 27.31")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "[clips] 0/4 done, 0 failed, 0.00/s, ETA ?"
+    assert sum(line.startswith("[clips] 0/4 done") for line in lines) >= 3
+    assert re.fullmatch(r"\[clips\] 1/4 done, 1 failed, [\d.]+/s, took \d+s  psnr 27.31", lines[-1]), lines

@@ -39,6 +39,7 @@ class Bar:
         self.note = ""
         self._rich = None
         self._started = self._last = 0.0
+        self._stop = None
 
     # ------------------------------------------------------------------------------------------------ life cycle
     def __enter__(self):
@@ -58,9 +59,20 @@ class Bar:
             self._task = self._rich.add_task(self.description, total=self.total, failed="", note="")
         else:
             self._record()
+            if self.every > 0:  # a heartbeat: a record every `every` s even while one long item runs
+                import threading
+
+                self._stop = threading.Event()
+                threading.Thread(target=self._heartbeat, name="progress-records", daemon=True).start()
         return self
 
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(min(self.every, 1.0)):
+            self.tick()
+
     def __exit__(self, *exc):
+        if self._stop is not None:
+            self._stop.set()
         if self._rich is not None:
             self._rich.stop()
         elif not self.quiet:

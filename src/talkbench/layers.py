@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("leaderboards",),
     ("bench",),
     ("cli",),
+    ("__main__",),  # `python -m talkbench`: the CLI's entry point
 )
 
 # (importer, imported): never, although the layer order would allow it.

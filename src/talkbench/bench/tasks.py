@@ -38,6 +38,7 @@ class Task:
     experimental: bool = False
     renames: dict[str, str] = field(default_factory=dict)  # registry metric -> result label
     compared_with: str | None = None  # recorded in ``extra`` of the renamed rows
+    only: tuple[str, ...] | None = None  # `bench run --metrics`: a subset of the registry's metrics (a partial run)
     # A task with jobs of its own (not one generated video per clip) names its runner, "module:function" taking the
     # BenchConfig; resolved when the task runs, like MetricSpec.compute.
     runner: str | None = None
@@ -54,7 +55,8 @@ class Task:
         return tuple(self.renames.get(m, m) for m in self.evaluator_metrics())
 
     def evaluator_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m, spec in METRICS.items() if self.name in spec.tasks)
+        return tuple(m for m, spec in METRICS.items()
+                     if self.name in spec.tasks and (self.only is None or m in self.only))
 
     def per_clip_metrics(self) -> tuple[str, ...]:
         """Registry names of the metrics scored per clip."""

@@ -11,9 +11,9 @@ from typing import List, Optional, Sequence
 import typer
 
 from ..errors import TalkbenchError
-from ._app import console, err_console, new_app, run_app
+from ._app import check_workers, choice, console, err_console, new_app, run_app
 
-app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.")
+app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.", root=True)
 
 FORMAT_HELP = "Source list format: hdtf | table | folder (default: detected from each path)."
 
@@ -88,9 +88,10 @@ def build_manifest_command(
     sources: List[Path] = typer.Argument(..., help="Source lists (see `curate sources`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (manifests, media, stats)."),
     until: str = typer.Option("all", "--until", help=f"Last stage to run: {_stage_names()} | all."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) | ray.",
+                                 callback=choice("executor", ("local", "ray"))),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes.", callback=check_workers),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="CurationConfig YAML file."),
@@ -293,3 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.curate
+    main()

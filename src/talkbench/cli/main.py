@@ -7,7 +7,8 @@ from typing import Sequence
 from . import bench, curate, demo, directed, manifests, metrics, models, plan, speech, targets, weights
 from ._app import new_app, run_app
 
-app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.")
+app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.",
+              root=True)
 
 # Each module adds its own commands or groups; the curate and bench scripts are also reachable as groups here.
 for module in (manifests, weights, metrics, models, demo, plan, targets):
@@ -23,3 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.main
+    main()

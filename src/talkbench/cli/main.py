@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bench, curate, demo, manifests, metrics, models, plan, weights
+from . import bench, curate, demo, manifests, metrics, models, plan, speech, weights
 from ._app import new_app, run_app
 
 app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.")
@@ -12,6 +12,7 @@ app = new_app("talkbench: curate talking-head data, train reference models, scor
 # Each module adds its own commands or groups; the curate and bench scripts are also reachable as groups here.
 for module in (manifests, weights, metrics, models, demo, plan):
     module.register(app)
+speech.register(app, models.train_app, models.generate_app)  # train audio2motion, generate speech
 app.add_typer(curate.app, name="curate")
 app.add_typer(bench.app, name="bench")
 

@@ -42,7 +42,7 @@ def default_basis(expr_dim: int) -> np.ndarray:
     k = len(FACE_POINTS)
     named = np.zeros((3, k, 3), np.float32)
     named[0, [8, 9], 1] = [0.3, 0.5]  # jaw open
-    named[1, 5] = [-0.15, -0.1, 0], named[1, 6] = [0.15, -0.1, 0]  # smile
+    named[1, 5], named[1, 6] = [-0.15, -0.1, 0], [0.15, -0.1, 0]  # smile
     named[2, [2, 3], 1] = -0.2  # brows up
     rest = np.random.default_rng(0).standard_normal((max(0, expr_dim - 3), k, 3)).astype(np.float32)
     basis = np.concatenate([named, rest])[:expr_dim]
@@ -206,3 +206,13 @@ def count_params(module: nn.Module) -> int:
 FAMILY = {"name": "body_hands", "config": BodyHandsConfig, "presets": PRESETS, "model": BodyHands,
           "train": "talkbench.models.train_avatar:main", "part": "body",
           "summary": "ChatAnyone body/hand transformer: face keypoints (fixed template) → body keypoints, 21-joint hands"}
+
+
+FACE_IMAGE_SCALE = 0.12  # inter-ocular distance in [-1, 1] image units of a 2:3 upper-body portrait (inferred)
+
+
+def face_image_points(face_motion: torch.Tensor, template: FaceTemplate, anchor: torch.Tensor) -> torch.Tensor:
+    """The renderer's face keypoints: template points (…, K, 3) → (…, K, 2) image points around ``anchor`` (…, 2),
+    the nose keypoint of the body (x, y in [-1, 1]); pose tx/ty move the head on top of it."""
+    kp = template(face_motion)[..., :2]
+    return anchor[..., None, :2] + FACE_IMAGE_SCALE * (kp - template.mean[4, :2])

@@ -183,6 +183,7 @@ def main(cfg: TrainConfig) -> dict:
                 "clips": [f.stem for f in files]}
 
     disc = perceptual = template = None
+    basis = read_basis(Path(cfg.data) / "basis.npz") if cfg.part == "face" else None
     if cfg.part == "face":
         model = face_dit.FaceDiT(mcfg)
         model.diffusion.fit_normalization(torch.from_numpy(np.concatenate([c["motion"] for c in clips])).float())
@@ -234,6 +235,8 @@ def main(cfg: TrainConfig) -> dict:
                        "cfg": full_cfg, "step": step, "manifest_sha": sha, "rng": checkpoints.rng_state()}
             if disc is not None:
                 payload.update(disc=disc.state_dict(), d_opt=d_opt.state_dict())
+            if basis is not None:  # generation turns a style reference into coefficients with it
+                payload.update(basis_mean=basis[0], basis_components=basis[1])
             checkpoints.save(ckpt_path, payload)
 
     model.train()
@@ -279,6 +282,17 @@ def main(cfg: TrainConfig) -> dict:
     if writer is not None:
         writer.close()
     return {"step": done, "history": history, "checkpoint": str(ckpt_path), "clips": len(clips)}
+
+
+def read_basis(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The curation's expression basis (``mean`` (936,), ``components`` (E, 936) in the canonical face-mesh frame of
+    ``metrics.instruction.face_tracks``), or None when the data folder has none."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        if "mean" not in z or "components" not in z:
+            raise ManifestError(f"{path}: expected arrays 'mean' and 'components'")
+        return torch.from_numpy(z["mean"]).float(), torch.from_numpy(z["components"]).float()
 
 
 def _ddp_losses(ddp_model, batch):

@@ -69,6 +69,19 @@ class AvatarModels:
 # Inputs
 # ----------------------------------------------------------------------------------------------------------------
 
+def load_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of an image file (one-line MediaError otherwise)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: no such portrait file")
+    try:
+        return np.asarray(Image.open(path).convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"{path}: not a readable image ({exc})") from exc
+
+
 def crop_portrait(img: np.ndarray, face_x: float) -> tuple[np.ndarray, list[int] | None]:
     """A 2:3 (w:h) crop, horizontally centred on the face when the image is too wide, else top-aligned (head and
     shoulders); returns the crop and its box [x, y, w, h] (None when already 2:3)."""
@@ -188,7 +201,8 @@ def generate_avatar(source: str | Path, audio: str | Path, out: str | Path, *, f
                     device: str = "cpu") -> dict:
     """Write OUT (mp4, 25 fps, speech muxed); return a record (crop, hands, amplitude, style, frames)."""
     from .. import media
-    from .speech import load_portrait, load_speech
+    from ..faces.detect import mesh_landmarks
+    from .speech import load_speech
 
     lo, hi = face_dit.AMPLITUDE_RANGE
     if not lo <= amplitude <= hi:
@@ -197,10 +211,10 @@ def generate_avatar(source: str | Path, audio: str | Path, out: str | Path, *, f
         raise ConfigError(f"unknown hands setting {hands!r}; choose from {sorted(HANDS)}")
     models = AvatarModels.load(face_checkpoint, body_checkpoint, render_checkpoint, device)
     speech, record = load_speech(audio, 1)
-    img = load_portrait(source)  # one-line error when there is no face
-    from .targets import face_landmarks
-
-    mesh = face_landmarks(img[None])[0]
+    img = load_image(source)
+    mesh = mesh_landmarks(img[None])[0]
+    if np.isnan(mesh[0, 0]):
+        raise MediaError(f"{source}: no face found in the portrait")
     img, box = crop_portrait(img, float(np.nanmean(mesh[:, 0])))
     record["crop"] = box
     if box is not None:

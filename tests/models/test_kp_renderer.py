@@ -19,7 +19,7 @@ from upper_material import TEXTS, clip, espeak, frames, portrait
 
 TINY = dataclasses.replace(get_config("tiny"), size=(72, 48), expr_dim=8, channels=8, down=2, motion_channels=8,
                            hand_channels=4, gan_weight=0.0)
-HAND_GAIN = 0.85  # hands-on hand-region L1 must be below 0.85 × hands-off (measured: see the report)
+HAND_GAIN = 0.75  # hands-on hand-region L1 below 0.75 × hands-off (measured 0.129 vs 0.256, ratio 0.50)
 
 
 def test_skeleton_raster_lies_on_the_bones():

@@ -265,7 +265,7 @@ def count_params(module: nn.Module) -> int:
 
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 → (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    return torch.from_numpy(np.array(frames, np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1
 
 
 def to_frames(images: torch.Tensor) -> np.ndarray:

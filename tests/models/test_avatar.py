@@ -125,3 +125,38 @@ def test_cli_generate_avatar_refuses_bad_hands(kit, tmp_path):
                                    str(c["render"]), "--hands", "maybe"])
     assert res.exit_code != 0 and "unknown hands setting 'maybe'" in str(res.exception or res.output)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_train_refuses_bad_options_before_writing(tmp_path):
+    from talkbench.errors import ManifestError
+    from talkbench.models.train_avatar import TrainConfig, main
+
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="unknown avatar part 'legs'; choose from"):
+        main(TrainConfig(part="legs", data=str(tmp_path), out=str(out)))
+    with pytest.raises(ValueError, match="unknown face_dit preset 'huge'"):
+        main(TrainConfig(part="face", data=str(tmp_path), out=str(out), preset="huge"))
+    with pytest.raises(ManifestError, match="no train clips"):
+        main(TrainConfig(part="face", data=str(tmp_path), out=str(out)))
+    assert not out.exists()
+
+
+def test_train_face_resumes_where_it_stopped(kit, tmp_path):
+    from talkbench.media import read_audio
+    from talkbench.models import checkpoints as ck
+    from talkbench.models.train_avatar import TrainConfig, main
+    from upper_material import clip
+
+    audio = read_audio(kit["wav"], 16000)
+    c = clip(np.concatenate([audio, audio]), 16, 1.0, seed=0)
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    n = c["n"]
+    np.savez(data / "clips" / "a.npz", frames=np.zeros((n, 8, 8, 3), np.uint8), audio=c["audio"],
+             expression=c["motion"][:, :16], pose6=c["motion"][:, 16:], body=c["body"], hands=c["hands"])
+    cfg = dict(part="face", data=str(data), out=str(tmp_path / "run"), preset="tiny", batch_size=2, log_every=1)
+    first = main(TrainConfig(**cfg, max_steps=2))
+    again = main(TrainConfig(**cfg, max_steps=3, resume=True))
+    assert first["step"] == 2 and again["step"] == 3 and [r["step"] for r in again["history"]] == [3]
+    assert ck.load(tmp_path / "run" / "last.pt")["step"] == 3
+    assert (tmp_path / "run" / "tb").is_dir()

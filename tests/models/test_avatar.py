@@ -13,7 +13,7 @@ import torch
 
 from talkbench.errors import ConfigError, MediaError
 from talkbench.models import body_hands, checkpoints, face_dit, kp_renderer
-from upper_material import espeak
+from upper_material import BODY_TEMPLATE, espeak
 
 E = 8
 
@@ -87,24 +87,16 @@ def test_landscape_without_hands_is_cropped_and_hands_off(kit, tmp_path):
 
 def test_same_seed_same_stream(kit):
     from talkbench.media import read_audio
-    from talkbench.models.avatar import AvatarModels, Source
-
-    from talkbench.models.avatar import stream
+    from talkbench.models.avatar import AvatarModels, Source, stream
 
     c = kit["ckpt"]
     models = AvatarModels.load(c["face"], c["body"], c["render"])
     src = Source(models, np.zeros((96, 64, 3), np.uint8) + 100, np.zeros((1, E + 6), np.float32),
-                 body_hands_template(), np.zeros((2, 21, 2), np.float32))
+                 BODY_TEMPLATE.copy(), np.zeros((2, 21, 2), np.float32))
     audio = read_audio(kit["wav"], 16000)
     runs = [[f for f, _ in stream(models, src, audio, seed=s, steps=2)] for s in (1, 1, 2)]
     assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1]))
     assert any(not np.array_equal(a, b) for a, b in zip(runs[0], runs[2]))
-
-
-def body_hands_template():
-    from upper_material import BODY_TEMPLATE
-
-    return BODY_TEMPLATE.copy()
 
 
 def test_cli_generate_avatar_refuses_bad_hands(kit, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bench, curate, demo, directed, manifests, metrics, models, plan, speech, targets, weights
+from . import avatar, bench, curate, demo, directed, manifests, metrics, models, plan, speech, targets, weights
 from ._app import new_app, run_app
 
 app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.",
@@ -15,6 +15,7 @@ for module in (manifests, weights, metrics, models, demo, plan, targets):
     module.register(app)
 speech.register(app, models.train_app, models.generate_app)  # train audio2motion, generate speech
 directed.register(models.generate_app)  # generate directed
+avatar.register(models.train_app, models.generate_app)  # train avatar, generate avatar
 app.add_typer(curate.app, name="curate")
 app.add_typer(bench.app, name="bench")
 

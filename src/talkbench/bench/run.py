@@ -245,6 +245,15 @@ class ScoreClips(Step):
                 "timing": timing, "missing_weights": {}, "protocol_standard": None}
 
 
+def use_reference_cache(evaluator, cfg, jobs: list[dict]) -> None:
+    """Key the set-level metrics' ground-truth statistics by manifest sha, split, clip set and protocol digest."""
+    from ..media import sha256_file
+    from ..metrics.stats_cache import ReferenceStatsCache, reference_clip_set
+
+    clip_set = reference_clip_set((j["clip_id"], j["skip"], j["n_frames"]) for j in jobs)
+    evaluator.use_reference_stats(ReferenceStatsCache(), sha256_file(cfg.manifest), cfg.split, clip_set)
+
+
 class SetMetrics(Step):
     """The reduction: every cached generated video and its reference into one Evaluator, then ``finalize``."""
 
@@ -264,6 +273,7 @@ class SetMetrics(Step):
                     yield {"metric": self.task.result_name(m), "value": None, "null_reason": "no_scored_clips", "n": 0}
                 continue
             evaluator = make_evaluator(self.cfg.protocol, self.task.set_metrics(), self.cfg.device)
+            use_reference_cache(evaluator, self.cfg, jobs)  # ground-truth FID/FVD statistics shared across methods
             for job in jobs:
                 pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")  # written at the protocol size
                 ref = read_video(job["clip_path"], protocol).frames[: len(pred)]
@@ -376,9 +386,9 @@ def run_bench(cfg) -> BenchResult:
 
 def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:
     """The set-level reduction over the clips that were scored (a failed clip is excluded, and the rows say so)."""
-    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"],
-                "skip": task.scored_frames(j, records[j["clip_id"]].get("n_frames", 0))}
-               for j in jobs if records[j["clip_id"]]["ok"]]
+    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"], "skip": task.scored_frames(j, n),
+                "n_frames": n} for j in jobs if records[j["clip_id"]]["ok"]
+               for n in [records[j["clip_id"]].get("n_frames", 0)]]
     excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
     stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
                          config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")

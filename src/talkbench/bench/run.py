@@ -274,7 +274,9 @@ class SetMetrics(Step):
                 continue
             evaluator = make_evaluator(self.cfg.protocol, self.task.set_metrics(), self.cfg.device)
             use_reference_cache(evaluator, self.cfg, jobs)  # ground-truth FID/FVD statistics shared across methods
-            for job in jobs:
+            # Nothing to accumulate when every set metric lacks its weights: finalize gives their null rows anyway.
+            computable = set(self.task.set_metrics()) - set(evaluator.missing_weights())
+            for job in jobs if computable else []:
                 pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")  # written at the protocol size
                 ref = read_video(job["clip_path"], protocol).frames[: len(pred)]
                 skip = job["skip"]  # the source frame is not scored (Task.scored_frames)

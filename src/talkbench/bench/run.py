@@ -258,6 +258,15 @@ def _note(record: dict) -> str | None:
     return record.get("reason")
 
 
+def use_reference_cache(evaluator, cfg, jobs: list[dict]) -> None:
+    """Key the set-level metrics' ground-truth statistics by manifest sha, split, clip set and protocol digest."""
+    from ..media import sha256_file
+    from ..metrics.stats_cache import ReferenceStatsCache, reference_clip_set
+
+    clip_set = reference_clip_set((j["clip_id"], j["skip"], j["n_frames"]) for j in jobs)
+    evaluator.use_reference_stats(ReferenceStatsCache(), sha256_file(cfg.manifest), cfg.split, clip_set)
+
+
 class SetMetrics(Step):
     """The reduction: every cached generated video and its reference into one Evaluator, then ``finalize``."""
 
@@ -277,7 +286,10 @@ class SetMetrics(Step):
                     yield {"metric": self.task.result_name(m), "value": None, "null_reason": "no_scored_clips", "n": 0}
                 continue
             evaluator = make_evaluator(self.cfg.protocol, self.task.set_metrics(), self.cfg.device)
-            for job in jobs:
+            use_reference_cache(evaluator, self.cfg, jobs)  # ground-truth FID/FVD statistics shared across methods
+            # Nothing to accumulate when every set metric lacks its weights: finalize gives their null rows anyway.
+            computable = set(self.task.set_metrics()) - set(evaluator.missing_weights())
+            for job in jobs if computable else []:
                 pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")  # written at the protocol size
                 ref = read_video(job["clip_path"], protocol).frames[: len(pred)]
                 skip = job["skip"]  # the source frame is not scored (Task.scored_frames)
@@ -413,9 +425,9 @@ def run_bench(cfg) -> BenchResult:
 
 def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:
     """The set-level reduction over the clips that were scored (a failed clip is excluded, and the rows say so)."""
-    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"],
-                "skip": task.scored_frames(j, records[j["clip_id"]].get("n_frames", 0))}
-               for j in jobs if records[j["clip_id"]]["ok"]]
+    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"], "skip": task.scored_frames(j, n),
+                "n_frames": n} for j in jobs if records[j["clip_id"]]["ok"]
+               for n in [records[j["clip_id"]].get("n_frames", 0)]]
     excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
     stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
                          config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")

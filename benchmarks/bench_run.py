@@ -132,6 +132,12 @@ def main(argv=None) -> int:
     console.print(f"torch threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}, load avg: "
                   f"{os.getloadavg()[0]:.1f}, weights: {'random (official formats)' if args.random_weights else 'none'}")
 
+    # Imports (torch, torchmetrics, scipy.signal, mediapipe: tens of seconds on a loaded machine) are paid once per
+    # process; load them before timing, so the first bench run does not carry them and the reference does not skip them.
+    import talkbench.bench.run  # noqa: F401
+    import talkbench.metrics.evaluate  # noqa: F401
+    import talkbench.metrics.scores  # noqa: F401
+
     with tempfile.TemporaryDirectory(prefix="tb-bench-run-") as work:
         runs = time_runs(manifest, Path(work), args.split, args.limit)
     table = Table(title=f"bench run self-reenact ({manifest})")

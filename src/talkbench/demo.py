@@ -261,6 +261,9 @@ def _plan(have_t1: bool) -> list[DemoVideo]:
     return plan
 
 
+DEMO_CONFIG = "curate.yaml"  # written beside sources.csv: the demo's curation settings (its split)
+
+
 def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
     """Write the demo videos, ``motion.json`` and ``sources.csv`` into ``out_dir``; returns the sources.csv path."""
     from .media import read_frames, write_video
@@ -343,6 +346,10 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
         writer.writerow(["url", "start", "end", "identity"])
         for item in plan:
             writer.writerow([item.file, "", "", item.identity or ""])
+    # Three identities; 0.6 × 3 rounds to 2 test identities, so the test split can pair sources and drivers of two
+    # different people (cross-reenact) and one identity remains for training.
+    (out / "curate.yaml").write_text(f"# curate build-manifest {sources.name} --config {DEMO_CONFIG}\n"
+                                     "split:\n  test_fraction: 0.6\n")
     (out / "expected.json").write_text(json.dumps({i.file: {"identity": i.identity, "expect": i.expect,
                                                            "note": i.note} for i in plan}, indent=1, sort_keys=True))
     return sources

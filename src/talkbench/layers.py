@@ -9,7 +9,7 @@ from __future__ import annotations
 
 # Each layer lists the top-level names under ``talkbench`` (sub-packages or modules) that belong to it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "media", "demo", "layers"),  # error types, the one media reader/writer, the demo's synthetic material
+    ("errors", "media", "demo", "demo_upper", "layers"),  # error types, the one media reader/writer, the demo's synthetic material
     ("manifests",),
     ("weights",),
     ("faces",),
@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("leaderboards",),
     ("bench",),
     ("cli",),
+    ("__main__",),  # `python -m talkbench`: the CLI's entry point
 )
 
 # (importer, imported): never, although the layer order would allow it.

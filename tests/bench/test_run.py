@@ -246,11 +246,12 @@ def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, cap
     out = tmp_path / "out"
     line = _bad(capsys, *base, "--method", "nope", "--task", "self-reenact", "--out", str(out), code=2)
     assert "unknown method 'nope'; choose from ['folder:PATH', 'gt', 'ours', 'static']" in line
-    line = _bad(capsys, *base, "--method", "gt", "--task", "nope", "--out", str(out))
+    line = _bad(capsys, *base, "--method", "gt", "--task", "nope", "--out", str(out), code=2)  # a usage error (issue 12)
     assert "choose from ['audio-driven', 'cross-reenact', 'self-reenact', 'upper-body']" in line
     line = _bad(capsys, *base, "--method", "ours", "--task", "self-reenact", "--out", str(out))
     assert line == "error: no checkpoint given: method 'ours' needs --checkpoint PATH"
-    line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--executor", "slurm", "--out", str(out))
+    line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--executor", "slurm", "--out", str(out),
+                code=2)
     assert "unknown executor 'slurm'; choose from ['local', 'ray']" in line
     line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--split", "val", "--out", str(out))
     assert "split 'val' is empty (splits present: ['test', 'train'])" in line
@@ -329,7 +330,8 @@ def test_non_standard_weights_give_one_protocol_id_and_are_refused_in_a_standard
     by = {r["metric"]: r for r in result.rows if r["clip_id"] is None}
     fvd = by["fvd"]
     assert fvd["value"] is not None and np.isfinite(fvd["value"]) and fvd["n"] == 2
-    assert json.loads(fvd["extra"]) == {"fake": 2, "real": 2, "skipped_short_clips": 0}  # one 16-frame window each
+    assert json.loads(fvd["extra"]) == {"fake": 2, "real": 2, "skipped_short_clips": 0,  # one 16-frame window each
+                                        "reference_stats": "miss"}
     assert json.loads(fvd["weights"]) == {"i3d": records["i3d"]["sha256"]}
     assert by["fid"]["value"] is None and by["fid"]["null_reason"] == hint("fid-inception")
     psnr = [r for r in result.rows if r["metric"] == "psnr"]
@@ -356,3 +358,29 @@ def test_upper_body_adds_hkc(clip_manifest, tmp_path):
     names = sorted({r["metric"] for r in result.rows})
     assert names == ["aed", "akd", "csim", "fid", "fvd", "hkc", "lpips", "psnr", "ssim"]
     assert result.summary["run"]["task"] == "upper-body"
+
+
+def test_second_method_reuses_the_ground_truth_statistics(clip_manifest, tmp_path, monkeypatch):
+    # FVD with a random I3D (official format, --unverified): the ground truth's statistics are computed by the first
+    # method's run, read back by the second's and by a rerun, and recomputed when the clip set changes.
+    home = tmp_path / "home"
+    install_random_weights(home, ["i3d"])
+    monkeypatch.setenv("TALKBENCH_HOME", str(home))
+
+    def fvd(method, out, limit):
+        rows = run_bench(cfg(clip_manifest, tmp_path / out, method=method, limit=limit)).rows
+        row = next(r for r in rows if r["metric"] == "fvd" and r["clip_id"] is None)
+        return row["value"], json.loads(row["extra"])
+
+    gt_value, gt_extra = fvd("gt", "gt", 2)
+    static_value, static_extra = fvd("static", "static", 2)
+    again_value, again_extra = fvd("static", "static-again", 2)
+    assert gt_extra["reference_stats"] == "miss" and gt_value == pytest.approx(0.0, abs=1e-6)  # gt vs itself
+    assert static_extra["reference_stats"] == "hit" and again_extra["reference_stats"] == "hit"
+    assert static_extra["real"] == gt_extra["real"] == 2 and static_value > 1e-3
+    assert again_value == static_value  # the same statistics, the same number
+    assert len(list((home / "cache" / "reference_stats").glob("fvd-*.npz"))) == 1
+    # another clip set is another key: recomputed, and stored beside the first
+    _, one_extra = fvd("static", "static-three", 3)
+    assert one_extra["reference_stats"] == "miss"
+    assert len(list((home / "cache" / "reference_stats").glob("fvd-*.npz"))) == 2

@@ -87,7 +87,7 @@ def test_clip_pipeline_end_to_end(curated):
 
     config_hash = CurationConfig().hash()
     for c in clips:
-        optional = {"frames_dir", "wav_path"}
+        optional = {"frames_dir", "wav_path", "crop_height", "height", "path_small", "torso_fraction", "hands_fraction"}
         assert all(c[k] is not None for k in c if k not in optional), c
         assert (c["start_frame"], c["end_frame"], c["n_frames"], c["fps"]) == (0, 60, 60, 25.0)
         assert (c["start_s"], c["end_s"]) == (0.0, 2.4)

@@ -58,11 +58,16 @@ def curated_dir(tmp_path_factory):
                                "select": (7, 3)}.items():
         (out / "stats" / stage).mkdir(parents=True)
         (out / "stats" / stage / "summary.json").write_text(json.dumps(_summary(rin, rout)))
+    cluster = _summary(7, 7)
+    cluster["steps"][0]["counters"] = {"identities": 3, "threshold_x1000": 70}
+    (out / "stats" / "cluster").mkdir(parents=True)
+    (out / "stats" / "cluster" / "summary.json").write_text(json.dumps(cluster))
     return out
 
 
 def _funnel(html: str) -> list[tuple[str, int]]:
-    section = html.split("<h2>Funnel</h2>")[1].split("</table>")[0]
+    """Both funnel tables (sources/videos, then clips), in order."""
+    section = html.split("<h2>Funnel</h2>")[1].split("<h2>")[0]
     return [(a, int(b)) for a, b in re.findall(r"<tr><td>([^<]+)</td><td>(\d+)</td></tr>", section)]
 
 
@@ -71,9 +76,21 @@ def test_report_has_the_funnel_drops_and_plots(curated_dir):
     html = path.read_text()
     assert _funnel(html) == [("sources", 5), ("downloaded", 4), ("segments", 4), ("shots", 9), ("tracks", 11),
                              ("passed filters", 7), ("embedded", 7), ("selected", 3), ("kept", 3)]
+    # one unit per table: sources/videos, then clips
+    section = html.split("<h2>Funnel</h2>")[1].split("<h2>")[0]
+    videos, clips = section.split("</table>")[:2]
+    assert "<th>sources / videos</th>" in videos and "segments" in videos and "shots" not in videos
+    assert "<th>clips</th>" in clips and "sources" not in clips and "kept" in clips
     assert "<td>MinFaceSize</td><td>face_too_small</td><td>4</td>" in html
     assert "<td>select</td><td>identity_too_few_clips</td><td>1</td>" in html
-    assert "3 clips, 2 identities, split: test 1, train 2" in html
+    assert "3 clips, 2 identities kept, split (clips): test 1, train 2" in html
+    # clip paths are links, numbers carry units, the contact sheet is captioned
+    assert '<a href="clips/' in html and "duration (s)" in html and "crop (px)" in html and "(°)" in html
+    assert html.count("<figcaption>") == 3 and "id-b</b> · test" in html and "1.2 s" in html
+    assert "max |yaw| 35°" in html
+    # the identity counts agree, or the page says why not
+    assert "clustering found 3 among 7 candidate clips; 2 keep at least one clip, 1 lost all theirs" in html
+    assert "identity_too_few_clips ×1" in html
     for name in ("funnel", "pose", "face_size", "duration", "clips_per_identity", "contact_sheet"):
         png = curated_dir / "report" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

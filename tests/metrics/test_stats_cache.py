@@ -133,3 +133,17 @@ def test_metric_with_cached_real_stats_equals_accumulating_them(tmp_path):
     with pytest.raises(ConfigError, match="already added"):
         first.set_real_stats(hit.stats.mu, hit.stats.sigma, hit.stats.n)
     assert isinstance(cache.load(key()), Lookup)
+
+
+def test_reference_clip_set_follows_the_ground_truth_frames_used():
+    from talkbench.metrics.stats_cache import reference_clip_set, reference_keys
+
+    ids = hdtf_clip_ids()[:4]
+    items = [(cid, 1, 75) for cid in ids]
+    base = reference_clip_set(items)
+    assert reference_clip_set(items[::-1]) == base  # order-free
+    assert reference_clip_set(items[:3]) != base  # another clip set
+    assert reference_clip_set([(ids[0], 0, 75)] + items[1:]) != base  # the source frame scored or not
+    assert reference_clip_set([(ids[0], 1, 60)] + items[1:]) != base  # a shorter generated video cuts the reference
+    keys = reference_keys("a" * 64, "test", base, "p1", ["psnr", "fid", "fvd"])
+    assert sorted(keys) == ["fid", "fvd"] and keys["fvd"].clip_set == base and keys["fid"].metric == "fid"

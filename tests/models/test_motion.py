@@ -43,8 +43,9 @@ def test_tiny_shapes_and_relative_driving():
         enc = gen.encoder(x)
         assert enc.w.shape == enc.identity.shape == enc.motion.shape == (3, cfg.style_dim)
         assert enc.alpha.shape == (3, 20)
-        assert [f.shape[-1] for f in enc.feats] == [8, 16, 32, 64]
-        assert [f.shape[1] for f in enc.feats] == [cfg.channels(r) for r in (8, 16, 32, 64)]
+        assert [f.shape[-1] for f in enc.feats] == [8, 16, 32, 64, 64]
+        assert [f.shape[1] for f in enc.feats] == [cfg.channels(r) for r in (8, 16, 32, 64)] + [3]
+        assert torch.equal(enc.feats[-1], x)  # the source image itself, which the renderer warps
         out = gen(x, x.flip(0))
         assert out.shape == (3, 3, 64, 64)
         # relative driving with the driver's first frame equal to the current one gives the source's own code

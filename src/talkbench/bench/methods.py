@@ -113,13 +113,6 @@ class Static(Method):
         return Generated(frames)
 
 
-def _resize(frames: np.ndarray, size: int) -> np.ndarray:
-    """To a model's own input size (not the protocol's: that resize goes through the protocol's frame reader)."""
-    import cv2
-
-    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC) for f in frames])
-
-
 class Folder(Method):
     tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
     description = "outputs of an external method: PATH/<clip_id>.mp4 or PATH/<clip_id>/*.png"
@@ -266,11 +259,11 @@ class OursReenact(Ours):
         source, driver = inputs.source, inputs.driver
         extra = {"checkpoint": self.checkpoint.name}
         if size != inputs.size:
-            # The model runs at its own resolution; the protocol scores at its own. Both resizes are recorded.
-            source, driver = _resize(source[None], size)[0], _resize(driver, size)
+            # The model encodes at its own resolution and warps the full-size source (its flow upsampled), so the
+            # output has the protocol's size; recorded.
             extra["resampled"] = {"model_size": size, "size": [size, inputs.size]}
         frames = np.stack(list(model.reenact(source, driver, batch_size=self.batch_size))).astype(np.uint8)
-        if size != inputs.size:
+        if frames.shape[1:3] != (inputs.size, inputs.size):  # a source of another size: the protocol's resize
             from ..manifests.frames import resize_frames
 
             frames = resize_frames(frames, inputs.protocol)

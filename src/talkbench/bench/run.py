@@ -49,6 +49,8 @@ _BENCH_FIELDS = [
     ("seed", int, field(default=0)),  # cross-reenact pairing
     ("n_boot", int, field(default=1000)),
     ("quiet", bool, field(default=False)),
+    ("name", "str | None", field(default=None)),  # the leaderboard's row label (default: the method's name)
+    ("metrics", "tuple | None", field(default=None)),  # score only these (result labels); the run is then partial
 ]
 # The method options (checkpoint, batch size, length policy...) are fields too, generated from their registry.
 BenchConfig = make_dataclass("BenchConfig", _BENCH_FIELDS + [
@@ -64,6 +66,8 @@ class BenchResult:
     summary: dict
     n_jobs: int
     n_cached: int
+    stages: dict = field(default_factory=dict)  # stage -> wall seconds of this invocation
+    clip_timing: dict = field(default_factory=dict)  # clip_id -> {decode, generate, write, metrics} seconds
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -153,6 +157,7 @@ class ScoreClips(Step):
                                                                                          indent=1))
             if self.ctx:
                 self.ctx.count("scored" if record["ok"] else "failed")
+                self.ctx.note = _note(record)  # shown by the progress bar
             yield record
 
     def score(self, job: dict) -> dict:
@@ -245,6 +250,23 @@ class ScoreClips(Step):
                 "timing": timing, "missing_weights": {}, "protocol_standard": None}
 
 
+def _note(record: dict) -> str | None:
+    """The first scored value of a clip record, for the progress bar ("psnr 27.31")."""
+    for row in record["rows"]:
+        if row.get("value") is not None:
+            return f"{row['metric']} {row['value']:.4g}"
+    return record.get("reason")
+
+
+def use_reference_cache(evaluator, cfg, jobs: list[dict]) -> None:
+    """Key the set-level metrics' ground-truth statistics by manifest sha, split, clip set and protocol digest."""
+    from ..media import sha256_file
+    from ..metrics.stats_cache import ReferenceStatsCache, reference_clip_set
+
+    clip_set = reference_clip_set((j["clip_id"], j["skip"], j["n_frames"]) for j in jobs)
+    evaluator.use_reference_stats(ReferenceStatsCache(), sha256_file(cfg.manifest), cfg.split, clip_set)
+
+
 class SetMetrics(Step):
     """The reduction: every cached generated video and its reference into one Evaluator, then ``finalize``."""
 
@@ -264,7 +286,10 @@ class SetMetrics(Step):
                     yield {"metric": self.task.result_name(m), "value": None, "null_reason": "no_scored_clips", "n": 0}
                 continue
             evaluator = make_evaluator(self.cfg.protocol, self.task.set_metrics(), self.cfg.device)
-            for job in jobs:
+            use_reference_cache(evaluator, self.cfg, jobs)  # ground-truth FID/FVD statistics shared across methods
+            # Nothing to accumulate when every set metric lacks its weights: finalize gives their null rows anyway.
+            computable = set(self.task.set_metrics()) - set(evaluator.missing_weights())
+            for job in jobs if computable else []:
                 pred = read_frames(self.out / "cache" / f"{job['clip_id']}.mkv")  # written at the protocol size
                 ref = read_video(job["clip_path"], protocol).frames[: len(pred)]
                 skip = job["skip"]  # the source frame is not scored (Task.scored_frames)
@@ -298,7 +323,7 @@ def _check_out(out: Path, run_info: dict) -> None:
         except (OSError, json.JSONDecodeError):
             previous = {}
         keys = ("method", "task", "protocol_id", "protocol_requested", "split", "manifest_sha256", "method_key",
-                "seed")
+                "seed", "metrics")
         diff = [k for k in keys if previous.get(k) != run_info.get(k)]
         if diff:
             k = diff[0]
@@ -315,7 +340,7 @@ def _check_out(out: Path, run_info: dict) -> None:
 
 def prepare(cfg):
     """Validate everything that can fail before OUT is touched; returns (method, task, protocol, jobs, run_info)."""
-    task = get_task(cfg.task)
+    task = select_metrics(get_task(cfg.task), cfg.metrics)
     method = make_method(cfg.method, device=cfg.device, **{k: getattr(cfg, k) for k in METHOD_OPTIONS})
     method.check_task(task.name)
     if cfg.limit is not None and cfg.limit < 1:
@@ -345,11 +370,29 @@ def prepare(cfg):
         "seed": cfg.seed if task.name == "cross-reenact" else None,
         "length_policy": cfg.length_policy,
         "talkbench_version": __version__,
+        "name": cfg.name or method.name,
+        "metrics": sorted(cfg.metrics) if cfg.metrics else None,
+        "partial": bool(cfg.metrics),
     }
     return method, task, protocol, jobs, run_info
 
 
+def select_metrics(task: Task, metrics) -> Task:
+    """``--metrics a,b``: the task restricted to these result labels (a partial run); unknown names are refused."""
+    if not metrics:
+        return task
+    from dataclasses import replace
+
+    unknown = sorted(set(metrics) - set(task.metrics))
+    if unknown:
+        raise ConfigError(f"unknown metric {unknown[0]!r} for task {task.name!r}; choose from {sorted(task.metrics)}")
+    return replace(task, only=tuple(m for m in task.evaluator_metrics() if task.result_name(m) in set(metrics)))
+
+
 def run_bench(cfg) -> BenchResult:
+    task = get_task(cfg.task)
+    if task.runner:  # a task with jobs of its own (instruction: clip × instruction + a neutral video)
+        return task.resolve_runner()(cfg)
     method, task, protocol, jobs, run_info = prepare(cfg)
     out = Path(cfg.out)
     _check_out(out, run_info)
@@ -357,28 +400,34 @@ def run_bench(cfg) -> BenchResult:
     executor = make_executor(cfg.executor, workers=cfg.workers, quiet=cfg.quiet, ray_address=cfg.ray_address)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=1, sort_keys=True))
-    run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest",)})
+    run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest", "name")})
+    stage_t0 = time.perf_counter()
     clips = executor.run([ScoreClips(cfg, method, task, run_hash)], jobs, out / "stats" / "clips",
                          config={"run": run_hash, "step": "clips", "config": asdict(cfg)}, description="clips")
+    stages = {"clips": time.perf_counter() - stage_t0}
     records = {r["clip_id"]: r for r in clips.rows}
     rows = [{**r, "clip_id": cid} for cid in sorted(records) for r in records[cid]["rows"]]
     if task.set_metrics():
+        stage_t0 = time.perf_counter()
         rows += _set_rows(cfg, task, jobs, records, executor, out, run_hash)
+        stages["set metrics"] = time.perf_counter() - stage_t0
     common = {"protocol_id": run_info["protocol_id"], "protocol_digest": run_info["protocol_digest"],
-              "protocol_standard": run_info["protocol_standard"], "method": method.name, "task": task.name,
+              "protocol_standard": run_info["protocol_standard"], "method": run_info["name"], "task": task.name,
               "split": cfg.split, "talkbench_version": __version__}
     rows = [{**common, **r} for r in rows]
     write_table(rows, out / "results.parquet", "results")
     summary = summarise(rows, run_info, run_info["missing_weights"], records, n_boot=cfg.n_boot)
+    summary["partial"] = run_info["partial"]  # a metric subset: publish never ranks it against full runs
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
-    return BenchResult(out, rows, summary, len(jobs), clips.skipped_ranks)
+    return BenchResult(out, rows, summary, len(jobs), clips.skipped_ranks, stages,
+                       {cid: r.get("timing", {}) for cid, r in records.items()})
 
 
 def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:
     """The set-level reduction over the clips that were scored (a failed clip is excluded, and the rows say so)."""
-    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"],
-                "skip": task.scored_frames(j, records[j["clip_id"]].get("n_frames", 0))}
-               for j in jobs if records[j["clip_id"]]["ok"]]
+    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"], "skip": task.scored_frames(j, n),
+                "n_frames": n} for j in jobs if records[j["clip_id"]]["ok"]
+               for n in [records[j["clip_id"]].get("n_frames", 0)]]
     excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
     stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",
                          config={"run": run_hash, "step": "set", "jobs": ok_jobs}, description="set metrics")

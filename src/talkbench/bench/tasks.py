@@ -38,6 +38,16 @@ class Task:
     experimental: bool = False
     renames: dict[str, str] = field(default_factory=dict)  # registry metric -> result label
     compared_with: str | None = None  # recorded in ``extra`` of the renamed rows
+    only: tuple[str, ...] | None = None  # `bench run --metrics`: a subset of the registry's metrics (a partial run)
+    # A task with jobs of its own (not one generated video per clip) names its runner, "module:function" taking the
+    # BenchConfig; resolved when the task runs, like MetricSpec.compute.
+    runner: str | None = None
+
+    def resolve_runner(self):
+        import importlib
+
+        module, _, name = self.runner.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -45,7 +55,8 @@ class Task:
         return tuple(self.renames.get(m, m) for m in self.evaluator_metrics())
 
     def evaluator_metrics(self) -> tuple[str, ...]:
-        return tuple(m for m, spec in METRICS.items() if self.name in spec.tasks)
+        return tuple(m for m, spec in METRICS.items()
+                     if self.name in spec.tasks and (self.only is None or m in self.only))
 
     def per_clip_metrics(self) -> tuple[str, ...]:
         """Registry names of the metrics scored per clip."""
@@ -89,6 +100,15 @@ TASKS: dict[str, Task] = {
         needs_audio=True,
         renames={"psnr": "psnr_vs_gt", "ssim": "ssim_vs_gt", "lpips": "lpips_vs_gt"},
         compared_with="ground truth",
+    ),
+    "instruction": Task(
+        "instruction",
+        "every bundled instruction (data/instructions.json) on each test clip's first frame + audio; adherence per "
+        "control against the same audio with the empty instruction (bench/instruction.py, docs/director.md)",
+        pairing="instruction",
+        needs_audio=True,
+        has_ground_truth=False,
+        runner="talkbench.bench.instruction:run_instruction",
     ),
     "upper-body": Task(
         "upper-body",

@@ -11,9 +11,10 @@ from rich.table import Table
 from ..bench.methods import METHOD_OPTIONS, check_method_name, method_choices
 from ..bench.tasks import TASKS
 from ..errors import ConfigError
-from ._app import console, new_app, run_app
+from ..runtime.executors import EXECUTORS
+from ._app import check_device, check_workers, choice, console, json_option, listing, new_app, run_app
 
-app = new_app("bench: score talking-head methods under pinned protocols and publish leaderboards.")
+app = new_app("bench: score talking-head methods under pinned protocols and publish leaderboards.", root=True)
 
 
 def _method_name(value: str) -> str:
@@ -26,23 +27,21 @@ def _method_name(value: str) -> str:
 
 
 @app.command("methods")
-def methods_cmd() -> None:
+def methods_cmd(as_json: bool = json_option()) -> None:
     """List the methods and the tasks each supports."""
     from ..bench.methods import method_table
 
-    table = Table(title="methods")
-    for col in ("method", "tasks", "options", "description"):
-        table.add_column(col)
-    for row in method_table():
-        table.add_row(row["method"], ", ".join(row["tasks"]), ", ".join(row["options"]), row["description"])
-    console.print(table)
+    listing("methods", [("method", "method", "key"), ("tasks", "tasks", "text"), ("options", "options", "text"),
+                        ("description", "description", "extra")], method_table(), as_json)
 
 
 @app.command("tasks")
-def tasks_cmd() -> None:
+def tasks_cmd(as_json: bool = json_option()) -> None:
     """List the tasks with their inputs and metrics."""
-    from ..bench.tasks import TASKS
-
+    if as_json:
+        listing("tasks", [], [{"task": t.name, "metrics": list(t.metrics), "experimental": t.experimental,
+                               "description": t.description} for t in TASKS.values()], True)
+        return
     for task in TASKS.values():
         console.print(f"[bold]{task.name}[/bold]" + (" (experimental)" if task.experimental else ""))
         console.print(f"  metrics: {', '.join(task.metrics)}", markup=False)
@@ -80,7 +79,7 @@ def pairs_cmd(
 def run_cmd(
     method: str = typer.Option(..., "--method", callback=_method_name,
                                help=" | ".join(method_choices()) + " (see `bench methods`)"),
-    task: str = typer.Option(..., "--task", help=" | ".join(TASKS)),
+    task: str = typer.Option(..., "--task", help=" | ".join(TASKS), callback=choice("task", TASKS)),
     manifest: Path = typer.Option(..., "--manifest", help="clips.parquet written by `curate build-manifest`"),
     out: Path = typer.Option(..., "--out", help="output folder (results.parquet, summary.json, videos/)"),
     split: str = typer.Option("test", "--split", help="which split of the manifest to score"),
@@ -90,32 +89,72 @@ def run_cmd(
     motion_checkpoint: Optional[Path] = typer.Option(None, "--motion-checkpoint",
                                                      help=METHOD_OPTIONS["motion_checkpoint"].help),
     steps: int = typer.Option(METHOD_OPTIONS["steps"].default, "--steps", help=METHOD_OPTIONS["steps"].help),
-    executor: str = typer.Option("local", "--executor", help="local | ray"),
-    workers: int = typer.Option(1, "--workers", help="parallel workers (processes or ray tasks)"),
+    executor: str = typer.Option("local", "--executor", help="local | ray", callback=choice("executor", EXECUTORS)),
+    workers: int = typer.Option(1, "--workers", help="parallel workers (processes or ray tasks)",
+                                callback=check_workers),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="ray cluster address, e.g. auto"),
-    device: str = typer.Option("cpu", "--device", help="torch device for the model and metric networks"),
+    device: str = typer.Option("cpu", "--device", help="torch device for the model and metric networks",
+                               callback=check_device),
     batch_size: int = typer.Option(METHOD_OPTIONS["batch_size"].default, "--batch-size",
                                    help=METHOD_OPTIONS["batch_size"].help),
     seed: int = typer.Option(0, "--seed", help="cross-reenact pairing seed"),
     length_policy: str = typer.Option(METHOD_OPTIONS["length_policy"].default, "--length-policy",
                                       help=METHOD_OPTIONS["length_policy"].help),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for the 95 % CI"),
+    name: Optional[str] = typer.Option(None, "--name", help="row label in leaderboards (default: the method), "
+                                                             "e.g. ours-step20k beside ours-step40k"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="score only these metrics (comma-separated result "
+                                                                   "labels); the run is marked partial, never ranked"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
-    """Generate and score every clip of a split; writes OUT/results.parquet and OUT/summary.json. Resumable."""
-    from ..bench.run import BenchConfig, run_bench
+    """Generate and score every clip of a split; writes OUT/results.parquet, summary.json, meta.json. Resumable."""
+    from ..bench.run import BenchConfig
+    from ..bench.runs import run_with_meta
+    from ..bench.tasks import get_task
+
+    subset = tuple(dict.fromkeys(m.strip() for m in metrics.split(",") if m.strip())) if metrics else None
+    if subset:
+        unknown = sorted(set(subset) - set(get_task(task).metrics))
+        if unknown:
+            raise typer.BadParameter(f"unknown metric {unknown[0]!r} for task {task!r}; choose from "
+                                     f"{sorted(get_task(task).metrics)}", param_hint="--metrics")
 
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
                       protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
-                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet, steps=steps,
-                      motion_checkpoint=str(motion_checkpoint) if motion_checkpoint else None)
-    result = run_bench(cfg)
+                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet, name=name, metrics=subset,
+                      steps=steps, motion_checkpoint=str(motion_checkpoint) if motion_checkpoint else None)
+    result = run_with_meta(cfg)
     console.print(summary_table(result.summary))
     missing = result.summary.get("missing_weights") or {}
     for metric, hint in missing.items():
         console.print(f"[yellow]{metric}: weights missing; install with: {hint}[/yellow]")
     console.print(f"{result.n_jobs} clips ({result.n_cached} already done), results in {result.out / 'results.parquet'}")
+    if subset:
+        console.print(f"partial run (metrics {', '.join(subset)}): listed by `bench runs`, never ranked against full "
+                      f"runs", markup=False)
+
+
+@app.command("runs")
+def runs_cmd(folders: Optional[List[Path]] = typer.Argument(None, help="run folders, or folders holding them "
+                                                                        "(default: ./runs)"),
+             as_json: bool = json_option()) -> None:
+    """List bench runs: name, method, task, protocol, clips, status (complete, partial, failed), when, cost."""
+    from ..bench.runs import list_runs
+    from ..runtime.progress import format_seconds
+
+    paths = [str(f) for f in folders] if folders else ["runs"]
+    for path in paths:
+        if not Path(path).exists():
+            raise typer.BadParameter(f"{path}: no such folder")
+    rows = list_runs(paths)
+    for row in rows:
+        row["cost"] = format_seconds(row["wall_s"]) if row["wall_s"] else None
+    listing(f"{len(rows)} runs under {', '.join(paths)}",
+            [("run", "run", "key"), ("name", "name", "key"), ("task", "task", "text"),
+             ("clips", "clips", "text"), ("status", "status", "text"), ("when", "when", "extra"),
+             ("cost", "cost", "text"), ("method", "method", "extra"), ("protocol", "protocol", "extra"),
+             ("metrics", "metrics", "extra")], rows, as_json)
 
 
 def summary_table(summary: dict) -> Table:
@@ -167,3 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.bench
+    main()

@@ -11,9 +11,9 @@ from typing import List, Optional, Sequence
 import typer
 
 from ..errors import TalkbenchError
-from ._app import console, err_console, new_app, run_app
+from ._app import check_workers, choice, console, err_console, new_app, run_app
 
-app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.")
+app = new_app("curate: build identity-tagged talking-head clip datasets from source lists.", root=True)
 
 FORMAT_HELP = "Source list format: hdtf | table | folder (default: detected from each path)."
 
@@ -24,7 +24,13 @@ def _stage_names() -> str:
     return " | ".join(stage.name for stage in STAGES)
 
 
-def _load_config(config_file: Optional[Path], overrides: List[str]):
+def _profile_names() -> str:
+    from ..curation.upper_body import PROFILES
+
+    return " | ".join(PROFILES)
+
+
+def _load_config(config_file: Optional[Path], overrides: List[str], profile: str = "default"):
     import yaml
 
     from ..curation.config import CurationConfig
@@ -40,6 +46,12 @@ def _load_config(config_file: Optional[Path], overrides: List[str]):
             config = CurationConfig.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{config_file}: {exc}") from exc
+    from ..curation.upper_body import apply_profile
+
+    try:
+        config = apply_profile(config, profile)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
     parsed = {}
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -76,12 +88,15 @@ def build_manifest_command(
     sources: List[Path] = typer.Argument(..., help="Source lists (see `curate sources`)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (manifests, media, stats)."),
     until: str = typer.Option("all", "--until", help=f"Last stage to run: {_stage_names()} | all."),
-    executor: str = typer.Option("local", "--executor", help="local (process pool) | ray."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) | ray.",
+                                 callback=choice("executor", ("local", "ray"))),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto."),
-    workers: int = typer.Option(1, "--workers", "-w", min=1, help="Parallel worker processes."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes.", callback=check_workers),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
     config_file: Optional[Path] = typer.Option(None, "--config", help="CurationConfig YAML file."),
+    profile: str = typer.Option("default", "--profile", help="Named config overrides, applied after --config and "
+                                                             f"before --set: {_profile_names()}."),
     fmt: Optional[str] = typer.Option(None, "--format", help=FORMAT_HELP),
     proxy: Optional[str] = typer.Option(None, "--proxy", help="Proxy for downloads, e.g. socks5://host:1080 "
                                                               "(same as --set acquire.proxy=…)."),
@@ -96,7 +111,7 @@ def build_manifest_command(
     from ..curation.pipeline import build_manifest
     from ..runtime import make_executor
 
-    config = _load_config(config_file, overrides)
+    config = _load_config(config_file, overrides, profile)
     network = {"acquire.proxy": proxy, "acquire.cookies_file": None if cookies_file is None else str(cookies_file)}
     network = {k: v for k, v in network.items() if v is not None}
     if network:
@@ -279,3 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.curate
+    main()

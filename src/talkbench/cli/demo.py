@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from ._app import console
+from ._app import check_workers, console, new_app
 
-app = typer.Typer(help="Demo material built from real media on this machine.", no_args_is_help=True)
+app = new_app("Demo material built from real media on this machine.")
 
 
 @app.command("make")
@@ -16,13 +16,14 @@ def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo vide
          seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds.")) -> None:
     """Animate real portrait photos (with espeak-ng speech) plus failure cases, and write OUT_DIR/sources.csv.
 
-    Then run: curate build-manifest OUT_DIR/sources.csv --out DIR
+    Then run: curate build-manifest OUT_DIR/sources.csv --config OUT_DIR/curate.yaml --out DIR
     """
-    from ..demo import make_demo
+    from ..demo import DEMO_CONFIG, make_demo
 
     sources = make_demo(out_dir, seconds=seconds)
     console.print(f"wrote {sources}")
-    console.print(f"next: curate build-manifest {sources} --out {Path(out_dir) / 'curated'}")
+    console.print(f"next: curate build-manifest {sources} --config {sources.parent / DEMO_CONFIG} "
+                  f"--out {Path(out_dir) / 'curated'}", markup=False)
 
 
 # CPU budget: tiny stage 1 at 64 px (20 steps of batch 4), tiny stage 2 on 50-frame windows (150 steps). Measured on
@@ -34,7 +35,7 @@ DEMO_TRAIN = {"motion_steps": 20, "motion_batch": 4, "a2m_steps": 150, "window":
 @app.command("run")
 def run(ctx: typer.Context,
         out_dir: Path = typer.Argument(..., help="Folder for the whole demo: material/, curated/, runs/, leaderboards/."),
-        workers: int = typer.Option(2, help="Worker processes for curation and scoring."),
+        workers: int = typer.Option(2, help="Worker processes for curation and scoring.", callback=check_workers),
         seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds."),
         train: bool = typer.Option(True, "--train/--no-train",
                                    help="Train tiny stage-1 and stage-2 models and score audio-driven ours."),
@@ -46,7 +47,7 @@ def run(ctx: typer.Context,
 
     Every step is the same command a user would type; rerunning on the same folder resumes.
     """
-    from ..demo import make_demo
+    from ..demo import DEMO_CONFIG, make_demo
     from . import bench, curate
     from ._app import run_app
 
@@ -63,13 +64,16 @@ def run(ctx: typer.Context,
     curated = out_dir / "curated"
     manifest, runs = curated / "clips.parquet", out_dir / "runs"
     steps = [("curate build-manifest", curate.main,
-              ["build-manifest", str(sources), "--out", str(curated), "--workers", str(workers), *flags])]
+              ["build-manifest", str(sources), "--config", str(sources.parent / DEMO_CONFIG),
+               "--out", str(curated), "--workers", str(workers), *flags])]
     published = []
-    for method in ("gt", "static"):
-        steps.append((f"bench run --method {method} --task self-reenact", bench.main,
-                      ["run", "--method", method, "--task", "self-reenact", "--manifest", str(manifest),
-                       "--split", "test", "--workers", str(workers), "--out", str(runs / method), *flags]))
-        published.append(runs / method)
+    # the test split holds two identities (curate.yaml), so cross-reenactment pairs people too
+    for method, task, folder in (("gt", "self-reenact", "gt"), ("static", "self-reenact", "static"),
+                                 ("static", "cross-reenact", "static-cross")):
+        steps.append((f"bench run --method {method} --task {task}", bench.main,
+                      ["run", "--method", method, "--task", task, "--manifest", str(manifest), "--split", "test",
+                       "--workers", str(workers), "--out", str(runs / folder), *flags]))
+        published.append(runs / folder)
     if train:
         stage1, stage2 = out_dir / "models" / "motion", out_dir / "models" / "audio2motion"
         resume = ["--resume"] if (stage1 / "last.pt").exists() else []

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import bench, curate, demo, manifests, metrics, models, plan, speech, weights
+from . import avatar, bench, curate, demo, directed, manifests, metrics, models, plan, speech, targets, weights
 from ._app import new_app, run_app
 
-app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.")
+app = new_app("talkbench: curate talking-head data, train reference models, score methods under pinned protocols.",
+              root=True)
 
 # Each module adds its own commands or groups; the curate and bench scripts are also reachable as groups here.
-for module in (manifests, weights, metrics, models, demo, plan):
+for module in (manifests, weights, metrics, models, demo, plan, targets):
     module.register(app)
 speech.register(app, models.train_app, models.generate_app)  # train audio2motion, generate speech
+directed.register(models.generate_app)  # generate directed
+avatar.register(models.train_app, models.generate_app)  # train avatar, generate avatar
 app.add_typer(curate.app, name="curate")
 app.add_typer(bench.app, name="bench")
 
@@ -22,3 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         raise SystemExit(code)
     return code
+
+
+if __name__ == "__main__":  # python -m talkbench.cli.main
+    main()

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ._app import console, new_app
+from ._app import check_device, console, new_app
 
 app = new_app("Compute talking-head metrics under a pinned protocol (per-video rows in the results schema).")
 
@@ -25,7 +25,7 @@ def compute_cmd(
     audio: Optional[Path] = typer.Option(None, help="audio file for Sync (default: the pred video's own track)"),
     face_cropped: bool = typer.Option(False, "--face-cropped", help="inputs are 224x224 face crops: skip detection for Sync"),
     method: str = typer.Option("pred", help="method name written in the rows"),
-    device: str = typer.Option("cpu", help="torch device"),
+    device: str = typer.Option("cpu", help="torch device", callback=check_device),
     out: Path = typer.Option(..., help="output Parquet file (results schema)"),
 ) -> None:
     """Score every clip of --pred (against --gt), write per-video and set-level rows, print a summary."""

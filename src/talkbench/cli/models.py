@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import ConfigError
 from ..models.families import FAMILIES, Family, families_help, get_family
-from ._app import console, new_app
+from ._app import check_device, console, new_app
 
 train_app = new_app("Train a bundled reference model family on a clips manifest.")
 models_app = new_app("Inspect the bundled reference model families.")
@@ -26,7 +26,7 @@ def _train_command(family: Family):
         preset: Optional[str] = typer.Option(None, help="model size preset (see `talkbench models summary`)"),
         max_steps: Optional[int] = typer.Option(None, help="stop after this many optimisation steps (across resumes)"),
         batch_size: Optional[int] = typer.Option(None, help="samples per step and per GPU"),
-        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda"),
+        device: Optional[str] = typer.Option(None, help="auto | cpu | cuda", callback=check_device),
         perceptual: Optional[str] = typer.Option(None, help="perceptual loss: vgg19 (needs `talkbench weights fetch "
                                                             "vgg19`) | none-l1-pyramid"),
         compile: Optional[bool] = typer.Option(None, "--compile", help="torch.compile the networks"),
@@ -53,7 +53,7 @@ def _train_command(family: Family):
                 raise ConfigError(f"--{key.replace('_', '-')} does not apply to the {family.name} family")
         cfg = family.train_config(manifest=str(manifest), out=str(out), **given)
         _presets(family, cfg.preset)  # fail on a bad preset before reading any data
-        result = family.trainer_module().main(cfg)
+        result = _train_with_progress(family, cfg)
         last = result["history"][-1] if result["history"] else {}
         summary = ", ".join(f"{k} {last[k]:.4g}" for k in ("l1", "perceptual", "psnr") if k in last)
         console.print(f"trained to step {result['step']}; {summary}; checkpoint {result['checkpoint']}")
@@ -61,6 +61,42 @@ def _train_command(family: Family):
     train.__doc__ = (f"Train the {family.name} family: {family.summary}. Under torchrun, use "
                      f"`python -m {family.trainer}` with the same flags.")
     return train
+
+
+def _train_with_progress(family: Family, cfg) -> dict:
+    """Run the trainer with a bar (step, loss, PSNR, steps/s; a record per log step off a terminal) and write
+    OUT/meta.json (when, command line, version, git commit, host, device, wall time, status)."""
+    import inspect
+    import time
+
+    from ..runtime.meta import invocation, now, write_meta
+    from ..runtime.progress import Bar
+
+    trainer = family.trainer_module()
+    record = {**invocation(getattr(cfg, "device", None)), "kind": "train", "family": family.name,
+              "preset": getattr(cfg, "preset", None), "max_steps": getattr(cfg, "max_steps", None)}
+    t0 = time.perf_counter()
+    bar = Bar(getattr(cfg, "max_steps", None), f"train {family.name}", every=0.0)
+
+    def on_log(row: dict) -> None:
+        rate = 1.0 / row["sec_per_step"] if row.get("sec_per_step") else 0.0
+        loss = row.get("g_total", row.get("l1"))
+        bar.update(row["step"], note=f"step {row['step']} loss {loss:.4g} PSNR {row.get('psnr', float('nan')):.2f} dB "
+                                     f"{rate:.2f} steps/s")
+
+    kwargs = {"on_log": on_log} if "on_log" in inspect.signature(trainer.main).parameters else {}
+    try:
+        with bar:
+            result = trainer.main(cfg, **kwargs)
+    except BaseException as exc:
+        if Path(cfg.out).is_dir():
+            write_meta(cfg.out, {**record, "finished": now(), "wall_s": round(time.perf_counter() - t0, 3),
+                                 "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        raise
+    write_meta(cfg.out, {**record, "finished": now(), "wall_s": round(time.perf_counter() - t0, 3),
+                         "status": "complete", "step": result["step"], "stages_s": {"train": round(
+                             time.perf_counter() - t0, 3)}, "checkpoint": result["checkpoint"]})
+    return result
 
 
 def _presets(family: Family, preset: str):
@@ -126,7 +162,7 @@ def reenact(
     driver: Path = typer.Option(..., help="driving video; its audio is muxed into the output"),
     checkpoint: Path = typer.Option(..., help="motion-model checkpoint (last.pt)"),
     out: Path = typer.Option(..., help="output mp4"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="cpu | cuda", callback=check_device),
     batch_size: int = typer.Option(16, help="driver frames per forward pass"),
 ) -> None:
     """Animate SOURCE with the motion of DRIVER (relative driving), streaming in chunks."""
@@ -144,7 +180,7 @@ def extract_motion(
     manifest: Path = typer.Option(..., help="clips.parquet"),
     checkpoint: Path = typer.Option(..., help="motion-model checkpoint"),
     out: Path = typer.Option(..., help="output Parquet (motion_latents table)"),
-    device: str = typer.Option("cpu", help="cpu | cuda"),
+    device: str = typer.Option("cpu", help="cpu | cuda", callback=check_device),
     split: Optional[str] = typer.Option(None, help="only clips of this split (train | test); default all"),
     batch_size: int = typer.Option(64, help="frames per forward pass"),
 ) -> None:

@@ -1,4 +1,4 @@
-"""CLI for speech-driven talking heads: `talkbench train audio2motion`, `generate speech`, `extract-targets`.
+"""CLI for speech-driven talking heads: `talkbench train audio2motion`, `generate speech` (targets: `extract-targets`, in cli/targets.py).
 
 Each function is a thin typer command; ``register`` adds them to the ``train`` and ``generate`` groups of
 ``cli/models.py`` and to the root app.
@@ -91,20 +91,6 @@ def generate_speech(
     console.print(f"wrote {out} ({record['frames']} frames, {record['seconds']:.1f} s){note}")
 
 
-def extract_targets(
-    manifest: Path = typer.Option(..., help="clips.parquet"),
-    out: Path = typer.Option(..., help="output Parquet (motion_targets table)"),
-    split: Optional[str] = typer.Option(None, help="only clips of this split (train | test); default all"),
-    size: int = typer.Option(256, help="decode clips at this size before landmarking"),
-) -> None:
-    """Write per-frame head pose (÷90), face location and scale of every clip (audio2motion targets)."""
-    from ..models.targets import extract_targets as run
-
-    table = run(manifest, out, split=split, size=size)
-    console.print(f"wrote {table.num_rows} clips to {out}")
-
-
 def register(app: typer.Typer, train_app: typer.Typer, generate_app: typer.Typer) -> None:
     train_app.command("audio2motion")(train_audio2motion)
     generate_app.command("speech")(generate_speech)
-    app.command("extract-targets")(extract_targets)

@@ -22,8 +22,9 @@ CANDIDATE_COLUMNS = (
     "start_frame", "end_frame", "fps", "crop_x0", "crop_y0", "crop_size", "crop_margin", "crop_padded",
     "face_size_median", "face_size_min", "face_size_max", "yaw_max", "yaw_mean", "pitch_max", "pitch_mean",
     "roll_max", "roll_mean", "sharpness", "detector_backend", "detector_model", "identity_backend", "identity_model",
+    "crop_height", "torso_fraction", "hands_fraction",  # upper-body profile (null otherwise)
 )
-MEDIA_COLUMNS = ("path", "frames_dir", "wav_path", "size", "sha256", "has_audio", "n_frames")
+MEDIA_COLUMNS = ("path", "frames_dir", "wav_path", "size", "sha256", "has_audio", "n_frames", "height", "path_small")
 
 
 def segment_rows(videos: list[dict], out_dir: str | Path) -> list[dict]:

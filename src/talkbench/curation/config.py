@@ -10,6 +10,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from .upper_body import UpperBodyConfig
+
 PIPELINE_VERSION = "1"
 
 
@@ -102,6 +104,7 @@ class CurationConfig:
     select: SelectConfig = field(default_factory=SelectConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
+    upper_body: UpperBodyConfig = field(default_factory=UpperBodyConfig)  # the upper-body profile (curation/upper_body.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -111,6 +114,8 @@ class CurationConfig:
         data = self.to_dict()
         if sections:
             data = {k: data[k] for k in sections}
+        if not data.get("upper_body", {}).get("enabled", True):
+            data.pop("upper_body")  # off: ids and hashes stay those of the pipeline before the profile existed
         # Network options (timeouts, cookies, proxy) do not change what is produced.
         if "acquire" in data:
             data["acquire"] = {k: v for k, v in data["acquire"].items()

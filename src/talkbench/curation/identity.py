@@ -211,13 +211,19 @@ def identity_id_for(member_ids: Iterable[str]) -> str:
     return f"id-{digest}"
 
 
-def assign_identities(rows: list[dict], threshold: float) -> list[dict]:
-    """Cluster candidate rows (sorted by candidate_id first) and add identity_id and identity_score to each."""
-    rows = sorted(rows, key=lambda r: r["candidate_id"])
+def assign_identities(rows: list[dict], threshold: float, rejections: list | None = None) -> list[dict]:
+    """Cluster candidate rows (sorted by candidate_id first) and add identity_id and identity_score to each.
+
+    Rows whose embedding is NaN/inf (or all zero) are never clustered: they go to ``rejections`` as
+    ``embedding_nan``/``embedding_zero`` rows, or, without a list, raise ``MediaError`` naming them.
+    """
+    from .clustering import cluster_scalable, reject_invalid
+
+    rows = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
     if not rows:
         return []
     emb = np.stack([_unit(r["embedding"]) for r in rows])
-    labels = cluster_embeddings(emb, threshold)
+    labels = cluster_scalable(emb, threshold)
     out = []
     for label in range(labels.max() + 1):
         members = [i for i in np.flatnonzero(labels == label)]

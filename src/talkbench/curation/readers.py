@@ -312,6 +312,7 @@ def read_table_list(path: str | Path) -> tuple[list[dict], list[Issue]]:
     """Read a table of ``url[,start,end,identity]`` (optional ``id``, ``licence``). ``url`` may be a local path."""
     path = Path(path)
     rows, issues = [], []
+    list_file = str(path.resolve())
     for line, rec in _table_records(path):
         text = str(rec.get("__text__", ""))
         if "__error__" in rec:
@@ -344,7 +345,7 @@ def read_table_list(path: str | Path) -> tuple[list[dict], list[Issue]]:
         rows.append(_row(str(raw_id).strip(), dataset="table", url=url, local_path=local, spans=spans,
                          label=None if label is None else str(label).strip(),
                          licence=None if rec.get("licence") is None else str(rec.get("licence")),
-                         list_file=str(path.resolve()), list_line=line))
+                         list_file=list_file, list_line=line))
     return rows, issues
 
 

@@ -18,6 +18,13 @@ from ..manifests.io import atomic_write_text, read_rows
 from .stages import STAGES
 
 PLOTS = ("funnel", "pose", "face_size", "duration", "clips_per_identity", "contact_sheet")
+# Funnel steps counted in sources/videos (one source is one video); every other step counts clips (spans of video).
+VIDEO_STEPS = ("sources", "downloaded", "segments")
+UNITS = {"videos": "sources and videos", "clips": "clips"}
+
+
+def funnel_unit(step: str) -> str:
+    return "videos" if step in VIDEO_STEPS else "clips"
 
 
 def _summary(out_dir: Path, stage: str) -> dict | None:
@@ -52,14 +59,17 @@ def funnel(out_dir: Path, clips: list[dict], videos: list[dict] | None, sources:
 
 
 def _hist(ax, values, title, xlabel, bins=20):
+    from matplotlib.ticker import MaxNLocator
+
     values = [v for v in values if v is not None]
     if values:
-        ax.hist(values, bins=bins, color="#4477aa", edgecolor="white")
+        ax.hist(values, bins=min(bins, max(3, len(set(values)))), color="#4477aa", edgecolor="white")
     else:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("clips")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts are whole clips
 
 
 def _save(fig, path: Path) -> None:
@@ -101,18 +111,26 @@ def make_plots(out_dir: Path, clips: list[dict], steps: list[tuple], drops: Coun
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 1.3]})
-    labels = [s for s, _ in steps][::-1]
-    axes[0].barh(labels, [n for _, n in steps][::-1], color="#228833")
-    for i, (_, n) in enumerate(steps[::-1]):
-        axes[0].text(n, i, f" {n}", va="center")
-    axes[0].set_title("funnel")
+    from matplotlib.ticker import MaxNLocator
+
+    # one unit per chart: sources and videos, then clips; drops by reason beside them
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.5), gridspec_kw={"width_ratios": [0.8, 1, 1.3]})
+    for ax, unit, color in ((axes[0], "videos", "#117733"), (axes[1], "clips", "#228833")):
+        part = [(s, n) for s, n in steps if funnel_unit(s) == unit]
+        ax.barh([s for s, _ in part][::-1], [n for _, n in part][::-1], color=color)
+        for i, (_, n) in enumerate(part[::-1]):
+            ax.text(n, i, f" {n}", va="center")
+        ax.set_title(f"funnel: {UNITS[unit]}")
+        ax.set_xlabel(UNITS[unit] if unit == "clips" else "sources / videos")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     reasons = sorted(drops.items(), key=lambda kv: (-kv[1], kv[0]))
     if reasons:
-        axes[1].barh([f"{s}: {r}" for (s, r), _ in reasons][::-1], [n for _, n in reasons][::-1], color="#cc6677")
+        axes[2].barh([f"{s}: {r}" for (s, r), _ in reasons][::-1], [n for _, n in reasons][::-1], color="#cc6677")
+        axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     else:
-        axes[1].text(0.5, 0.5, "no rejections", ha="center", va="center", transform=axes[1].transAxes)
-    axes[1].set_title("drops by stage: reason")
+        axes[2].text(0.5, 0.5, "no rejections", ha="center", va="center", transform=axes[2].transAxes)
+    axes[2].set_title("drops by stage: reason")
+    axes[2].set_xlabel("items dropped (videos or clips, by stage)")
     fig.tight_layout()
     _save(fig, folder / "funnel.png")
     plt.close(fig)
@@ -146,6 +164,7 @@ def make_plots(out_dir: Path, clips: list[dict], steps: list[tuple], drops: Coun
     ax.set_title("clips per identity")
     ax.set_xlabel("clips")
     ax.set_ylabel("identities")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save(fig, folder / "clips_per_identity.png")
     plt.close(fig)
@@ -162,11 +181,68 @@ def make_plots(out_dir: Path, clips: list[dict], steps: list[tuple], drops: Coun
     return written
 
 
+class Link(str):
+    """A table cell shown as a link to itself (a path relative to the report)."""
+
+
+def _cell(v) -> str:
+    if isinstance(v, Link):
+        return f'<a href="{html.escape(v)}">{html.escape(v)}</a>'
+    return html.escape("–" if v is None or v == "" else str(v))
+
+
 def _table(headers, rows) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
-                   for row in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _thumbs(out_dir: Path, clips: list[dict], thumb: int = 160) -> str:
+    """The contact sheet as captioned figures: first frame, identity, clip, duration, pose; each links its clip."""
+    from PIL import Image
+
+    from ..media import iter_frames
+
+    folder = out_dir / "report" / "thumbs"
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for c in clips:
+        path = out_dir / c["path"] if c.get("path") else None
+        if path is None or not path.exists():
+            continue
+        png = folder / f"{c['clip_id']}.png"
+        if not png.exists():
+            for chunk in iter_frames(path, size=thumb, duration=0.04, chunk=1):
+                tmp = png.with_name(f".{png.name}.tmp")
+                Image.fromarray(chunk[0]).save(tmp, format="PNG")
+                tmp.replace(png)
+                break
+        if not png.exists():
+            continue
+        seconds = (c["end_s"] - c["start_s"]) if c.get("end_s") is not None else None
+        pose = (f"max |yaw| {c['yaw_max']:.0f}°, |pitch| {c['pitch_max']:.0f}°, |roll| {c['roll_max']:.0f}°"
+                if c.get("yaw_max") is not None else "pose –")
+        figures.append(
+            f'<figure><a href="{html.escape(c["path"])}"><img src="report/thumbs/{html.escape(png.name)}" '
+            f'width="{thumb}" height="{thumb}" alt="first frame of {html.escape(c["clip_id"])}"></a>'
+            f'<figcaption><b>{html.escape(str(c["identity_id"]))}</b> · {html.escape(c["split"] or "–")}<br>'
+            f'<a href="{html.escape(c["path"])}">{html.escape(c["clip_id"][:13])}</a>'
+            f'{f" · {seconds:.1f} s" if seconds is not None else ""}<br>{html.escape(pose)}</figcaption></figure>')
+    return '<div class="sheet">' + "".join(figures) + "</div>"
+
+
+def _identity_note(out_dir: Path, per_id: Counter, rejections: list[dict]) -> str:
+    """Say why the clustering's identity count differs from the kept one (identities left without a clip)."""
+    summary = _summary(out_dir, "cluster")
+    counters = summary["steps"][0].get("counters", {}) if summary and summary.get("steps") else {}
+    found = counters.get("identities")
+    if found is None or found == len(per_id):
+        return ""
+    reasons = Counter(r["reason"] for r in rejections if r["stage"] in ("select", "export", "split"))
+    why = ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items())) or "no clip selected"
+    return (f"<p class='note'>Identities: clustering found {found} among {summary['rows_in']} candidate clips; "
+            f"{len(per_id)} keep at least one clip, {found - len(per_id)} lost all theirs after clustering "
+            f"(clips dropped by select/export: {html.escape(why)}).</p>")
 
 
 def build_report(out_dir: str | Path) -> Path:
@@ -193,8 +269,10 @@ def build_report(out_dir: str | Path) -> Path:
     split_counts = Counter(c["split"] for c in clips)
     backends = sorted({(c["detector_backend"], c["identity_backend"]) for c in clips})
     clip_rows = [(c["clip_id"], c["source_id"], c["identity_id"], c["split"], f"{c['start_s']:.2f}–{c['end_s']:.2f}",
-                  c["n_frames"], c["crop_size"], c["crop_padded"], f"{c['yaw_max']:.1f}/{c['pitch_max']:.1f}/"
-                  f"{c['roll_max']:.1f}", c["path"]) for c in clips]
+                  f"{c['end_s'] - c['start_s']:.2f}", c["n_frames"], c["crop_size"], c["crop_padded"],
+                  f"{c['yaw_max']:.1f} / {c['pitch_max']:.1f} / {c['roll_max']:.1f}", Link(c["path"]))
+                 for c in clips]
+    identity_note = _identity_note(out_dir, per_id, rejections)
     notes = []
     for stage in STAGES:
         summary = _summary(out_dir, stage.name) if stage.note else None
@@ -203,23 +281,37 @@ def build_report(out_dir: str | Path) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>talkbench curation report</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%;margin:0.5em 0}</style>",
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}img{max-width:100%;margin:0.5em 0}"
+        ".sheet{display:flex;flex-wrap:wrap;gap:10px}.sheet figure{margin:0;width:170px;font-size:13px}"
+        ".sheet img{margin:0;display:block}.note{background:#f6f6f0;padding:.5em 1em;border-left:3px solid #bb9}</style>",
         "</head><body><h1>talkbench curation report</h1>",
-        f"<p>{len(clips)} clips, {len(per_id)} identities, split: "
+        f"<p>{len(clips)} clips, {len(per_id)} identities kept, split (clips): "
         + ", ".join(f"{k} {v}" for k, v in sorted(split_counts.items()))
         + (f"; backends (detector / identity): {html.escape(', '.join(f'{d} / {i}' for d, i in backends))}" if backends else "") + "</p>",
+        identity_note,
         "".join(notes),
-        "<h2>Funnel</h2>", _table(["step", "count"], steps),
+        "<h2>Funnel</h2>",
+        _table(["step", "sources / videos"], [(s, n) for s, n in steps if funnel_unit(s) == "videos"]),
+        _table(["step", "clips"], [(s, n) for s, n in steps if funnel_unit(s) == "clips"]),
         "<h2>Drops by reason</h2>",
-        _table(["stage", "reason", "count"], [(s, r, n) for (s, r), n in sorted(drops.items())]),
+        _table(["stage", "reason", "dropped"], [(s, r, n) for (s, r), n in sorted(drops.items())]),
     ]
+    captions = {"funnel": "funnel (left: sources and videos; middle: clips) and drops by stage and reason",
+                "pose": "maximum |yaw|, |pitch|, |roll| per clip (degrees; y: clips)",
+                "face_size": "median face size per clip (pixels in the source; y: clips)",
+                "duration": "clip duration (seconds; y: clips)",
+                "clips_per_identity": "identities by number of kept clips"}
     for name in PLOTS:
-        if name in plots:
-            parts.append(f"<h3>{html.escape(name.replace('_', ' '))}</h3><img src='{plots[name]}' alt='{name}'>")
+        if name in plots and name != "contact_sheet":
+            parts.append(f"<h3>{html.escape(captions[name])}</h3><img src='{plots[name]}' alt='{name}'>")
+    sheet = (f" (one image for print: <a href='{plots['contact_sheet']}'>{plots['contact_sheet']}</a>)"
+             if "contact_sheet" in plots else "")
+    parts.append(f"<h3>contact sheet: first frame of every kept clip{sheet}</h3>" + _thumbs(out_dir, clips))
     parts += ["<h2>Identities</h2>",
               _table(["identity_id", "clips", "split", "source labels", "min score"], ident_rows),
-              "<h2>Clips</h2>", _table(["clip_id", "source", "identity", "split", "seconds", "frames", "crop",
-                                        "padded", "max |yaw/pitch/roll|", "path"], clip_rows),
+              "<h2>Clips</h2>", _table(["clip_id", "source", "identity", "split", "span (s)", "duration (s)",
+                                        "frames", "crop (px)", "padded", "max |yaw| / |pitch| / |roll| (°)", "path"],
+                                       clip_rows),
               "</body></html>\n"]
     target = out_dir / "report.html"
     atomic_write_text(target, "\n".join(parts))

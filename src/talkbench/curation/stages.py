@@ -114,8 +114,14 @@ def _face_steps(run: Run) -> list[Step]:
 
 def _filter_steps(run: Run) -> list[Step]:
     from .filters import make_filters
+    from .upper_body import upper_body_steps
 
-    return make_filters(run.config)
+    return make_filters(run.config) + upper_body_steps(run.config)  # the profile's steps: [] unless it is on
+
+
+def _filter_resume(run: Run) -> dict:
+    on = run.config.upper_body.enabled
+    return {"filters": run.cfg["filters"], **({"upper_body": run.cfg["upper_body"]} if on else {})}
 
 
 def _embed_steps(run: Run) -> list[Step]:
@@ -128,8 +134,9 @@ def _cluster(run: Run, rows: list[dict]):
     from .identity import assign_identities, threshold_for
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
-    identified = assign_identities(rows, threshold)
-    return identified, [], {"identities": len({r["identity_id"] for r in identified}),
+    rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
+    identified = assign_identities(rows, threshold, rejections)
+    return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
 
@@ -153,9 +160,9 @@ def _with_clip_ids(run: Run, rows: list[dict]) -> list[dict]:
 
 
 def _export_steps(run: Run) -> list[Step]:
-    from .export import ExportStep
+    from .upper_body import export_step_for
 
-    return [ExportStep(run.config.export, run.config.acquire.audio_rate)]
+    return [export_step_for(run.config, run.config.acquire.audio_rate)]  # square, or 2:3 under the upper-body profile
 
 
 def _split(run: Run, rows: list[dict]):
@@ -178,7 +185,7 @@ STAGES: list[Stage] = [
           finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots")),
     Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
           finish=_sorted_by("candidate_id"), funnel=(None, "tracks")),
-    Stage("filters", steps=_filter_steps, resume=lambda run: {"filters": run.cfg["filters"]},
+    Stage("filters", steps=_filter_steps, resume=_filter_resume,
           finish=_sorted_by("candidate_id"), funnel=(None, "passed filters")),
     Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
           resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend}),

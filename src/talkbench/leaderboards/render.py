@@ -12,6 +12,7 @@ from pathlib import Path
 from ..manifests.io import atomic_write_bytes, atomic_write_text
 from ..metrics.spec import arrow, label
 from .model import UNRANKED_METHODS, Board, Cell, Leaderboard, Row
+from .plots import PLOT_WIDTH_PX
 from .reported import UNVERIFIED
 
 NON_STANDARD = "†"
@@ -221,7 +222,10 @@ table.board th[aria-sort=descending]::after{content:" ▼"}
 tr.reported td{font-style:italic;color:#555;background:#fbf7ee}
 tr.unranked td{color:#446}
 tr.nonstandard td{background:#f4f0f8}
-.plots img{width:360px;margin:.3em}
+.plots img{max-width:100%;height:auto;margin:.3em;vertical-align:top}
+table.board td.empty{color:#999}
+tr.band td{border-bottom:2px solid #c9b27a}
+a.qual{font-size:.85em;margin-left:.4em}
 .notes{font-size:.9em;color:#444}
 """
 
@@ -239,7 +243,10 @@ function sortTable(table, key, dir) {
   const numeric = heads[idx].dataset.type === 'num';
   const body = table.tBodies[0];
   const rows = Array.from(body.rows);
+  // measured rows first, reported rows in their own band below: published figures never interleave with ours
+  const band = r => r.classList.contains('reported') ? 1 : 0;
   rows.sort((a, b) => {
+    if (band(a) !== band(b)) return band(a) - band(b);
     const x = cellValue(a, idx, numeric), y = cellValue(b, idx, numeric);
     if (x === null && y === null) return 0;
     if (x === null) return 1;   // empty cells stay last in both directions
@@ -253,9 +260,15 @@ function sortTable(table, key, dir) {
   table.dataset.sorted = key + ':' + dir;
   return true;
 }
+// The first click on a column sorts best first (its arrow: higher or lower is better); the next one reverses.
+// The view goes into the URL hash, so it can be linked.
+function bestDir(th) { return th.dataset.better === 'lower' ? 'asc' : 'desc'; }
 document.querySelectorAll('table.board').forEach(table => {
   table.tHead.querySelectorAll('th').forEach(th => th.addEventListener('click', () => {
-    sortTable(table, th.dataset.key, th.getAttribute('aria-sort') === 'ascending' ? 'desc' : 'asc');
+    const cur = th.getAttribute('aria-sort');
+    const dir = cur === null ? bestDir(th) : (cur === 'ascending' ? 'desc' : 'asc');
+    sortTable(table, th.dataset.key, dir);
+    history.replaceState(null, '', '#sort=' + table.id + ':' + th.dataset.key + ':' + dir);
   }));
 });
 // "#sort=<table id>:<column>:<asc|desc>[;...]" sorts on load, so a sorted view can be linked.
@@ -284,7 +297,20 @@ def _data_value(cell: Cell | None) -> str:
                                                           repr(float(cell.est.mean)))
 
 
-def html_page(board: Leaderboard, plots: dict[tuple[str, str], str]) -> str:
+EMPTY = "–"  # an empty or all-null cell on the page
+
+
+def shown_rank(b: Board, row: Row, metric: str) -> int | None:
+    """The rank to mark: none when fewer than two ranked rows have a value (a lone row is not "best")."""
+    cell = row.cells.get(metric)
+    if cell is None or cell.rank is None:
+        return None
+    ranked = sum(1 for r in b.rows if r.cells.get(metric) is not None and r.cells[metric].rank is not None)
+    return cell.rank if ranked >= 2 else None
+
+
+def html_page(board: Leaderboard, plots: dict[tuple[str, str], str], qualitative: dict[str, str] | None = None) -> str:
+    qualitative = qualitative or {}
     numbers = source_numbers(board)
     esc = html.escape
     parts = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -297,29 +323,39 @@ def html_page(board: Leaderboard, plots: dict[tuple[str, str], str]) -> str:
         parts.append(f'<table class="board" id="{tid}"><thead><tr>')
         parts.append('<th data-key="method" data-type="text">Method</th><th data-key="n" data-type="num">n</th>')
         for m in b.metrics:
-            parts.append(f'<th data-key="{esc(m)}" data-type="num" title="{esc(m)}">{esc(label(m))} {arrow(m)}</th>')
+            better = {"↑": "higher", "↓": "lower"}.get(arrow(m), "")
+            parts.append(f'<th data-key="{esc(m)}" data-type="num" data-better="{better}" title="{esc(m)}">'
+                         f'{esc(label(m))} {arrow(m)}</th>')
         parts.append("</tr></thead><tbody>")
-        for row in b.rows:
+        for row in sorted(b.rows, key=lambda r: r.kind == "reported"):  # reported rows in their own band
             classes = [row.kind] + ([] if row.ranked or row.kind == "reported" else ["unranked"]) + \
                       ([] if row.standard else ["nonstandard"])
             parts.append(f'<tr class="{" ".join(classes)}" data-method="{esc(row.method)}">')
-            parts.append(f"<td>{esc(row_label(row, numbers, board.sources))}</td>")
-            parts.append(f'<td data-value="{"" if row.n is None else row.n}">{"" if row.n is None else row.n}</td>')
+            link = qualitative.get(row.files[0]) if row.files else None
+            link = f' <a class="qual" href="{esc(link)}">videos</a>' if link else ""
+            parts.append(f"<td>{esc(row_label(row, numbers, board.sources))}{link}</td>")
+            parts.append(f'<td data-value="{"" if row.n is None else row.n}">{EMPTY if row.n is None else row.n}</td>')
             for m in b.metrics:
                 c = row.cells.get(m)
-                text = esc(cell_text(m, c))
-                if c is not None and c.rank == 1:
+                text = cell_text(m, c)
+                empty = text in ("", "null")
+                text = EMPTY if empty else esc(text)
+                rank = shown_rank(b, row, m)
+                if rank == 1:
                     text = f"<b>{text}</b>"
-                elif c is not None and c.rank == 2:
+                elif rank == 2:
                     text = f"<u>{text}</u>"
-                title = f' title="{esc(c.null_reason)}"' if c is not None and c.null_reason else ""
-                parts.append(f'<td data-value="{_data_value(c)}"{title}>{text}</td>')
+                title = f' title="{esc(c.null_reason)}"' if c is not None and c.null_reason else (
+                    ' title="not measured"' if empty else "")
+                cls = ' class="empty"' if empty else ""
+                parts.append(f'<td data-value="{_data_value(c)}"{cls}{title}>{text}</td>')
             parts.append("</tr>")
         parts.append("</tbody></table>")
         imgs = [(m, plots[(b.slug, m)]) for m in b.metrics if (b.slug, m) in plots]
         if imgs:
             parts.append('<div class="plots">')
-            parts += [f'<img src="{esc(src)}" alt="{esc(label(m))} bar plot">' for m, src in imgs]
+            parts += [f'<img src="{esc(src)}" alt="{esc(label(m))} bar plot" width="{PLOT_WIDTH_PX}">'
+                      for m, src in imgs]
             parts.append("</div>")
         parts.append("</section>")
     parts.append('<div class="notes"><ul>' + "".join(f"<li>{esc(n)}</li>" for n in notes(board)) + "</ul></div>")
@@ -329,6 +365,7 @@ def html_page(board: Leaderboard, plots: dict[tuple[str, str], str]) -> str:
 
 def write_html(board: Leaderboard, out: Path) -> list[Path]:
     from .plots import bar_plot
+    from .qualitative import write_qualitative
 
     files, plots = [], {}
     for b in board.boards:
@@ -340,8 +377,16 @@ def write_html(board: Leaderboard, out: Path) -> list[Path]:
             atomic_write_bytes(out / rel, png)
             plots[(b.slug, m)] = rel
             files.append(out / rel)
+    qualitative = {}
+    for b in board.boards:
+        for row in b.rows:
+            if row.kind == "measured" and row.files and row.files[0] not in qualitative:
+                page = write_qualitative(Path(row.files[0]), out, row.method)
+                if page is not None:
+                    qualitative[row.files[0]] = page.relative_to(out).as_posix()
+                    files.append(page)
     path = out / "index.html"
-    atomic_write_text(path, html_page(board, plots))
+    atomic_write_text(path, html_page(board, plots, qualitative))
     return [path] + files
 
 
@@ -356,10 +401,12 @@ def rich_tables(board: Leaderboard) -> list:
     tables = []
     for b in board.boards:
         t = Table(title=b.title, caption="bold = best, underline = second; reported rows dim, never ranked")
-        t.add_column("Method")
+        # the method column is what a reader looks up and types: never wrapped or cut; numbers wrap instead
+        width = max([6] + [len(row_label(row, numbers, board.sources)) for row in b.rows])
+        t.add_column("Method", no_wrap=True, min_width=width, overflow="ignore")
         t.add_column("n", justify="right")
         for m in b.metrics:
-            t.add_column(f"{label(m)} {arrow(m)}".strip(), justify="right")
+            t.add_column(f"{label(m)} {arrow(m)}".strip(), justify="right", overflow="fold")
         for row in b.rows:
             cells = [row_label(row, numbers, board.sources), "" if row.n is None else str(row.n)]
             for m in b.metrics:

@@ -148,6 +148,12 @@ CLIPS = pa.schema(
         pa.field("sha256", pa.string()),
         pa.field("has_audio", pa.bool_()),
         pa.field("split", pa.string()),  # train | test
+        # upper-body profile (null otherwise): the crop is crop_size wide × crop_height tall, exported size × height
+        pa.field("crop_height", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("path_small", pa.string()),  # the half-size copy (256×384)
+        pa.field("torso_fraction", pa.float64()),  # of sampled frames with both shoulders seen
+        pa.field("hands_fraction", pa.float64()),  # of sampled frames with a hand of this person
     ]
 )
 

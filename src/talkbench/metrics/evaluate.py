@@ -67,6 +67,7 @@ class Evaluator:
                         nonstandard[entry] = record["sha256"]
         self.protocol = nonstandard_protocol(self.base.protocol_id, nonstandard) if nonstandard else self.base
         self._sets: dict[str, object] = {}
+        self.reference_stats = None  # (ReferenceStatsCache, {metric: StatsKey}), see use_reference_stats
 
     # ------------------------------------------------------------------ protocol, weights and networks
 
@@ -159,6 +160,19 @@ class Evaluator:
         if metric not in self._sets:
             self._sets[metric] = METRICS[metric].resolve()(self)
         return self._sets[metric]
+
+    def use_reference_stats(self, cache, manifest_sha: str, split: str, clip_set: str) -> None:
+        """Read the ground truth's FID/clean-FID/FVD statistics from ``cache`` (metrics/stats_cache.py) when present,
+        and store them there after computing them; keyed with this Evaluator's protocol digest. Call before the
+        first ``add_video``."""
+        from .stats_cache import reference_keys
+
+        if "injected" in self._used.values():
+            raise TalkbenchError("injected networks have no digest: their reference statistics cannot be cached")
+        if self._sets:
+            raise TalkbenchError("use_reference_stats must be called before the first add_video")
+        self.reference_stats = (cache, reference_keys(manifest_sha, split, clip_set, self.protocol.digest,
+                                                      self.metrics))
 
     def finalize(self) -> list[dict]:
         rows = []

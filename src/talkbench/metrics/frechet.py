@@ -25,24 +25,49 @@ class ImaginaryComponentError(ValueError):
 NEGATIVE_EIGEN_TOL = 1e-8
 
 
+_BLOCK = 256  # tile size of the blocked products and checks below: large enough for BLAS, small enough for cache
+
+
 def _is_symmetric(m: torch.Tensor) -> bool:
-    return bool((m - m.mT).abs().max() <= 1e-10 * m.abs().max())
+    """max |M - M^T| <= 1e-10 max |M|, tile against mirrored tile (5x faster than one strided M - M^T)."""
+    n = m.shape[0]
+    lo, hi = torch.aminmax(m)
+    tol = 1e-10 * max(float(hi), -float(lo))
+    for i in range(0, n, _BLOCK):
+        for j in range(0, i + 1, _BLOCK):
+            if float((m[i:i + _BLOCK, j:j + _BLOCK] - m[j:j + _BLOCK, i:i + _BLOCK].mT).abs().max()) > tol:
+                return False
+    return True
+
+
+def _times_lower(s: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """S L for lower-triangular L, recursing on the diagonal blocks so the zero half of L is never multiplied
+    (torch has no triangular matrix product): m k^2 flops instead of 2 m k^2."""
+    k = factor.shape[0]
+    if k <= _BLOCK:
+        return s @ factor
+    q = k // 2
+    out = torch.empty(s.shape[0], k, dtype=s.dtype)
+    torch.addmm(_times_lower(s[:, :q], factor[:q, :q]), s[:, q:], factor[q:, :q], out=out[:, :q])
+    out[:, q:] = _times_lower(s[:, q:], factor[q:, q:])
+    return out
 
 
 def _lower_congruence(factor: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """L^T S L for lower-triangular L and symmetric S, skipping the zero half of L and the mirrored block of the
-    symmetric result: 9 half-size products instead of 16 (torch has no triangular matrix product)."""
+    """The lower triangle of L^T S L for lower-triangular L and symmetric S (the upper one is left at 0: the
+    symmetric solvers read only the lower one). X = S L with the triangular product, then the three lower blocks
+    of L^T X: 13/8 n^3 flops instead of 4 n^3 for two full products."""
     n = factor.shape[0]
-    if n < 256:
+    if n <= _BLOCK:
         return factor.mT @ (s @ factor)
+    x = _times_lower(s, factor)
     p = n // 2
     a, b, c = factor[:p, :p], factor[p:, :p], factor[p:, p:]
-    s11, s12, s21, s22 = s[:p, :p], s[:p, p:], s[p:, :p], s[p:, p:]
-    x11 = s11 @ a + s12 @ b  # (S L) blocks; the top-right one is not needed
-    x21 = s21 @ a + s22 @ b
-    x22 = s22 @ c
-    m21 = c.mT @ x21
-    return torch.cat([torch.cat([a.mT @ x11 + b.mT @ x21, m21.mT], 1), torch.cat([m21, c.mT @ x22], 1)], 0)
+    m = torch.zeros(n, n, dtype=s.dtype)
+    torch.addmm(_times_lower(x[:p, :p].mT, a).mT, b.mT, x[p:, :p], out=m[:p, :p])  # A^T X11 + B^T X21
+    m[p:, :p] = _times_lower(x[p:, :p].mT, c).mT  # C^T X21
+    m[p:, p:] = _times_lower(x[p:, p:].mT, c).mT  # C^T X22
+    return m
 
 
 def _eigh_trace_sqrt(s1: np.ndarray, s2: np.ndarray) -> float | None:
@@ -73,7 +98,7 @@ def _eigh_trace_sqrt(s1: np.ndarray, s2: np.ndarray) -> float | None:
         keep = w > scale * t1.shape[0] * torch.finfo(torch.float64).eps  # numerically zero directions add nothing
         a = v[:, keep] * w[keep].sqrt()
         m = a.mT @ (t2 @ a)
-    lam = torch.linalg.eigvalsh((m + m.mT) / 2)
+    lam = torch.linalg.eigvalsh(m)  # reads the lower triangle only (UPLO='L')
     if lam.numel() and float(lam.min()) < -NEGATIVE_EIGEN_TOL * max(float(lam.abs().max()), 1e-300):
         return None
     return float(lam.clamp(min=0).sqrt().sum())
@@ -99,8 +124,8 @@ def frechet_distance_details(mu1, sigma1, mu2, sigma2, eps: float = 1e-6,
                              method: str = "auto") -> tuple[float, str]:
     """(distance, method used): ||mu1-mu2||^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)).
 
-    ``auto`` uses the symmetric eigen-solve (``eigh``, ~50x faster than sqrtm at 2048-d, equal to 1e-6
-    relative, benchmarks/frechet_speed.py) whenever both matrices are symmetric PSD covariances; otherwise, or
+    ``auto`` uses the symmetric eigen-solve (``eigh``, 22-24x faster than scipy sqrtm at 2048-d on one thread,
+    equal to 1e-6 relative, benchmarks/frechet_speed.py) whenever both matrices are symmetric PSD covariances; otherwise, or
     with ``method="sqrtm"``, it is pytorch-fid's path, with its eps*I retry ("sqrtm+eps") and imaginary-part check.
     """
     if method not in ("auto", "eigh", "sqrtm"):

@@ -177,7 +177,11 @@ def sync(ev, video: Video) -> dict[str, Score]:
 
 
 class FrechetSet:
-    """Generated frames (or 16-frame clips for FVD) against the ground truth's, over every video of the set."""
+    """Generated frames (or 16-frame clips for FVD) against the ground truth's, over every video of the set.
+
+    With ``Evaluator.use_reference_stats`` the ground truth's statistics come from the reference-statistics cache
+    (its frames are then only used for FVD's clip-length rule), or are stored there once computed; the row's
+    ``extra.reference_stats`` says which ("hit", "miss", "corrupt")."""
 
     def __init__(self, ev, metric: str):
         from .frechet import FID, FVD, CleanFID
@@ -188,6 +192,18 @@ class FrechetSet:
         self.m.extractor.to(ev.device)
         self.metric, self.device, self.protocol = metric, ev.device, ev.protocol
         self.skipped = 0
+        self.cache, self.cache_status = None, None
+        reference = getattr(ev, "reference_stats", None)
+        if reference is not None and metric in reference[1]:
+            cache, key = reference[0], reference[1][metric]
+            lookup = cache.load(key)
+            self.cache, self.cache_status = (cache, key), lookup.status
+            if lookup.stats is not None:
+                self.m.set_real_stats(lookup.stats.mu, lookup.stats.sigma, lookup.stats.n)
+
+    @property
+    def cached_real(self) -> bool:
+        return self.m.real_reference is not None
 
     def add(self, pred: np.ndarray, gt: np.ndarray | None) -> None:
         if self.metric == "fvd":
@@ -196,22 +212,29 @@ class FrechetSet:
                 self.skipped += 1
                 return
             self.m.update(torch.from_numpy(pred[None, :k]).to(self.device), real=False)
-            if gt is not None:
+            if gt is not None and not self.cached_real:
                 self.m.update(torch.from_numpy(gt[None, :k]).to(self.device), real=True)
             return
-        for side, frames in ((False, pred), (True, gt)):
+        for side, frames in ((False, pred), (True, None if self.cached_real else gt)):
             if frames is not None:
                 for i in range(0, len(frames), CHUNK):
                     self.m.update(torch.from_numpy(frames[i:i + CHUNK]).to(self.device), real=side)
 
     def result(self) -> Score:
-        n_fake, n_real = int(self.m.fake_n), int(self.m.real_n)
+        from .stats_cache import ReferenceStats
+
+        n_fake = int(self.m.fake_n)
+        n_real = self.m.real_reference[2] if self.cached_real else int(self.m.real_n)
         extra = {"real": n_real, "fake": n_fake}
         if self.metric == "fvd":
             extra["skipped_short_clips"] = self.skipped
+        if self.cache_status is not None:
+            extra["reference_stats"] = self.cache_status
         if n_real < 2 or n_fake < 2:
             return Score(None, n_fake, extra, reason=f"need >= 2 real and fake samples, found {n_real} real "
                                                      f"(ground truth) and {n_fake} generated")
+        if self.cache is not None and not self.cached_real:
+            self.cache[0].save(self.cache[1], ReferenceStats(*self.m.stats("real")))
         flags = []
         if self.metric in ("fid", "fid_clean") and min(n_real, n_fake) < self.protocol.fid_min_samples:
             flags.append(f"{self.metric}_below_{self.protocol.fid_min_samples}_samples")

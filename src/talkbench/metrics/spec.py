@@ -64,7 +64,8 @@ def _hkc_weights(protocol) -> tuple[str, ...]:
 
 _S = "talkbench.metrics.scores:"
 SELF, CROSS, AUDIO, UPPER = "self-reenact", "cross-reenact", "audio-driven", "upper-body"
-_SYNC = dict(inputs="audio", compute=_S + "sync", weights=("syncnet",), network="syncnet", tasks=(AUDIO,))
+INSTR = "instruction"
+_SYNC = dict(inputs="audio", compute=_S + "sync", weights=("syncnet",), network="syncnet", tasks=(AUDIO, INSTR))
 
 METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("psnr", "paired", True, "PSNR", _S + "psnr", tasks=(SELF, AUDIO, UPPER)),
@@ -72,13 +73,13 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("lpips", "paired", False, "LPIPS", _S + "lpips", weights=("alexnet", "lpips-alex"), network="lpips",
                tasks=(SELF, AUDIO, UPPER)),
     MetricSpec("csim", "source", True, "CSIM", _S + "csim", weights=("buffalo_l",), network="arcface",
-               tasks=(SELF, CROSS, AUDIO, UPPER)),
+               tasks=(SELF, CROSS, AUDIO, UPPER, INSTR)),
     MetricSpec("akd", "paired", False, "AKD", _S + "akd", tasks=(SELF, UPPER)),
     MetricSpec("akd_driver", "paired", False, "AKD↔driver", "talkbench.metrics.scores:akd_driver", tasks=(CROSS,)),
     MetricSpec("aed", "paired", False, "AED", _S + "aed", weights=("buffalo_l",), network="arcface",
                tasks=(SELF, UPPER)),
     MetricSpec("fid", "paired", False, "FID", _S + "fid", level="set", weights=("fid-inception",), network="fid",
-               tasks=(SELF, CROSS, AUDIO, UPPER)),
+               tasks=(SELF, CROSS, AUDIO, UPPER, INSTR)),
     MetricSpec("fid_clean", "paired", False, "FID (clean)", _S + "fid_clean", level="set",
                weights=("clean-fid-inception",), network="fid_clean"),
     MetricSpec("fvd", "paired", False, "FVD", _S + "fvd", level="set", weights=("i3d",), network="fvd",
@@ -90,6 +91,25 @@ METRICS: dict[str, MetricSpec] = {s.name: s for s in (
     # the ground truth's value, never ranked (docs/bench.md, "Directions").
     MetricSpec("diversity", "single", None, "Diversity", _S + "diversity", tasks=(AUDIO,)),
     MetricSpec("hkc", "single", True, "HKC", _S + "hkc", weights=_hkc_weights, tasks=(UPPER,)),
+    # Instruction following (bench.instruction; docs/director.md). adh_*: direction × effect against the neutral
+    # run over the control's span, per (clip, instruction, control); success_*: the rate of effects beyond their
+    # margin. They need the neutral video beside the directed one, so bench.instruction computes them, not the
+    # Evaluator (compute None keeps them out of `metrics compute --metrics all`).
+    MetricSpec("adh_nod", "single", True, "Nod (pitch osc.)", None, tasks=(INSTR,)),
+    MetricSpec("adh_shake", "single", True, "Shake (yaw osc.)", None, tasks=(INSTR,)),
+    MetricSpec("adh_tilt", "single", True, "Tilt (roll)", None, tasks=(INSTR,)),
+    MetricSpec("adh_still", "single", True, "Still (head osc. ↓)", None, tasks=(INSTR,)),
+    MetricSpec("adh_zoom_in", "single", True, "Zoom in (scale)", None, tasks=(INSTR,)),
+    MetricSpec("adh_zoom_out", "single", True, "Zoom out (scale ↓)", None, tasks=(INSTR,)),
+    MetricSpec("adh_pan", "single", True, "Pan (centre drift)", None, tasks=(INSTR,)),
+    MetricSpec("adh_static", "single", True, "Static camera (motion ↓)", None, tasks=(INSTR,)),
+    MetricSpec("adh_emotion", "single", True, "Emotion (expr. amplitude)", None, tasks=(INSTR,)),
+    MetricSpec("adh_gesture", "single", True, "Gesture (expr. amplitude)", None, tasks=(INSTR,)),
+    MetricSpec("adh_intensity", "single", True, "Intensity (expr. amplitude)", None, tasks=(INSTR,)),
+    MetricSpec("success", "single", True, "Success rate", None, level="set", tasks=(INSTR,)),
+    *(MetricSpec(f"success_{c}", "single", True, f"Success {c.replace('_', ' ')}", None, level="set", tasks=(INSTR,))
+      for c in ("nod", "shake", "tilt", "still", "zoom_in", "zoom_out", "pan", "static", "emotion", "gesture",
+                "intensity")),
     # Figures that only papers report (user studies, speed); kept here so reported tables know their direction.
     MetricSpec("mos_ls", "single", True, "MOS-LS", None),
     MetricSpec("mos_n", "single", True, "MOS-N", None),

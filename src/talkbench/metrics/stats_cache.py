@@ -132,3 +132,18 @@ class ReferenceStatsCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def reference_clip_set(items) -> str:
+    """Clip-set digest of a bench run's ground-truth side from ``(clip_id, first_scored_frame, generated_frames)``.
+
+    The ground-truth frames that enter FID/clean-FID are ``clip[first:n]`` (the reference is cut to the generated
+    length), and FVD skips a clip, on both sides, when either side has fewer than ``fvd_frames`` frames; both follow
+    from these three numbers and the clip itself (fixed by the manifest's sha), so equal digests mean equal
+    real-side samples even when a method generates shorter videos than another."""
+    return clip_set_digest(f"{clip_id}:{int(first)}:{int(n)}" for clip_id, first, n in items)
+
+
+def reference_keys(manifest_sha: str, split: str, clip_set: str, protocol_digest: str, metrics) -> dict[str, StatsKey]:
+    """One key per set-level metric among ``metrics`` (the others have no reference statistics)."""
+    return {m: StatsKey(manifest_sha, split, clip_set, protocol_digest, m) for m in metrics if m in STAT_DIMS}

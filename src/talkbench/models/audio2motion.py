@@ -185,7 +185,7 @@ class Audio2MotionNet(nn.Module):
             self.noisy_proj(x_t),
             self.t_proj(c_noise[:, None].to(x_t.dtype))[:, None].expand(b, t, -1),
         ], dim=-1)  # (B, T, S + 4P)
-        return self.out_proj(self.decoder(h)), preds
+        return self.out_proj(self.decoder(h, cond.get("mask"))), preds  # mask (B, T): padded sub-clips
 
 
 class Audio2Motion(nn.Module):

@@ -115,6 +115,8 @@ class ReenactModel:
         hw = source.shape[:2]
         with self._autocast():
             src = self.gen.encoder(frames_to_tensor(source[None], self.size, self.device))
+        # the renderer warps the source at its own size (flow and residual are upsampled), not the model's
+        full = torch.from_numpy(np.require(source, np.uint8, ["C"])).to(self.device).permute(2, 0, 1)[None] / 127.5 - 1
         first = None
         for chunk in _chunks(driver_frames, batch_size):
             n = len(chunk)
@@ -123,7 +125,7 @@ class ReenactModel:
                 if first is None:
                     first = alpha[:1]
                 alpha = MotionGenerator.relative_alpha(src.alpha.float(), alpha, first)
-                feats = [f.expand(n, -1, -1, -1) for f in src.feats]
+                feats = [f.expand(n, -1, -1, -1) for f in src.feats[:-1] + [full]]
                 out = self.gen.render(src.w.expand(n, -1), alpha, feats)  # (n, 3, S, S)
             yield from tensor_to_frames(out, hw)
 

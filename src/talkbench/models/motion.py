@@ -79,7 +79,7 @@ def get_config(preset: str) -> MotionConfig:
 
 class EncoderOutput(NamedTuple):
     w: torch.Tensor  # (B, style_dim) HAL appearance code
-    feats: list  # skip features at 8, 16, ..., size px (coarse → fine), channels(r) each
+    feats: list  # skip features at 8, 16, ..., size px (coarse → fine), channels(r) each, then the input image
     identity: torch.Tensor  # (B, style_dim) identity embedding
     motion: torch.Tensor  # (B, style_dim) identity-excluded motion embedding
     alpha: torch.Tensor  # (B, motion_dim) motion magnitudes along the direction basis
@@ -138,7 +138,8 @@ class MotionEncoder(nn.Module):
         identity = self.identity_head(w)  # (B, style_dim)
         motion = self.motion_head(w)  # (B, style_dim)
         alpha = self.motion_fc(motion)  # (B, motion_dim)
-        feats = stages[:-2][::-1]  # skip features at 8 … size px (the 4 px stage feeds nothing)
+        # skip features at 8 … size px (the 4 px stage feeds nothing), then the image itself: the renderer warps it
+        feats = stages[:-2][::-1] + [img]
         return EncoderOutput(w, feats, identity, motion, alpha)
 
 
@@ -177,14 +178,19 @@ class ToFlow(nn.Module):
         out = self.conv(x, style) + self.bias.to(x.dtype)  # (B, 3, H, W)
         if prev is not None:
             out = out + upsample2x(prev)
-        b, _, h, w = x.shape
-        ys = torch.linspace(-1, 1, h, device=x.device)
-        xs = torch.linspace(-1, 1, w, device=x.device)
-        base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
-        grid = base + torch.tanh(out[:, :2].float()).permute(0, 2, 3, 1)  # (B, H, W, 2)
         mask = torch.sigmoid(out[:, 2:3])  # (B, 1, H, W)
-        warped = F.grid_sample(feat.float(), grid, align_corners=True).to(x.dtype) * mask
+        warped = warp(feat, out).to(x.dtype) * mask
         return warped, warped + x * (1 - mask), out
+
+
+def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Sample ``img`` (B, C, H, W) at the identity grid plus tanh(flow[:, :2]) (normalised offsets, same H, W)."""
+    h, w = flow.shape[-2:]
+    ys = torch.linspace(-1, 1, h, device=flow.device)
+    xs = torch.linspace(-1, 1, w, device=flow.device)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), -1)  # (H, W, 2) as (x, y)
+    grid = base + torch.tanh(flow[:, :2].float()).permute(0, 2, 3, 1)  # (B, H, W, 2)
+    return F.grid_sample(img.float(), grid, align_corners=True).to(img.dtype)
 
 
 class WarpingSynthesis(nn.Module):
@@ -203,6 +209,10 @@ class WarpingSynthesis(nn.Module):
             self.convs.append(StyledConv(out_ch, out_ch, 3, cfg.style_dim))
             self.to_flows.append(ToFlow(out_ch, cfg.style_dim))
             self.to_rgbs.append(EqualConv2d(out_ch, 3, 1))
+            # The image path is a residual over the warped source image: zero at init, so that with the zero-init
+            # flows above an untrained renderer returns the source frame exactly (the `static` baseline) and
+            # training only moves away from it where that lowers the loss.
+            nn.init.zeros_(self.to_rgbs[-1].weight)
             in_ch = out_ch
 
     def forward(self, latent: torch.Tensor, feats: list[torch.Tensor], return_flows: bool = False):
@@ -214,6 +224,13 @@ class WarpingSynthesis(nn.Module):
             warped, x, flow = to_flow(x, latent, feat, flow)
             rgb = to_rgb(warped) if rgb is None else to_rgb(warped) + upsample2x(rgb)  # (B, 3, r, r)
             flows.append(flow)
+        # The source image, warped by the finest flow. It may be larger than the model (inference passes the full-size
+        # source): flow (normalised offsets) and residual are then upsampled to it, so detail is not lost to `size`.
+        image = feats[len(self.to_flows)]
+        if image.shape[-2:] != rgb.shape[-2:]:
+            flow = F.interpolate(flow.float(), size=image.shape[-2:], mode="bilinear", align_corners=True)
+            rgb = F.interpolate(rgb.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
+        rgb = rgb.to(image.dtype) + warp(image, flow)  # (B, 3, H, W) at the image's size
         return (rgb, flows) if return_flows else rgb
 
 

@@ -32,7 +32,7 @@ class StreamingReenactor(nn.Module):
         self.gen = gen.eval().requires_grad_(False)
         self.relative, self.amp_dtype = relative, amp_dtype
         cfg = gen.cfg
-        n_feats = len(gen.synthesis.to_flows)
+        n_feats = len(gen.synthesis.to_flows) + 1  # one skip feature per flow scale, then the source image itself
         self.register_buffer("w", torch.zeros(1, cfg.style_dim), persistent=False)
         self.register_buffer("alpha_source", torch.zeros(1, cfg.motion_dim), persistent=False)
         self.register_buffer("alpha_first", torch.zeros(1, cfg.motion_dim), persistent=False)

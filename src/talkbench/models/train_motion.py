@@ -148,7 +148,7 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
 # main
 # ----------------------------------------------------------------------------------------------------------------
 
-def main(cfg: TrainConfig) -> dict:
+def main(cfg: TrainConfig, on_log=None) -> dict:
     check_train_config(cfg)  # before any rank starts or any folder exists (run_folder.py)
     rank, world, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
@@ -278,6 +278,8 @@ def main(cfg: TrainConfig) -> dict:
                    "sec_per_step": (now - t_last) / (cfg.log_every if history else max(1, done - start))}
             t_last = now
             history.append(row)
+            if on_log is not None and rank == 0:  # the CLI's progress bar / off-terminal record
+                on_log(row)
             if writer is not None:
                 for k, v in row.items():
                     if k != "step":

@@ -162,6 +162,8 @@ def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int
         "rows_out": len(out),
         "seconds": round(time.perf_counter() - started, 6),
         "steps": [ctx.to_dict() for ctx in contexts],
+        # a step may leave a short note for the progress bar (bench: the clip's first metric)
+        "note": next((c.note for c in reversed(contexts) if getattr(c, "note", None)), None),
     }
     write_output(logging_dir / "output" / f"{rank:05d}.json", out, rejections)
     atomic_write_text(logging_dir / f"{rank:05d}.json", json.dumps(stats, indent=1, sort_keys=True))
@@ -228,7 +230,9 @@ class Executor:
         return StageResult(rows, rejections, stats, skipped)
 
     def progress(self, total: int, description: str):
-        return _Progress(total, description, self.quiet)
+        from .progress import Bar
+
+        return Bar(total, description, self.quiet)
 
 
 def summarise_stats(per_rank: list[dict]) -> dict:
@@ -256,30 +260,10 @@ def summarise_stats(per_rank: list[dict]) -> dict:
     }
 
 
-class _Progress:
-    """A rich progress bar over ranks, or nothing when quiet."""
-
-    def __init__(self, total: int, description: str, quiet: bool):
-        self.total, self.description, self.quiet = total, description, quiet
-        self._progress = None
-
-    def __enter__(self):
-        if not self.quiet:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), transient=False)
-            self._progress.start()
-            self._task = self._progress.add_task(self.description, total=self.total)
-        return self
-
-    def advance(self, n: int = 1):
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.stop()
+def _advance(bar, stats: dict) -> None:
+    """One rank finished: its failures (``failed`` counters, dropped rows) and note go to the progress bar."""
+    failed = sum(step.get("counters", {}).get("failed", 0) for step in stats.get("steps", []))
+    bar.advance(failed=failed, note=stats.get("note"))
 
 
 class LocalExecutor(Executor):
@@ -291,8 +275,7 @@ class LocalExecutor(Executor):
         with self.progress(len(shards), description) as bar:
             if self.workers == 1:
                 for rank, shard in shards.items():
-                    run_rank(steps, shard, rank, world_size, str(logging_dir))
-                    bar.advance()
+                    _advance(bar, run_rank(steps, shard, rank, world_size, str(logging_dir)))
                 return
             import multiprocessing as mp
             from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -303,7 +286,8 @@ class LocalExecutor(Executor):
                            for rank, shard in shards.items()]
                 not_done = set(futures)
                 while not_done:
-                    done, not_done = wait(not_done, return_when=FIRST_EXCEPTION)
+                    done, not_done = wait(not_done, timeout=5.0, return_when=FIRST_EXCEPTION)
                     for future in done:
-                        future.result()  # re-raises a rank's failure; completed ranks stay marked for the rerun
-                        bar.advance()
+                        # re-raises a rank's failure; completed ranks stay marked for the rerun
+                        _advance(bar, future.result())
+                    bar.tick()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -30,7 +31,14 @@ def torch_load(path: Path) -> Any:
         # The official files are pickles saved on CUDA (the lpips heads, for one): map them to the CPU.
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a wrong file
-        raise WeightsError(f"{path}: not a loadable torch state dict ({type(exc).__name__}: {exc})") from exc
+        raise WeightsError(f"{path}: not a torch state dict that loads with weights_only=True ({_why(exc)})") from exc
+
+
+def _why(exc: Exception) -> str:
+    """torch's unpickling errors are paragraphs of advice (to load with weights_only=False); keep the cause."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"WeightsUnpickler error: (.*?)(?: Check the documentation|$)", text)
+    return f"{type(exc).__name__}: {(found.group(1) if found else text)[:80]}"
 
 
 @functools.lru_cache(maxsize=None)

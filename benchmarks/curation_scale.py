@@ -1,0 +1,206 @@
+"""The global curation stages at 10k, 100k and (if asked) 1M candidate clips: time, peak memory, accuracy.
+
+Inputs are synthetic but shaped like VoxCeleb2 (6.7 clips per video, 170 clips per speaker, Zipf-skewed videos
+per speaker): source rows, candidate track rows and 128-d embeddings from a mixture of identities whose spread is
+set to the figures measured on real faces by benchmarks/identity_accuracy.py (dlib: largest same-person distance
+0.037, smallest different-person distance 0.064; see talkbench.curation.scale).
+
+Stages, as `curate build-manifest` runs them after the per-video steps:
+  identity  — clustering.cluster_scalable through scale.assign_identities_columns (k-NN graph above 4096 rows)
+  select    — select.select_clips (2–3 clips per identity, rejections for the rest)
+  split     — split.assign_split (by identity)
+  manifests — sources, clips and rejections written with manifests.stream.write_table_chunks (100k-row groups)
+
+Each size runs in a fresh subprocess so its peak RSS (ru_maxrss) is its own. Printed: wall time and peak RSS per
+size, seconds per stage, pair precision/recall/F1 of the identities against the synthetic truth, and the growth
+exponent of the total time fitted over the sizes run (log time vs log n).
+
+    python benchmarks/curation_scale.py                 # 10k and 100k
+    python benchmarks/curation_scale.py --sizes 10000 100000 1000000
+    python benchmarks/curation_scale.py --exact-check 20000   # k-NN graph vs exact linkage, same embeddings
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+THRESHOLD = 0.07  # identity.DEFAULT_THRESHOLDS["dlib"]
+CHUNK = 100_000
+
+
+def _chunks(rows, size=CHUNK):
+    for s in range(0, len(rows), size):
+        yield rows[s:s + size]
+
+
+def _log(stage: str, t0: float) -> None:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    print(f"  {stage} done at {time.perf_counter() - t0:.1f} s wall, {cpu.ru_utime + cpu.ru_stime:.1f} s CPU, "
+          f"peak {peak:.2f} GiB", file=sys.stderr, flush=True)
+
+
+def exact_check(n: int, seed: int = 0) -> None:
+    """The k-NN graph path against today's exact pdist linkage on the same synthetic embeddings (n² / 2 distances)."""
+    from talkbench.curation.clustering import ClusterStats, cluster_scalable, pair_scores
+    from talkbench.curation.identity import cluster_embeddings
+    from talkbench.curation.scale import synthetic_candidates
+
+    syn = synthetic_candidates(n, seed=seed)
+    x = syn.embeddings.astype(np.float64)
+    t = time.perf_counter()
+    exact = cluster_embeddings(x, THRESHOLD)
+    te = time.perf_counter() - t
+    stats = ClusterStats()
+    t = time.perf_counter()
+    fast = cluster_scalable(x, THRESHOLD, exact_below=0, stats=stats)
+    tf = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"exact check n={n:,}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, k-NN graph {tf:.1f} s; "
+          f"peak {peak:.2f} GiB")
+    for name, ref in (("exact", exact), ("truth", syn.truth)):
+        p, r, f1 = pair_scores(ref, fast)
+        print(f"  k-NN graph vs {name}: pair P {p:.5f} R {r:.5f} F1 {f1:.5f}")
+    p, r, f1 = pair_scores(syn.truth, exact)
+    print(f"  exact vs truth: pair P {p:.5f} R {r:.5f} F1 {f1:.5f}")
+
+
+def run_one(n: int, seed: int = 0) -> dict:
+    from talkbench.curation.clustering import ClusterStats, pair_scores
+    from talkbench.curation.config import SelectConfig, SplitConfig
+    from talkbench.curation.scale import assign_identities_columns, synthetic_candidates
+    from talkbench.curation.select import select_clips
+    from talkbench.curation.split import assign_split
+    from talkbench.manifests.stream import write_table_chunks
+
+    times = {}
+    t0 = time.perf_counter()
+    syn = synthetic_candidates(n, seed=seed)
+    times["generate"] = time.perf_counter() - t0
+    _log("generate", t0)
+
+    t = time.perf_counter()
+    stats = ClusterStats()
+    ids, scores = assign_identities_columns(syn.candidate_ids, syn.embeddings, THRESHOLD, stats=stats)
+    times["identity"] = time.perf_counter() - t
+    _, pred = np.unique(np.array(ids), return_inverse=True)
+    precision, recall, f1 = pair_scores(syn.truth, pred)
+    _log(f"identity ({stats.method}, {stats.edges:,} edges, largest component {stats.largest_component:,})", t0)
+
+    t = time.perf_counter()
+    rows = [{"candidate_id": c, "source_id": s, "identity_id": i, "identity_score": float(sc), "start_s": float(a),
+             "end_s": float(b), "yaw_max": float(y), "sharpness": float(sh)}
+            for c, s, i, sc, a, b, y, sh in zip(syn.candidate_ids, syn.source_ids, ids, scores, syn.start_s,
+                                                 syn.end_s, syn.yaw_max, syn.sharpness)]
+    selected, rejections = select_clips(rows, SelectConfig())
+    del rows
+    times["select"] = time.perf_counter() - t
+    _log("select", t0)
+
+    t = time.perf_counter()
+    split_rows = assign_split(selected, SplitConfig())
+    times["split"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder)
+        sources = [{"source_id": f"vid{v:07d}", "dataset": "table", "platform": "local",
+                    "local_path": f"videos/vid{v:07d}.mp4"} for v in range(syn.n_videos)]
+        write_table_chunks(_chunks(sources), out / "sources.parquet", "sources")
+        del sources
+        clips = sorted(({"clip_id": r["candidate_id"].replace("/", "-"), "source_id": r["source_id"],
+                         "identity_id": r["identity_id"], "identity_score": r["identity_score"],
+                         "start_s": r["start_s"], "end_s": r["end_s"], "split": r["split"]} for r in split_rows),
+                       key=lambda r: r["clip_id"])
+        write_table_chunks(_chunks(clips), out / "clips.parquet", "clips")
+        rejections.sort(key=lambda r: (r["stage"], r["item_id"], r["reason"]))
+        write_table_chunks(_chunks(rejections), out / "rejections.parquet", "rejections")
+        sizes = {p.name: p.stat().st_size for p in out.glob("*.parquet")}
+    times["manifests"] = time.perf_counter() - t
+    total = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"n": n, "videos": syn.n_videos, "identities_true": syn.n_identities,
+            "identities_found": int(pred.max()) + 1, "selected": len(selected), "rejected": len(rejections),
+            "pair_p": precision, "pair_r": recall, "pair_f1": f1, "seconds": times, "total_s": total,
+            "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
+            "peak_rss_gib": peak_kib / 2**20, "method": stats.method, "edges": stats.edges,
+            "saturated": stats.saturated, "largest_component": stats.largest_component,
+            "graph_linkage_components": stats.graph_linkage_components, "manifest_bytes": sizes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size before it is abandoned")
+    ap.add_argument("--exact-check", type=int, metavar="N",
+                    help="only compare the k-NN graph path with exact linkage at N rows (20000 needs ~4 GB)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.exact_check:
+        exact_check(args.exact_check)
+        return
+    if args.one:
+        print(json.dumps(run_one(args.one)))
+        return
+    results = []
+    for n in args.sizes:
+        try:
+            proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
+                                  timeout=args.timeout, check=True)
+        except subprocess.TimeoutExpired as exc:
+            err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+            print(f"n={n}: over {args.timeout:.0f} s, abandoned; progress so far:\n{err.rstrip()}")
+            break
+        except subprocess.CalledProcessError as exc:
+            print(f"n={n}: failed: {exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else exc}")
+            break
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(proc.stderr.rstrip())
+        print(f"n={n}: {r['total_s']:.1f} s, {r['peak_rss_gib']:.2f} GiB", flush=True)
+    if not results:
+        return
+    print()
+    print("| n | videos | ids true | ids found | pair P | pair R | pair F1 | identity s | select s | split s | "
+          "manifests s | total wall s | CPU s | peak RSS GiB | graph edges | largest comp |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        s = r["seconds"]
+        print(f"| {r['n']:,} | {r['videos']:,} | {r['identities_true']:,} | {r['identities_found']:,} | "
+              f"{r['pair_p']:.4f} | {r['pair_r']:.4f} | {r['pair_f1']:.4f} | {s['identity']:.1f} | {s['select']:.1f} | "
+              f"{s['split']:.2f} | {s['manifests']:.1f} | {r['total_s']:.1f} | {r['cpu_s']:.1f} | "
+              f"{r['peak_rss_gib']:.2f} | {r['edges']:,} | {r['largest_component']:,} |")
+    if len(results) >= 2:
+        n = np.log([r["n"] for r in results])
+        for key in ("total_s", "cpu_s", "identity"):
+            y = np.log([r[key] if key in ("total_s", "cpu_s") else r["seconds"][key] for r in results])
+            print(f"growth exponent ({key}): {np.polyfit(n, y, 1)[0]:.2f}  (time ∝ n^b, fitted on {len(results)} sizes)")
+        y = np.log([r["peak_rss_gib"] for r in results])
+        print(f"growth exponent (peak RSS): {np.polyfit(n, y, 1)[0]:.2f}")
+    goal = [r for r in results if r["n"] >= 1_000_000]
+    if goal:
+        r = goal[0]
+        ok = r["total_s"] < 900 and r["peak_rss_gib"] < 8 and r["pair_f1"] >= 0.99
+        print(f"1M goal (< 15 min, < 8 GiB, pair F1 ≥ 0.99): {'met' if ok else 'NOT met'}")
+    else:
+        last = results[-1]
+        b = np.polyfit(np.log([r["n"] for r in results]), np.log([r["total_s"] for r in results]), 1)[0] \
+            if len(results) >= 2 else 1.0
+        est = last["total_s"] * (1_000_000 / last["n"]) ** b
+        print(f"1M not run: extrapolated total ≈ {est:.0f} s (EXTRAPOLATION from n={last['n']:,} with b={b:.2f})")
+
+
+if __name__ == "__main__":
+    main()

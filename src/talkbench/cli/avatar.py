@@ -1,0 +1,72 @@
+"""CLI for upper-body avatars (ChatAnyone recipe): `talkbench train avatar`, `talkbench generate avatar`.
+
+``register`` adds them to the ``train`` and ``generate`` groups of ``cli/models.py``; main.py registers it with
+``avatar.register(models.train_app, models.generate_app)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ._app import console
+
+
+def train_avatar(
+    part: str = typer.Option(..., help="face (motion DiT) | body (body/hand transformer) | render (keypoint renderer)"),
+    data: Path = typer.Option(..., help="folder with clips/*.npz (frames, audio, expression, pose6, body, hands), "
+                                        "optional split.json and basis.npz"),
+    out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
+    preset: str = typer.Option("paper", help="paper (ChatAnyone sizes, 512×768) | tiny (CPU, 256×384)"),
+    max_steps: int = typer.Option(100_000, help="stop after this many steps (counted across resumes)"),
+    batch_size: int = typer.Option(16, help="samples per step and per GPU"),
+    lr: float = typer.Option(1e-4, help="Adam learning rate (ChatAnyone: 1e-4)"),
+    perceptual: Optional[str] = typer.Option(None, help="render: vgg19 | none-l1-pyramid (named fallback)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt (same architecture and data)"),
+    seed: int = typer.Option(0, help="data-order and init seed"),
+    ckpt_every: int = typer.Option(1000, help="write OUT/last.pt every N steps (and at the end)"),
+) -> None:
+    """Train one part of the upper-body avatar. Under torchrun use `python -m talkbench.models.train_avatar`."""
+    from ..models.train_avatar import TrainConfig, check_config, main
+
+    cfg = TrainConfig(part=part, data=str(data), out=str(out), preset=preset, max_steps=max_steps,
+                      batch_size=batch_size, lr=lr, perceptual=perceptual, device=device, resume=resume, seed=seed,
+                      ckpt_every=ckpt_every)
+    check_config(cfg)  # refuse bad options before reading or writing anything
+    result = main(cfg)
+    last = result["history"][-1] if result["history"] else {}
+    summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k not in ("step", "grad_norm"))
+    console.print(f"trained {part} to step {result['step']} on {result['clips']} clips; {summary}; "
+                  f"checkpoint {result['checkpoint']}")
+
+
+def generate_avatar(
+    source: Path = typer.Option(..., help="upper-body portrait (2:3; other shapes are cropped to 2:3 around the face)"),
+    audio: Path = typer.Option(..., help="speech (any format ffmpeg reads; resampled to 16 kHz mono)"),
+    out: Path = typer.Option(..., help="output mp4 (25 fps, speech muxed)"),
+    face_checkpoint: Path = typer.Option(..., help="face motion DiT checkpoint (train avatar --part face)"),
+    body_checkpoint: Path = typer.Option(..., help="body/hand checkpoint (--part body)"),
+    render_checkpoint: Path = typer.Option(..., help="renderer checkpoint (--part render)"),
+    amplitude: float = typer.Option(1.0, help="expression/pose range, 0.5..2 (1 = typical, or the style's own)"),
+    style_ref: Optional[Path] = typer.Option(None, help="reference video whose motion style to follow"),
+    hands: str = typer.Option("on", help="on | off (off when the portrait shows no hand)"),
+    seed: int = typer.Option(0, help="noise seed"),
+    steps: int = typer.Option(10, help="DDIM steps of the face motion"),
+    device: str = typer.Option("cpu", help="cpu | cuda"),
+) -> None:
+    """Animate the upper body of SOURCE speaking AUDIO: face motion → body and hands → frames → mp4."""
+    from ..models.avatar import generate_avatar as run
+
+    record = run(source, audio, out, face_checkpoint=face_checkpoint, body_checkpoint=body_checkpoint,
+                 render_checkpoint=render_checkpoint, amplitude=amplitude, style_ref=style_ref, hands=hands,
+                 seed=seed, steps=steps, device=device)
+    notes = "; ".join(record.get("notes", []))
+    console.print(f"wrote {out} ({record['frames']} frames, hands {record['hands']})" + (f"; {notes}" if notes else ""))
+
+
+def register(train_app: typer.Typer, generate_app: typer.Typer) -> None:
+    train_app.command("avatar")(train_avatar)
+    generate_app.command("avatar")(generate_avatar)

@@ -1,0 +1,136 @@
+"""Global curation stages on columns instead of row dicts, and synthetic inputs to measure them at scale.
+
+``assign_identities_columns`` is ``identity.assign_identities`` for an (n, d) embedding array and a list of
+candidate ids: the same identity ids and scores (tested), without a dict per row or a Python list of floats per
+embedding (a million 128-d embeddings as Python floats are ~3 GB; as float32 they are 0.5 GB).
+
+``synthetic_candidates`` draws candidate tracks for the scale benchmark: videos, tracks and embeddings from a mixture
+of identities whose within-person and between-person cosine distances are set to the figures measured on real
+faces (``benchmarks/identity_accuracy.py``, dlib ResNet, recorded in the issue notes: largest same-person distance
+0.037 over 8 people × 9 views, smallest different-person distance 0.064 over their 28 pairs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clustering import ClusterStats, cluster_scalable, unit_rows
+
+# Mixture spread (dlib 128-d): member = unit(centre + W·g/√d), centre = unit(mean + B·g/√d), g ~ N(0, I).
+# For unit directions the expected cosine distance of two members is ≈ W²/(1+W²) and of two centres ≈ B²/(1+B²).
+# W=0.167 puts the largest of 8×36 same-person distances at ≈0.037; B=0.28 puts the smallest of 28 different-person
+# distances at ≈0.064 (median of 60 draws, ``spread_figures``), matching the real-face figures.
+WITHIN = 0.167
+BETWEEN = 0.28
+DIM = 128
+
+
+def identity_ids_for_labels(candidate_ids: list[str], labels: np.ndarray) -> list[str]:
+    """identity.identity_id_for per cluster, computed once per cluster."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
+    out = [""] * len(candidate_ids)
+    for group in np.split(order, bounds):
+        members = sorted(candidate_ids[i] for i in group)
+        ident = "id-" + hashlib.sha256("\n".join(members).encode()).hexdigest()[:12]
+        for i in group:
+            out[i] = ident
+    return out
+
+
+def assign_identities_columns(candidate_ids: list[str], embeddings: np.ndarray, threshold: float,
+                              stats: ClusterStats | None = None) -> tuple[list[str], np.ndarray]:
+    """(identity_id per candidate, identity_score per candidate) for candidates already sorted by id.
+
+    Embeddings must be finite (see ``clustering.split_invalid``). Scores are rounded to 6 places like
+    ``assign_identities``.
+    """
+    if list(candidate_ids) != sorted(candidate_ids):
+        raise ValueError("assign_identities_columns: candidate ids must be sorted")
+    x = unit_rows(embeddings)
+    labels = cluster_scalable(x, threshold, stats=stats)
+    ids = identity_ids_for_labels(list(candidate_ids), labels)
+    n_clusters = int(labels.max()) + 1 if len(labels) else 0
+    sums = np.zeros((n_clusters, x.shape[1]))
+    np.add.at(sums, labels, x)
+    norm = np.linalg.norm(sums, axis=1, keepdims=True)
+    centroids = sums / np.where(norm > 0, norm, 1.0)
+    scores = np.round(np.einsum("ij,ij->i", x, centroids[labels]), 6)
+    return ids, scores
+
+
+@dataclass
+class Synthetic:
+    candidate_ids: list[str]
+    source_ids: list[str]
+    truth: np.ndarray  # true identity per candidate
+    embeddings: np.ndarray  # float32 (n, d)
+    start_s: np.ndarray
+    end_s: np.ndarray
+    yaw_max: np.ndarray
+    sharpness: np.ndarray
+    n_videos: int
+    n_identities: int
+
+
+def synthetic_candidates(n: int, *, clips_per_video: float = 6.7, clips_per_identity: float = 170.0,
+                         within: float = WITHIN, between: float = BETWEEN, dim: int = DIM,
+                         seed: int = 0) -> Synthetic:
+    """n candidate tracks shaped like VoxCeleb2 (1M clips, 150k videos, 6k speakers at full size).
+
+    Each video shows one person (its identity is the ground truth of all its tracks); videos are spread over
+    identities with a Zipf-like skew (some speakers have many more videos than others).
+    """
+    rng = np.random.default_rng(seed)
+    n_videos = max(1, int(round(n / clips_per_video)))
+    n_ids = max(1, int(round(n / clips_per_identity)))
+    mean = rng.normal(size=dim)
+    mean /= np.linalg.norm(mean)
+    centres = unit_rows(mean + between * rng.normal(size=(n_ids, dim)) / np.sqrt(dim))
+    weight = 1.0 / np.arange(1, n_ids + 1) ** 0.5
+    video_identity = rng.choice(n_ids, size=n_videos, p=weight / weight.sum())
+    video_of = np.sort(rng.integers(0, n_videos, size=n))
+    truth = video_identity[video_of]
+    emb = np.empty((n, dim), np.float32)
+    for s in range(0, n, 200_000):
+        e = slice(s, min(n, s + 200_000))
+        noise = rng.normal(size=(e.stop - e.start, dim)) * (within / np.sqrt(dim))
+        emb[e] = unit_rows(centres[truth[e]] + noise)
+    track = np.zeros(n, np.int64)
+    first = np.r_[True, video_of[1:] != video_of[:-1]]
+    idx = np.arange(n)
+    track = idx - np.maximum.accumulate(np.where(first, idx, 0))
+    source_ids = [f"vid{v:07d}" for v in video_of]
+    candidate_ids = [f"{s}/0/{t}/0" for s, t in zip(source_ids, track)]
+    start = rng.uniform(0, 60, n).round(2)
+    dur = rng.uniform(2.0, 12.0, n).round(2)
+    yaw, sharp = rng.uniform(0, 40, n).round(1), rng.uniform(50, 400, n).round(1)
+    # Candidates in candidate_id order, as the pipeline hands them to the identity stage.
+    order = sorted(range(n), key=candidate_ids.__getitem__)
+    o = np.array(order)
+    return Synthetic([candidate_ids[i] for i in order], [source_ids[i] for i in order], truth[o], emb[o], start[o],
+                     (start + dur)[o], yaw[o], sharp[o], n_videos, n_ids)
+
+
+def spread_figures(within: float = WITHIN, between: float = BETWEEN, dim: int = DIM, people: int = 8, views: int = 9,
+                   trials: int = 200, seed: int = 0) -> dict:
+    """Median over trials of the real-face benchmark's figures for this mixture (max same, min different)."""
+    from scipy.spatial.distance import pdist, squareform
+
+    rng = np.random.default_rng(seed)
+    same, diff = [], []
+    labels = np.repeat(np.arange(people), views)
+    for _ in range(trials):
+        mean = rng.normal(size=dim)
+        mean /= np.linalg.norm(mean)
+        c = unit_rows(mean + between * rng.normal(size=(people, dim)) / np.sqrt(dim))
+        x = unit_rows(c[labels] + within * rng.normal(size=(len(labels), dim)) / np.sqrt(dim))
+        d = squareform(pdist(x, "cosine"))
+        s = labels[:, None] == labels[None]
+        off = ~np.eye(len(labels), dtype=bool)
+        same.append(d[s & off].max())
+        diff.append(d[~s].min())
+    return {"max_same": float(np.median(same)), "min_different": float(np.median(diff))}

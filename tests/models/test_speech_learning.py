@@ -73,7 +73,7 @@ def held_out_clips(manifest):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=NOT_MET, strict=False)
+@pytest.mark.skip(reason=NOT_MET)  # the target, written down; not run in CI while it cannot pass (minutes of training)
 def test_ours_mouth_follows_held_out_speech(trained):
     from talkbench.demo import speech_envelope
     from talkbench.media import read_audio, read_frames

@@ -86,6 +86,10 @@ class Method:
         """What identifies this method's outputs, for resume: a change means cached clip results are stale."""
         return {"method": self.name}
 
+    def clip_key(self, job: dict) -> str | None:
+        """What identifies one clip's output (its content hash), for resume: a change rescores that clip only."""
+        return None
+
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise ConfigError(f"method {self.name!r} does not support task {task!r}; it supports {sorted(self.tasks)}")
@@ -137,6 +141,23 @@ class Folder(Method):
 
     def run_key(self):
         return {"method": self.name, "path": str(self.path.resolve()), "length_policy": self.length_policy}
+
+    def clip_key(self, job: dict) -> str | None:
+        """sha256 of the file the clip is read from (the mp4, or every PNG's name and bytes); None when missing."""
+        import hashlib
+
+        from ..media import sha256_file
+
+        clip_id = job["clip_id"]
+        video, frames_dir = self.path / f"{clip_id}.mp4", self.path / clip_id
+        if video.is_file():
+            return sha256_file(video)
+        if frames_dir.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(frames_dir.glob("*.png")):
+                h.update(f.name.encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+            return "png:" + h.hexdigest()
+        return None
 
     def generate(self, inputs):
         clip_id = inputs.job["clip_id"]
@@ -217,7 +238,12 @@ class Ours(Method):
         self.checkpoint = Path(checkpoint)
         if not self.checkpoint.is_file():
             raise ConfigError(f"checkpoint {self.checkpoint} does not exist")
-        self.device, self.batch_size = device, batch_size
+        if int(batch_size) < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        self.device, self.batch_size = device, int(batch_size)
+        # Load it now: an unreadable file, another model family or mismatched weights are refused before the run
+        # touches OUT (the model is kept per process, so the first clip does not load it again).
+        self._model()
 
     def run_key(self):
         from ..media import sha256_file

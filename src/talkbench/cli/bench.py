@@ -96,6 +96,7 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="cross-reenact pairing seed"),
     length_policy: str = typer.Option(METHOD_OPTIONS["length_policy"].default, "--length-policy",
                                       help=METHOD_OPTIONS["length_policy"].help),
+    allow_nonsquare: bool = typer.Option(False, "--allow-nonsquare", help=METHOD_OPTIONS["allow_nonsquare"].help),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for the 95 % CI"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
@@ -105,7 +106,7 @@ def run_cmd(
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
                       protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
-                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet)
+                      length_policy=length_policy, allow_nonsquare=allow_nonsquare, n_boot=bootstrap, quiet=quiet)
     result = run_bench(cfg)
     console.print(summary_table(result.summary))
     missing = result.summary.get("missing_weights") or {}

@@ -4,7 +4,10 @@
 #   bash scripts/gpu_check.sh            # on the GPU machine, from the repository root
 # Steps: the card; the parity tests that need torchvision or CUDA (Inception/LPIPS vs torchvision, SSIM/PSNR vs
 # skimage, fused modulated conv, streaming + CUDA graph); benchmarks/metrics_gpu.py per-metric rows;
-# benchmarks/models_motion.py streaming (p50/p95/p99, compile, CUDA graphs) and batched rows, then training rows.
+# benchmarks/models_motion.py streaming (p50/p95/p99, compile, CUDA graphs) and batched rows, then training rows;
+# then every CUDA entry point of the toolkit (issue 11): the Evaluator on CUDA against the CPU
+# (tests/metrics/test_cuda_parity.py, tolerances in the test), a few training steps of each model family, generation,
+# motion extraction, and `bench run` (gt, static, ours) on the demo material with --device cuda.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_check_out}
@@ -47,6 +50,38 @@ step motion_train 60 "$PY" benchmarks/models_motion.py --device cuda --preset ba
   --stream-frames 20 --train-batches 32 --steps 5 --warmup 2 --train-modes "fp32 eager" "bf16 eager"
 step motion_train_compile 60 "$PY" benchmarks/models_motion.py --device cuda --preset base --skip-batched \
   --no-compile --stream-frames 20 --train-batches 32 --steps 5 --warmup 2 --train-modes "bf16 compile"
+
+# ---- every CUDA entry point (issue 11, point 14) ----
+# commands as arrays: `timeout` runs programs, not shell functions
+TB=("$PY" -c 'import sys; from talkbench.cli.main import main; sys.exit(main(sys.argv[1:]))')
+BENCH=("$PY" -c 'import sys; from talkbench.cli.bench import main; sys.exit(main(sys.argv[1:]))')
+step evaluator_cuda 60 "$PY" -m pytest -q -p no:cacheprovider tests/metrics/test_cuda_parity.py \
+  tests/metrics/test_devices.py tests/models/test_devices.py
+# the demo: real portraits → curated manifest (gt and static scored on the CPU by the demo itself)
+step demo 90 "${TB[@]}" demo run "$OUT/demo" --workers 8 --quiet
+MANIFEST=$(find "$OUT/demo" -name clips.parquet -print -quit 2>/dev/null)
+FAMILIES=$("$PY" -c 'from talkbench.models.families import FAMILIES; print(" ".join(FAMILIES))' 2>/dev/null)
+if [ -n "$MANIFEST" ]; then
+  for fam in $FAMILIES; do
+    step "train_$fam" 60 "${TB[@]}" train "$fam" --manifest "$MANIFEST" --out "$OUT/train_$fam" --preset tiny \
+      --max-steps 5 --batch-size 4 --device cuda --perceptual none-l1-pyramid
+  done
+  CKPT="$OUT/train_motion/last.pt"
+  CLIP=$(find "$(dirname "$MANIFEST")" -name '*.mp4' -print -quit)
+  step generate 30 "${TB[@]}" generate reenact --source "$CLIP" --driver "$CLIP" --checkpoint "$CKPT" \
+    --out "$OUT/generated.mp4" --device cuda
+  step extract_motion 30 "${TB[@]}" extract-motion --manifest "$MANIFEST" --checkpoint "$CKPT" \
+    --out "$OUT/motion.parquet" --device cuda
+  for method in gt static; do
+    step "bench_$method" 60 "${BENCH[@]}" run --method "$method" --task self-reenact --manifest "$MANIFEST" \
+      --out "$OUT/bench_$method" --device cuda --quiet --bootstrap 200
+  done
+  step bench_ours 60 "${BENCH[@]}" run --method ours --checkpoint "$CKPT" --task self-reenact --manifest "$MANIFEST" \
+    --out "$OUT/bench_ours" --device cuda --quiet --bootstrap 200
+  cp "$OUT"/bench_*/summary.json "$OUT/" 2>/dev/null
+else
+  summary "demo: no clips.parquet under $OUT/demo; training, generation and bench steps skipped (see demo.log)"
+fi
 
 summary "gpu_check: $(( $(date +%s) - START ))s in all; logs in $OUT"
 exit 0

@@ -160,7 +160,7 @@ def test_cli_resamples_other_frame_rates_and_says_so(home, face_frames, tmp_path
                  "--out", str(out)]) == 0
     (row,) = read_rows(out, "results")
     assert row["value"] == float("inf") and row["n"] in (13, 14)  # 16 frames at 30 fps -> ~13 at 25 fps
-    assert json.loads(row["extra"])["resampled_from_fps"] == pytest.approx(30.0)
+    assert json.loads(row["extra"])["resampled"]["fps"] == [pytest.approx(30.0), 25.0]
 
 
 @pytest.mark.slow

@@ -5,20 +5,12 @@ clip's output (missing, corrupt, wrong length) raises :class:`OutputError`; the 
 with that reason and scores the other clips. Problems with the method itself (no checkpoint, no folder) raise
 :class:`~talkbench.errors.ConfigError` before anything is written.
 
-``folder:PATH`` policy for outputs that do not match the protocol (documented in the README):
-
-- layout: ``PATH/<clip_id>.mp4`` (any container ffmpeg reads), or ``PATH/<clip_id>/`` holding PNG frames whose
-  sorted file names give the frame order. The mp4 wins when both exist. Their audio is ignored: audio metrics use
-  the clip's own audio, which is what drove the method.
-- frame rate: a video at another fps is resampled to the protocol fps by ffmpeg's ``fps`` filter (frames dropped or
-  repeated on the output time grid); PNG frames are taken to be at the protocol fps. Both are recorded in ``extra``.
-- resolution: a square frame of another size is resized to the protocol size with the protocol's kernel (the one
-  frame reader, ``talkbench.manifests.frames``, as ``metrics compute`` uses) and recorded in ``extra``;
-  a non-square frame is an error for that clip (crop it to the face square the clip uses first).
-- frame count: after fps resampling it must equal the clip's frame count. Otherwise the clip gets null rows with
-  ``frame_count_mismatch`` (``--length-policy error``, the default), or, with ``--length-policy trim``, both videos
-  are cut to the shorter length and the cut is recorded in ``extra`` and ``flags`` (``length_trimmed``).
-- a missing file gives ``missing_output``; an unreadable one ``corrupt_output`` with ffmpeg's message.
+``folder:PATH`` outputs: ``PATH/<clip_id>.mp4`` (any container ffmpeg reads), or ``PATH/<clip_id>/`` holding PNG
+frames whose sorted file names give the frame order. The mp4 wins when both exist. Their audio is ignored: audio
+metrics use the clip's own audio, which is what drove the method. Frame rate, size, non-square frames and length are
+handled by the input policy that `metrics compute` applies too (``talkbench.metrics.inputs``, same defaults):
+every resample and trim is recorded in the rows; a refused output gives null rows with the reason (``not_square``,
+``frame_count_mismatch``, ``missing_output``, ``corrupt_output``).
 """
 
 from __future__ import annotations
@@ -29,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MediaError, TalkbenchError
-
-LENGTH_POLICIES = ("error", "trim")
+from ..errors import ConfigError, TalkbenchError
+from ..metrics.inputs import LENGTH_POLICIES  # noqa: F401 - one home: the input policy shared with `metrics compute`
 
 
 class OutputError(TalkbenchError):
@@ -86,6 +77,10 @@ class Method:
         """What identifies this method's outputs, for resume: a change means cached clip results are stale."""
         return {"method": self.name}
 
+    def clip_key(self, job: dict) -> str | None:
+        """What identifies one clip's output (its content hash), for resume: a change rescores that clip only."""
+        return None
+
     def check_task(self, task: str) -> None:
         if task not in self.tasks:
             raise ConfigError(f"method {self.name!r} does not support task {task!r}; it supports {sorted(self.tasks)}")
@@ -117,82 +112,59 @@ class Folder(Method):
     tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
     description = "outputs of an external method: PATH/<clip_id>.mp4 or PATH/<clip_id>/*.png"
     arg = "PATH"
-    options = ("length_policy",)
+    options = ("length_policy", "allow_nonsquare")
 
-    def __init__(self, path: str | Path, length_policy: str = "error", device: str = "cpu"):
+    def __init__(self, path: str | Path, length_policy: str = "error", allow_nonsquare: bool = False,
+                 device: str = "cpu"):
+        from ..metrics.inputs import InputPolicy
+
         self.path = Path(path)
         if not self.path.is_dir():
             raise ConfigError(f"folder method: {self.path} is not a folder (expected PATH/<clip_id>.mp4 files)")
-        if length_policy not in LENGTH_POLICIES:
-            raise ValueError(f"unknown length policy {length_policy!r}; choose from {sorted(LENGTH_POLICIES)}")
+        self.policy = InputPolicy(length_policy, bool(allow_nonsquare))  # the one policy `metrics compute` uses
         self.length_policy = length_policy
         self.name = f"folder:{self.path.name}"
 
     def run_key(self):
-        return {"method": self.name, "path": str(self.path.resolve()), "length_policy": self.length_policy}
+        return {"method": self.name, "path": str(self.path.resolve()), "length_policy": self.policy.length,
+                "allow_nonsquare": self.policy.allow_nonsquare}
+
+    def clip_key(self, job: dict) -> str | None:
+        """sha256 of the file the clip is read from (the mp4, or every PNG's name and bytes); None when missing."""
+        import hashlib
+
+        from ..media import sha256_file
+
+        clip_id = job["clip_id"]
+        video, frames_dir = self.path / f"{clip_id}.mp4", self.path / clip_id
+        if video.is_file():
+            return sha256_file(video)
+        if frames_dir.is_dir():
+            h = hashlib.sha256()
+            for f in sorted(frames_dir.glob("*.png")):
+                h.update(f.name.encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+            return "png:" + h.hexdigest()
+        return None
 
     def generate(self, inputs):
+        from ..metrics.inputs import InputError, match_length, read_frames_policy
+
         clip_id = inputs.job["clip_id"]
         video, frames_dir = self.path / f"{clip_id}.mp4", self.path / clip_id
-        extra: dict = {"output": None}
         if video.is_file():
-            frames = self._read_video(video, inputs, extra)
+            source, extra = video, {"output": video.name}
         elif frames_dir.is_dir():
-            frames = self._read_pngs(frames_dir, inputs, extra)
+            source = frames_dir
+            extra = {"output": f"{frames_dir.name}/ ({len(list(frames_dir.glob('*.png')))} png)"}
         else:
             raise OutputError("missing_output", f"neither {video.name} nor {clip_id}/ in {self.path}")
-        return self._match_length(frames, len(inputs.driver), extra)
-
-    def _read_video(self, video: Path, inputs: Inputs, extra: dict) -> np.ndarray:
-        from ..manifests.frames import read_video
-        from ..media import video_size
-
-        extra["output"] = video.name
         try:
-            w, h = video_size(video)
-            if w != h:
-                raise OutputError("not_square", f"{video.name} is {w}x{h}; expected a square frame "
-                                                f"({inputs.size}x{inputs.size})")
-            out = read_video(video, inputs.protocol)
-        except MediaError as exc:
-            raise OutputError("corrupt_output", str(exc)) from exc
-        resample = {}
-        if out.info["resampled"]:
-            resample["fps"] = [round(out.info["source_fps"], 4), inputs.fps]
-        if out.info["resized"]:
-            resample["size"] = [w, inputs.size]
-        if resample:
-            extra["resampled"] = resample
-        return out.frames
-
-    def _read_pngs(self, folder: Path, inputs: Inputs, extra: dict) -> np.ndarray:
-        from ..manifests.frames import read_pngs, resize_frames
-
-        extra["output"] = f"{folder.name}/ ({len(list(folder.glob('*.png')))} png)"
-        extra["fps_assumed"] = inputs.fps  # PNG frames carry no frame rate
-        try:
-            frames = read_pngs(folder)
-        except MediaError as exc:
-            reason = "missing_output" if "no PNG frames" in str(exc) else "corrupt_output"
-            raise OutputError(reason, str(exc)) from exc
-        h, w = frames.shape[1:3]
-        if w != h:
-            raise OutputError("not_square", f"{folder.name} frames are {w}x{h}; expected a square frame")
-        if w != inputs.size:
-            extra["resampled"] = {"size": [w, inputs.size]}
-        return resize_frames(frames, inputs.protocol)
-
-    def _match_length(self, frames: np.ndarray, expected: int, extra: dict) -> Generated:
-        found = len(frames)
-        if found == expected:
-            return Generated(frames, extra)
-        if self.length_policy == "error":
-            raise OutputError("frame_count_mismatch",
-                              f"expected {expected} frames at the protocol fps, found {found} "
-                              f"(use --length-policy trim to score the common prefix)")
-        n = min(found, expected)
-        extra["trimmed"] = {"generated_frames": found, "reference_frames": expected, "scored_frames": n}
-        return Generated(frames[:n], extra, ["length_trimmed"], reference_frames=n)
+            frames, record, flags = read_frames_policy(source, inputs.protocol, self.policy)
+            frames, n_ref, trim, trim_flags = match_length(frames, len(inputs.driver), self.policy)
+        except InputError as exc:
+            raise OutputError(exc.reason, exc.message) from exc
+        return Generated(frames, {**extra, **record, **trim}, flags + trim_flags,
+                         reference_frames=n_ref if trim else None)
 
 
 _MODELS: dict[tuple, object] = {}  # per process: (checkpoint, mtime, device) -> ReenactModel
@@ -237,7 +209,12 @@ class OursReenact(Ours):
     def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 8):
         checkpoint_family(checkpoint)
         self.checkpoint = Path(checkpoint)
-        self.device, self.batch_size = device, batch_size
+        if int(batch_size) < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        self.device, self.batch_size = device, int(batch_size)
+        # Load it now: an unreadable file or mismatched weights are refused before the run touches OUT (the model is
+        # kept per process, so the first clip does not load it again).
+        self._model()
 
     def run_key(self):
         from ..media import sha256_file
@@ -353,6 +330,8 @@ METHOD_OPTIONS: dict[str, MethodOption] = {
     "steps": MethodOption(50, "DDIM steps (method 'ours' with an audio2motion checkpoint)"),
     "batch_size": MethodOption(8, "frames per model batch (method 'ours')"),
     "length_policy": MethodOption("error", "folder outputs of the wrong length: error (null rows) | trim (recorded)"),
+    "allow_nonsquare": MethodOption(False, "folder outputs with non-square frames: resize them (recorded) instead "
+                                           "of a not_square null row"),
 }
 
 METHODS: dict[str, type[Method]] = {"gt": GroundTruth, "static": Static, "folder": Folder, "ours": Ours}

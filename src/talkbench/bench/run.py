@@ -32,7 +32,7 @@ from .. import __version__
 from ..errors import ConfigError, ManifestError, MediaError, TalkbenchError
 from ..manifests.io import atomic_write_text, read_table, write_table
 from ..runtime import Step, make_executor, stable_hash
-from .methods import METHOD_OPTIONS, Generated, Inputs, Method, OutputError, dumps_extra, make_method
+from .methods import LENGTH_POLICIES, METHOD_OPTIONS, Generated, Inputs, Method, OutputError, dumps_extra, make_method
 from .tasks import Task, get_task, make_jobs
 
 DEFAULT_PROTOCOL = "talkbench-v1-256"
@@ -151,8 +151,12 @@ class ScoreClips(Step):
         return _EVALUATORS[key]
 
     def run(self, rows, rank=0, world_size=1):
+        import uuid
+
         for job in rows:
             record = self.score(job)
+            record.update(attempt=uuid.uuid4().hex, retry_after=job.get("retry_after"),
+                          output_sha256=job.get("output_sha256"))
             atomic_write_text(self.out / "clips" / f"{job['clip_id']}.json", json.dumps(record, sort_keys=True,
                                                                                          indent=1))
             if self.ctx:
@@ -325,6 +329,15 @@ def _check_out(out: Path, run_info: dict) -> None:
         keys = ("method", "task", "protocol_id", "protocol_requested", "split", "manifest_sha256", "method_key",
                 "seed", "metrics")
         diff = [k for k in keys if previous.get(k) != run_info.get(k)]
+        if diff == ["method_key"] and isinstance(previous.get("method_run_key"), dict):
+            # The same method with another model or folder (e.g. `ours` with a retrained checkpoint): name what
+            # changed. Refused rather than rescored: OUT's videos and results describe the old model, and mixing or
+            # silently replacing them would give one folder two models' numbers.
+            old, new = previous["method_run_key"], run_info["method_run_key"]
+            what = "; ".join(f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                             if old.get(k) != new.get(k))
+            raise ConfigError(f"{out} holds a run of {run_info['method']} with another input ({what}); "
+                              f"use another --out, or delete {out} to rescore")
         if diff:
             k = diff[0]
             raise ConfigError(f"{out} holds another run ({k} {previous.get(k)!r}, this run {run_info.get(k)!r}); "
@@ -338,13 +351,50 @@ def _check_out(out: Path, run_info: dict) -> None:
                               f"{run_info['protocol_id']}; use another --out")
 
 
+def check_options(cfg) -> None:
+    """Every option value that can be wrong, refused with one line before any clip is generated or OUT touched."""
+    from ..runtime.executors import EXECUTORS
+
+    def at_least(name: str, value, low: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"{name} must be an integer ≥ {low}, got {value!r}")
+
+    if cfg.limit is not None:
+        at_least("--limit", cfg.limit, 1)
+    at_least("--bootstrap", cfg.n_boot, 1)
+    at_least("--workers", cfg.workers, 1)
+    at_least("--seed", cfg.seed, 0)
+    at_least("--batch-size", cfg.batch_size, 1)
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError(f"unknown executor {cfg.executor!r}; choose from {sorted(EXECUTORS)}")
+    if cfg.length_policy not in LENGTH_POLICIES:
+        raise ConfigError(f"unknown length policy {cfg.length_policy!r}; choose from {sorted(LENGTH_POLICIES)}")
+    check_device(cfg.device)
+
+
+def check_device(device: str) -> None:
+    """A torch device name that this machine has (``cuda`` without a GPU is refused, not silently run on the CPU)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"--device {device!r} is not a torch device (cpu, cuda, cuda:N): {exc}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device!r} was requested but torch sees no CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type != "cpu":
+        raise ConfigError(f"--device {device!r}: choose cpu, cuda or cuda:N")
+
+
 def prepare(cfg):
     """Validate everything that can fail before OUT is touched; returns (method, task, protocol, jobs, run_info)."""
     task = select_metrics(get_task(cfg.task), cfg.metrics)
+    check_options(cfg)
     method = make_method(cfg.method, device=cfg.device, **{k: getattr(cfg, k) for k in METHOD_OPTIONS})
     method.check_task(task.name)
-    if cfg.limit is not None and cfg.limit < 1:
-        raise ConfigError(f"--limit must be ≥ 1, got {cfg.limit}")
     clips = read_split(cfg.manifest, cfg.split)
     protocol = load_protocol(cfg.protocol)
     jobs = make_jobs(task, clips, Path(cfg.manifest).resolve().parent, seed=cfg.seed, limit=cfg.limit)
@@ -358,6 +408,8 @@ def prepare(cfg):
     run_info = {
         "method": method.name,
         "method_key": stable_hash(method.run_key()),
+        "method_run_key": method.run_key(),
+        "clip_set": clip_set(jobs),
         "task": task.name,
         "protocol_id": probe.protocol_id,
         "protocol_standard": probe.protocol_standard,
@@ -389,6 +441,42 @@ def select_metrics(task: Task, metrics) -> Task:
     return replace(task, only=tuple(m for m in task.evaluator_metrics() if task.result_name(m) in set(metrics)))
 
 
+def clip_set(jobs: list[dict]) -> str:
+    """sha256 of the sorted clip ids a run scores (and, cross-reenact, of each driver's source): equal sets compare."""
+    return stable_hash(sorted([j["clip_id"], j["source_clip_id"]] for j in jobs))
+
+
+# Options that change no score: a rerun with another value resumes instead of rescoring.
+_NOT_SCORED = ("out", "quiet", "workers", "executor", "ray_address", "n_boot", "limit", "name")
+
+
+def _previous_record(out: Path, clip_id: str) -> dict | None:
+    try:
+        record = json.loads((out / "clips" / f"{clip_id}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def resume_jobs(jobs: list[dict], method: Method, out: Path) -> list[dict]:
+    """Jobs with what decides whether a clip is rescored: its output's content hash (``folder:``), and after a
+    failed attempt that attempt's id, so a failed clip is retried on every rerun and a scored one is kept.
+
+    The executor reruns exactly the ranks (one per clip) whose job row changed."""
+    keyed = []
+    for job in jobs:
+        job = {**job, "output_sha256": method.clip_key(job)}
+        previous = _previous_record(out, job["clip_id"])
+        if previous is None:
+            job["retry_after"] = None
+        elif previous.get("ok"):
+            job["retry_after"] = previous.get("retry_after")  # the row the successful attempt ran with
+        else:
+            job["retry_after"] = previous.get("attempt")  # new after every failed attempt: the rank reruns
+        keyed.append(job)
+    return keyed
+
+
 def run_bench(cfg) -> BenchResult:
     task = get_task(cfg.task)
     if task.runner:  # a task with jobs of its own (instruction: clip × instruction + a neutral video)
@@ -400,10 +488,12 @@ def run_bench(cfg) -> BenchResult:
     executor = make_executor(cfg.executor, workers=cfg.workers, quiet=cfg.quiet, ray_address=cfg.ray_address)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "run.json", json.dumps(run_info, indent=1, sort_keys=True))
-    run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest", "name")})
+    run_hash = stable_hash({k: v for k, v in run_info.items() if k not in ("manifest", "name", "clip_set")})
+    scored_cfg = {k: v for k, v in asdict(cfg).items() if k not in _NOT_SCORED}
     stage_t0 = time.perf_counter()
-    clips = executor.run([ScoreClips(cfg, method, task, run_hash)], jobs, out / "stats" / "clips",
-                         config={"run": run_hash, "step": "clips", "config": asdict(cfg)}, description="clips")
+    clips = executor.run([ScoreClips(cfg, method, task, run_hash)], resume_jobs(jobs, method, out),
+                         out / "stats" / "clips", config={"run": run_hash, "step": "clips", "config": scored_cfg},
+                         description="clips")
     stages = {"clips": time.perf_counter() - stage_t0}
     records = {r["clip_id"]: r for r in clips.rows}
     rows = [{**r, "clip_id": cid} for cid in sorted(records) for r in records[cid]["rows"]]
@@ -413,11 +503,16 @@ def run_bench(cfg) -> BenchResult:
         stages["set metrics"] = time.perf_counter() - stage_t0
     common = {"protocol_id": run_info["protocol_id"], "protocol_digest": run_info["protocol_digest"],
               "protocol_standard": run_info["protocol_standard"], "method": run_info["name"], "task": task.name,
-              "split": cfg.split, "talkbench_version": __version__}
+              "split": cfg.split, "manifest_sha256": run_info["manifest_sha256"], "clip_set": run_info["clip_set"],
+              "talkbench_version": __version__}
     rows = [{**common, **r} for r in rows]
+    (out / "summary.json").unlink(missing_ok=True)  # a summary always describes the results.parquet beside it
     write_table(rows, out / "results.parquet", "results")
+    from ..media import sha256_file
+
     summary = summarise(rows, run_info, run_info["missing_weights"], records, n_boot=cfg.n_boot)
     summary["partial"] = run_info["partial"]  # a metric subset: publish never ranks it against full runs
+    summary["results_sha256"] = sha256_file(out / "results.parquet")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
     return BenchResult(out, rows, summary, len(jobs), clips.skipped_ranks, stages,
                        {cid: r.get("timing", {}) for cid, r in records.items()})
@@ -425,8 +520,10 @@ def run_bench(cfg) -> BenchResult:
 
 def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:
     """The set-level reduction over the clips that were scored (a failed clip is excluded, and the rows say so)."""
-    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"], "skip": task.scored_frames(j, n),
-                "n_frames": n} for j in jobs if records[j["clip_id"]]["ok"]
+    # ``attempt`` changes whenever a clip is rescored, so a rescored clip (a changed output) redoes the reduction;
+    # ``n_frames`` keys the cached reference statistics.
+    ok_jobs = [{"clip_id": j["clip_id"], "clip_path": j["clip_path"], "attempt": records[j["clip_id"]].get("attempt"),
+                "skip": task.scored_frames(j, n), "n_frames": n} for j in jobs if records[j["clip_id"]]["ok"]
                for n in [records[j["clip_id"]].get("n_frames", 0)]]
     excluded = [j["clip_id"] for j in jobs if not records[j["clip_id"]]["ok"]]
     stage = executor.run([SetMetrics(cfg, task)], [{"jobs": ok_jobs}], out / "stats" / "set",

@@ -100,6 +100,7 @@ def run_cmd(
     seed: int = typer.Option(0, "--seed", help="cross-reenact pairing seed"),
     length_policy: str = typer.Option(METHOD_OPTIONS["length_policy"].default, "--length-policy",
                                       help=METHOD_OPTIONS["length_policy"].help),
+    allow_nonsquare: bool = typer.Option(False, "--allow-nonsquare", help=METHOD_OPTIONS["allow_nonsquare"].help),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="bootstrap resamples for the 95 % CI"),
     name: Optional[str] = typer.Option(None, "--name", help="row label in leaderboards (default: the method), "
                                                              "e.g. ours-step20k beside ours-step40k"),
@@ -122,8 +123,9 @@ def run_cmd(
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
                       protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
-                      length_policy=length_policy, n_boot=bootstrap, quiet=quiet, name=name, metrics=subset,
-                      steps=steps, motion_checkpoint=str(motion_checkpoint) if motion_checkpoint else None)
+                      length_policy=length_policy, allow_nonsquare=allow_nonsquare, n_boot=bootstrap, quiet=quiet,
+                      name=name, metrics=subset, steps=steps,
+                      motion_checkpoint=str(motion_checkpoint) if motion_checkpoint else None)
     result = run_with_meta(cfg)
     console.print(summary_table(result.summary))
     missing = result.summary.get("missing_weights") or {}

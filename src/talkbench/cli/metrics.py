@@ -26,9 +26,17 @@ def compute_cmd(
     face_cropped: bool = typer.Option(False, "--face-cropped", help="inputs are 224x224 face crops: skip detection for Sync"),
     method: str = typer.Option("pred", help="method name written in the rows"),
     device: str = typer.Option("cpu", help="torch device", callback=check_device),
+    length_policy: str = typer.Option("error", "--length-policy",
+                                      help="pred and gt of different lengths: error | trim (recorded in the rows)"),
+    allow_nonsquare: bool = typer.Option(False, "--allow-nonsquare",
+                                         help="resize non-square frames to the protocol square (recorded) instead of "
+                                              "refusing them"),
     out: Path = typer.Option(..., help="output Parquet file (results schema)"),
 ) -> None:
-    """Score every clip of --pred (against --gt), write per-video and set-level rows, print a summary."""
+    """Score every clip of --pred (against --gt), write per-video and set-level rows, print a summary.
+
+    Inputs go through the input policy `bench run` uses (talkbench.metrics.inputs): every fps or size resample and
+    every trim is recorded in the rows' extra; non-square frames and length mismatches are refused unless asked."""
     import talkbench
 
     from ..errors import ConfigError
@@ -36,9 +44,10 @@ def compute_cmd(
     from ..manifests.protocols import get_protocol
     from ..media import read_audio
     from ..metrics.evaluate import Evaluator
-    from ..metrics.inputs import list_clips, read_clip, read_image
+    from ..metrics.inputs import InputError, InputPolicy, list_clips, match_length, read_clip, read_image
     from ..metrics.spec import computable
 
+    policy = InputPolicy(length_policy, allow_nonsquare)
     proto = get_protocol(protocol)
     names = list(computable()) if metrics == "all" else [m.strip() for m in metrics.split(",") if m.strip()]
     evaluator = Evaluator(protocol, metrics=names, device=device, face_cropped=face_cropped)
@@ -53,16 +62,32 @@ def compute_cmd(
         raise ConfigError(f"no ground truth for clip(s) {unpaired[:5]} in {gt}; ids are file stems")
     source_img = read_image(source) if source else None
     audio_override = read_audio(audio, rate=proto.audio_rate) if audio else None
-    rows = []
+    # Every input is read and checked before anything is scored or written: a refused clip is one line.
+    clips = []
     for clip_id, path in sorted(pred_clips.items()):
-        clip = read_clip(clip_id, path, proto)
-        gt_frames = read_clip(clip_id, gt_clips[clip_id], proto).frames if gt else None
+        try:
+            clip = read_clip(clip_id, path, proto, policy)
+            ref = read_clip(clip_id, gt_clips[clip_id], proto, policy) if gt else None
+            record, flags = dict(clip.info), list(clip.flags)
+            gt_frames = None
+            if ref is not None:
+                if ref.info.get("resampled"):
+                    record["gt_resampled"] = ref.info["resampled"]
+                flags += ref.flags
+                frames, n_ref, trim, trim_flags = match_length(clip.frames, len(ref.frames), policy)
+                clip.frames, gt_frames = frames, ref.frames[:n_ref]
+                record.update(trim)
+                flags += trim_flags
+        except InputError as exc:
+            raise ConfigError(f"{clip_id}: {exc}") from None
+        clips.append((clip, gt_frames, record, flags))
+    rows = []
+    for clip, gt_frames, record, flags in clips:
         clip_audio = audio_override if audio_override is not None else clip.audio
-        clip_rows = evaluator.add_video(clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
-        if clip.info.get("resampled"):  # decoded at the protocol fps from another rate: say so in every row
-            for row in clip_rows:
-                row["extra"] = json.dumps({**json.loads(row["extra"]), "resampled_from_fps": clip.info["source_fps"]},
-                                          sort_keys=True)
+        clip_rows = evaluator.add_video(clip.clip_id, clip.frames, gt_frames, source=source_img, audio=clip_audio)
+        for row in clip_rows:  # every resample and trim, in every row of the clip
+            row["extra"] = json.dumps({**json.loads(row["extra"] or "{}"), **record}, sort_keys=True)
+            row["flags"] = ",".join(dict.fromkeys([f for f in (row["flags"] or "").split(",") if f] + flags)) or None
         rows += clip_rows
     rows += evaluator.finalize()
     for row in rows:

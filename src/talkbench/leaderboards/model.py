@@ -21,6 +21,7 @@ class Cell:
     rank: int | None = None  # 1 best, 2 second, among ranked rows
     null_reason: str | None = None  # every value of the cell was null
     source: str | None = None  # reported figures: the source key
+    unranked: str = ""  # why a ranked row's cell is left out of the ranking (a set-level value over fewer clips)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Row:
     files: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # reported rows: source keys (footnotes)
     note: str = ""
+    protocol: str = ""  # what made the figures: the table's protocol id, or "reported (<paper>)"
 
     @property
     def ranked(self) -> bool:

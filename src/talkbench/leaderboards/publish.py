@@ -7,7 +7,11 @@ Ranking rules (bold = best, underlined = second):
 - ``gt`` is the ground truth itself, the ceiling of every reference metric, so it is shown but not ranked;
 - reported rows (the papers' figures, measured under their own protocols) are shown, marked, never ranked;
 - metrics without a direction (AV offset, diversity) are not ranked;
-- rows of one protocol id made under two protocol definitions (different digests) are refused.
+- rows of one protocol id made under two protocol definitions (different digests) are refused;
+- one table holds runs of one manifest (sha256), split and clip set; runs of different ones are refused;
+- where a ranked method has no value on a clip another ranked method scored (a failed output), the ranked rows of
+  that metric are compared on the common clips and say so; a set-level value over fewer clips is not ranked;
+- a `bench run` folder is published only with its complete summary.json.
 
 Cells hold the mean over clips ± half the width of the seeded 95 % bootstrap interval (see ``stats``); set-level
 metrics (FID, FVD) have one value per run and no interval. Metric directions and labels come from the metric
@@ -16,6 +20,8 @@ registry (``talkbench.metrics.spec.METRICS``); per-metric summaries from ``talkb
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from pathlib import Path
 
@@ -39,6 +45,27 @@ def _resolve(path: str) -> Path:
     return p
 
 
+def check_summary(results: Path) -> None:
+    """A `bench run` folder (results.parquet beside run.json) is published only with the summary.json that the run
+    wrote for exactly this results file: a run that stopped before its summary is incomplete."""
+    folder = results.parent
+    if not (folder / "run.json").exists():
+        return  # a results file of its own (`metrics compute`): nothing else to check
+    from ..media import sha256_file
+
+    summary_file = folder / "summary.json"
+    try:
+        summary = json.loads(summary_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{folder}: no summary.json, the run did not finish; rerun `bench run` into it") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{summary_file}: unreadable ({exc}); rerun `bench run` into {folder}") from None
+    if not isinstance(summary, dict) or summary.get("results_sha256") != sha256_file(results) \
+            or not isinstance(summary.get("metrics"), dict):
+        raise ConfigError(f"{summary_file} does not describe {results.name} (incomplete or stale run); rerun "
+                          f"`bench run` into {folder}")
+
+
 def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Path, list[dict]]]:
     """Read and check every results file before anything is written."""
     loaded, seen, digests = [], {}, {}
@@ -48,6 +75,7 @@ def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Pa
         if p.resolve() in done:  # the same file named twice (a folder and its results.parquet) counts once
             continue
         done.add(p.resolve())
+        check_summary(p)
         rows = read_table(p, "results").to_pylist()
         if not rows:
             raise ManifestError(f"{p}: the results file holds no rows")
@@ -65,7 +93,56 @@ def load_results(paths: list[str], protocol: str | None = None) -> list[tuple[Pa
                 raise ConfigError(f"method {r['method']!r} ({r['task']}, {r['protocol_id']}) appears in both "
                                   f"{seen[key]} and {p}; pass one of them")
         loaded.append((p, rows))
+    check_clip_sets(loaded)
     return loaded
+
+
+def _scored_set(rows: list[dict]) -> tuple:
+    """What a run was scored on: (manifest sha256, split, clip set). Files without the recorded clip set (older
+    `metrics compute` outputs) are described by the hash of their clip ids."""
+    r0 = rows[0]
+    clip_set = r0.get("clip_set") or "ids:" + hashlib.sha256(
+        "\n".join(sorted({r["clip_id"] for r in rows if r["clip_id"] is not None})).encode()).hexdigest()
+    return r0.get("manifest_sha256"), r0.get("split"), clip_set
+
+
+def check_clip_sets(loaded: list[tuple[Path, list[dict]]]) -> None:
+    """One table compares runs of one manifest, split and clip set; anything else is refused naming the difference.
+
+    Ranking runs of different clip sets would compare different test sets (a run on easier clips, or a `--limit`
+    run, would win). A clip that failed for one method is a different case: the set is the same, and the table
+    ranks on the clips every ranked method scored (``build``)."""
+    first: dict[tuple, tuple] = {}
+    for path, rows in loaded:
+        for (task, protocol_id), group in _by(rows, ("task", "protocol_id")).items():
+            for (method,), method_rows in _by(group, ("method",)).items():
+                got = _scored_set(method_rows)
+                ref_set, ref_method, ref_path, ref_rows = first.setdefault((task, protocol_id),
+                                                                           (got, method, path, method_rows))
+                if ref_set == got:
+                    continue
+                k = next(i for i in range(3) if ref_set[i] != got[i])
+                what = ("manifest sha256", "split", "clip set")[k]
+                raise ConfigError(
+                    f"{task} · {protocol_id}: {ref_method} ({ref_path}) and {method} ({path}) were scored on different "
+                    f"{what}s ({_short(ref_set[k])}, {_n_clips(ref_rows)} clips vs {_short(got[k])}, "
+                    f"{_n_clips(method_rows)} clips); one table ranks runs of one manifest, split and clip set: "
+                    f"rescore on the same clips")
+
+
+def _n_clips(rows: list[dict]) -> int:
+    return len({r["clip_id"] for r in rows if r["clip_id"] is not None})
+
+
+def _short(value) -> str:
+    return "none" if value is None else str(value)[:12] if len(str(value)) > 16 else str(value)
+
+
+def _by(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
 
 
 def _measured_row(method: str, rows: list[dict], files: list[str], n_boot: int, seed: int) -> Row:
@@ -74,8 +151,58 @@ def _measured_row(method: str, rows: list[dict], files: list[str], n_boot: int, 
         cells[metric] = Cell(m.est, m.level, null_reason=", ".join(sorted(m.null_reasons)) if m.all_null else None)
     clips = {r["clip_id"] for r in rows if r["clip_id"] is not None and r["value"] is not None}
     standard = all(r["protocol_standard"] is not False for r in rows)
-    return Row(method, "measured", cells, n=len(clips), standard=standard, files=files,
+    return Row(method, "measured", cells, n=len(clips), standard=standard, files=files, protocol=rows[0]["protocol_id"],
                note="" if standard else "non-standard protocol (unofficial weights)")
+
+
+def rank_on_common_clips(rows: list[Row], raw: dict[str, list[dict]], n_boot: int, seed: int) -> None:
+    """Ranked rows compare the same clips: where a method has no value on a clip that another ranked method scored
+    (its output failed, or the metric could not run), every ranked row's cell of that metric is the mean over the
+    clips all of them scored, and its n says how many. Set-level metrics (FID, FVD) cannot be recomputed on a
+    subset: a run whose set holds fewer reference samples than another's is shown and not ranked on them."""
+    ranked = [row for row in rows if row.ranked]
+    if len(ranked) < 2:
+        return
+    metrics = {m for row in ranked for m in row.cells}
+    for metric in sorted(metrics):
+        own = {row.method: [r for r in raw[row.method] if r["metric"] == metric] for row in ranked}
+        if any(r["clip_id"] is None for rs in own.values() for r in rs):  # set level
+            real = {m: _set_real(rs) for m, rs in own.items()}
+            most = max((v for v in real.values() if v is not None), default=None)
+            for row in ranked:
+                if most is not None and real[row.method] is not None and real[row.method] < most \
+                        and metric in row.cells:
+                    row.cells[metric].unranked = f"over {real[row.method]} reference samples, others {most}"
+                    row.note = _add_note(row.note, f"{metric} over fewer clips: not ranked")
+            continue
+        valued = {m: {r["clip_id"] for r in rs if r["value"] is not None} for m, rs in own.items() if rs}
+        if not valued:
+            continue
+        common = set.intersection(*valued.values())
+        if all(v == common for v in valued.values()):
+            continue
+        for row in ranked:
+            if row.method not in valued:
+                continue
+            subset = [r for r in own[row.method] if r["clip_id"] in common]
+            summary = summarise_metrics(subset, n_boot=n_boot, seed=seed).get(metric)
+            est = summary.est if summary else Estimate(None, None, None, 0)
+            row.cells[metric] = Cell(est, "clip", null_reason=None if est.mean is not None else "no common clips")
+            row.note = _add_note(row.note, f"ranked on the clips every ranked method scored "
+                                           f"({metric}: n = {len(common)}, {len(valued[row.method])} own)")
+
+
+def _set_real(rows: list[dict]) -> int | None:
+    for r in rows:
+        try:
+            return int(json.loads(r["extra"] or "{}")["real"])
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _add_note(note: str, more: str) -> str:
+    return more if not note else note if more in note else f"{note}; {more}"
 
 
 def rank_board(board: Board) -> None:
@@ -85,7 +212,8 @@ def rank_board(board: Board) -> None:
         if hib is None:
             continue
         scored = [(row.cells[metric].est.mean, row) for row in board.rows
-                  if row.ranked and metric in row.cells and row.cells[metric].est.mean is not None
+                  if row.ranked and metric in row.cells and not row.cells[metric].unranked
+                  and row.cells[metric].est.mean is not None
                   and not math.isnan(row.cells[metric].est.mean)]
         distinct = sorted({v for v, _ in scored}, reverse=hib)
         for value, row in scored:
@@ -107,11 +235,14 @@ def build(loaded: list[tuple[Path, list[dict]]], *, with_reported: bool = True, 
     boards, cited = [], set()
     for (task, protocol_id), methods in sorted(groups.items()):
         rows = [_measured_row(m, rs, files, n_boot, seed) for m, (rs, files) in sorted(methods.items())]
+        rank_on_common_clips(rows, {m: rs for m, (rs, _) in methods.items()}, n_boot, seed)
         if with_reported:
             for rep in reported_for(task):
                 cells = {metric: Cell(Estimate(v, None, None, 0), "reported", source=src)
                          for metric, (v, src) in rep.figures.items()}
-                rows.append(Row(rep.method, "reported", cells, sources=rep.source_keys))
+                papers = list(dict.fromkeys(load_reported()[0][k].paper for k in rep.source_keys))
+                rows.append(Row(rep.method, "reported", cells, sources=rep.source_keys,
+                                protocol=f"reported ({'; '.join(papers)})"))
                 cited.update(rep.source_keys)
         metrics = column_order({m for row in rows for m in row.cells})
         board = Board(task, protocol_id, metrics, rows)

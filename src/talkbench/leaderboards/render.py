@@ -159,8 +159,10 @@ def latex(board: Leaderboard) -> str:
                     text = rf"\textit{{{text}}}"
                 cells.append(text)
             out.append(" & ".join(cells) + r" \\")
-        out += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
-    out += ["% " + line for line in notes(board)]
+        # The notes are visible text under every table (a % comment never reaches the reader of the PDF).
+        out += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip", r"\begin{minipage}{\linewidth}\footnotesize"]
+        out += [tex_escape(line) + r"\par" for line in notes(board)]
+        out += [r"\end{minipage}", r"\end{table}", ""]
     return "\n".join(out) + "\n"
 
 
@@ -173,7 +175,7 @@ def write_latex(board: Leaderboard, out: Path) -> list[Path]:
 # ---------------------------------------------------------------------------------------------------------------
 # CSV (long format: one line per table × method × metric, exact numbers)
 
-CSV_COLUMNS = ["task", "protocol_id", "method", "kind", "protocol_standard", "ranked", "n", "metric", "level", "mean",
+CSV_COLUMNS = ["task", "protocol", "method", "kind", "protocol_standard", "ranked", "n", "metric", "level", "mean",
                "ci_low", "ci_high", "rank", "source"]
 
 
@@ -183,6 +185,13 @@ def _csv_number(v):
     if math.isinf(v):
         return "inf" if v > 0 else "-inf"
     return repr(float(v))
+
+
+def _csv_n(row: Row, cell: Cell):
+    """Clips behind the value: a clip-level cell's own n (ranked rows may be compared on common clips)."""
+    if row.kind == "measured" and cell.level == "clip":
+        return cell.est.n
+    return "" if row.n is None else row.n
 
 
 def csv_text(board: Leaderboard) -> str:
@@ -196,8 +205,9 @@ def csv_text(board: Leaderboard) -> str:
                 if c is None:
                     continue
                 src = board.sources[c.source].cite if c.source else ""
-                writer.writerow([b.task, b.protocol_id, row.method, row.kind, row.standard, row.ranked,
-                                 "" if row.n is None else row.n, m, c.level, _csv_number(c.est.mean),
+                # measured rows: the table's protocol id; reported rows: "reported (<paper>)", never ours
+                writer.writerow([b.task, row.protocol or b.protocol_id, row.method, row.kind, row.standard, row.ranked,
+                                 _csv_n(row, c), m, c.level, _csv_number(c.est.mean),
                                  _csv_number(c.est.ci_low), _csv_number(c.est.ci_high), c.rank or "", src])
     return buf.getvalue()
 

@@ -23,6 +23,12 @@ class Source:
     status: str
 
     @property
+    def paper(self) -> str:
+        """The paper's short name: the citation up to its title's colon or its arXiv number."""
+        head = self.cite.split(", arXiv", 1)[0]
+        return head.split(":", 1)[0].strip()
+
+    @property
     def verified(self) -> bool:
         return self.status != UNVERIFIED
 

@@ -177,6 +177,8 @@ RESULTS = pa.schema(
         pa.field("method", pa.string(), nullable=False),
         pa.field("task", pa.string()),
         pa.field("split", pa.string()),
+        pa.field("manifest_sha256", pa.string()),  # the clips manifest scored (bench run); null for `metrics compute`
+        pa.field("clip_set", pa.string()),  # sha256 of the sorted clip ids the run scored: tables compare equal sets
         pa.field("clip_id", pa.string()),  # null for set-level metrics (FID, FVD) computed over all clips
         pa.field("metric", pa.string(), nullable=False),
         pa.field("value", pa.float64()),  # null when the metric could not run

@@ -79,6 +79,19 @@ class Evaluator:
     def protocol_standard(self) -> bool:
         return self.protocol is self.base and "injected" not in self._used.values()
 
+    def to(self, device: str) -> "Evaluator":
+        """Move every network built or injected so far and every set-level accumulator (states and extractor) to
+        ``device``; networks built later are built there. Inputs are moved by the compute entries (``ev.device``)."""
+        import torch
+
+        self.device = device
+        for key, net in self._nets.items():
+            if isinstance(net, torch.nn.Module):
+                self._nets[key] = net.to(device)
+        for acc in self._sets.values():
+            acc.to(device)
+        return self
+
     def missing_weights(self) -> dict[str, str]:
         return dict(self._missing)
 

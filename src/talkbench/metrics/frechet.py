@@ -195,7 +195,8 @@ class _FrechetMetric(Metric):
         if real and self.real_reference is not None:
             raise ConfigError(f"{type(self).__name__}: real statistics come from the cache; do not add real samples")
         side = "real" if real else "fake"
-        f = feats.to(torch.float64)
+        # the states' device, not the extractor's: a metric moved with ``.to(device)`` keeps its sums there
+        f = feats.to(device=getattr(self, f"{side}_sum").device, dtype=torch.float64)
         setattr(self, f"{side}_sum", getattr(self, f"{side}_sum") + f.sum(0))
         setattr(self, f"{side}_outer", getattr(self, f"{side}_outer") + f.T @ f)
         setattr(self, f"{side}_n", getattr(self, f"{side}_n") + f.shape[0])

@@ -188,8 +188,9 @@ class FrechetSet:
 
         cls = {"fid": FID, "fid_clean": CleanFID, "fvd": FVD}[metric]
         extractor = ev.injected(metric)
-        self.m = cls(extractor=extractor) if extractor is not None else cls()
-        self.m.extractor.to(ev.device)
+        # The whole Metric moves: its float64 states and its extractor (a child module). Moving only the extractor
+        # left the states on the CPU and crashed the first update on CUDA.
+        self.m = (cls(extractor=extractor) if extractor is not None else cls()).to(ev.device)
         self.metric, self.device, self.protocol = metric, ev.device, ev.protocol
         self.skipped = 0
         self.cache, self.cache_status = None, None
@@ -204,6 +205,10 @@ class FrechetSet:
     @property
     def cached_real(self) -> bool:
         return self.m.real_reference is not None
+
+    def to(self, device) -> "FrechetSet":
+        self.m, self.device = self.m.to(device), device
+        return self
 
     def add(self, pred: np.ndarray, gt: np.ndarray | None) -> None:
         if self.metric == "fvd":

@@ -53,7 +53,8 @@ class SyncScores(_VideoMean):
     def update(self, frames: np.ndarray, audio: np.ndarray) -> None:
         from .sync import sync_scores
 
-        result, _ = sync_scores(self.net, frames, audio, face_cropped=self.face_cropped, vshift=self.vshift)
+        result, _ = sync_scores(self.net, frames, audio, face_cropped=self.face_cropped, vshift=self.vshift,
+                                device=str(self.device))
         self._add(result.sync_c, result.sync_d, float(result.av_offset))
 
 

@@ -37,6 +37,8 @@ def bootstrap_ci(values, *, n_boot: int = DEFAULT_BOOT, seed: int = DEFAULT_SEED
     An infinite value (PSNR of identical frames) makes the mean infinite; the interval is then (inf, inf) when every
     value is infinite and undefined otherwise, rather than a misleading finite number.
     """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise ValueError(f"n_boot must be an integer ≥ 1, got {n_boot!r}")
     x = np.asarray([float(v) for v in values], dtype=np.float64)
     if x.size == 0:
         return Estimate(None, None, None, 0)

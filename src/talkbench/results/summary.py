@@ -63,7 +63,8 @@ def run_summary(rows: list[dict], run_info: dict, missing: dict, records: dict, 
         metrics[name] = entry
     failed = {cid: rec["reason"] for cid, rec in sorted(records.items()) if not rec["ok"]}
     return {
-        "run": {k: run_info[k] for k in ("method", "task", "protocol_id", "split", "talkbench_version", "seed")},
+        "run": {k: run_info.get(k) for k in ("method", "task", "protocol_id", "split", "talkbench_version", "seed",
+                                              "manifest_sha256", "clip_set")},
         "protocol_standard": bool(rows[0]["protocol_standard"]) if rows else None,
         "n_clips": len(records),
         "n_scored": len(records) - len(failed),

@@ -2,7 +2,8 @@
 
 Layout of ``logging_dir`` (one folder per stage):
 
-    stage.json             world size and hashes of the input rows and step config; a change restarts the stage
+    stage.json             world size and hashes of the step config and of each rank's input rows; a changed config
+                           or world size restarts the stage, a changed shard reruns only that rank
     {rank:05d}.json        per-rank stats: rows in/out, drops by reason, seconds per step
     completions/{rank:05d} written atomically after the rank's output; completed ranks are skipped on rerun
     output/{rank:05d}.json the rank's output rows and rejections (JSON: data that cannot run code, validated on read)
@@ -194,6 +195,7 @@ class Executor:
             "world_size": world_size,
             "input_hash": stable_hash(rows),
             "config_hash": stable_hash(config if config is not None else [type(s).__name__ for s in steps]),
+            "rank_hashes": [stable_hash(rows[r::world_size]) for r in range(world_size)],
         }
         stage_file = logging_dir / "stage.json"
         if stage_file.exists():
@@ -202,11 +204,14 @@ class Executor:
             except (OSError, json.JSONDecodeError):
                 previous = None
             if previous != plan:
-                # Different input, config or world size: the old ranks describe another job.
-                for sub in ("completions", "output"):
-                    shutil.rmtree(logging_dir / sub, ignore_errors=True)
-                for f in logging_dir.glob("[0-9][0-9][0-9][0-9][0-9].json"):
-                    f.unlink()
+                same_layout = (isinstance(previous, dict) and previous.get("world_size") == world_size
+                               and previous.get("config_hash") == plan["config_hash"]
+                               and len(previous.get("rank_hashes") or []) == world_size)
+                # Same config and world size: only the ranks whose input rows changed are stale. Otherwise the old
+                # ranks describe another job.
+                stale = ([r for r, h in enumerate(plan["rank_hashes"]) if previous["rank_hashes"][r] != h]
+                         if same_layout else None)
+                self._forget(logging_dir, stale)
         logging_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stage_file, json.dumps(plan, sort_keys=True))
         pending = [r for r in range(world_size) if not (logging_dir / "completions" / f"{r:05d}").exists()]
@@ -214,6 +219,20 @@ class Executor:
         if pending:
             self.run_ranks(steps, shards, world_size, logging_dir, description or logging_dir.name)
         return self.merge(logging_dir, world_size, skipped=world_size - len(pending))
+
+    @staticmethod
+    def _forget(logging_dir: Path, ranks: list[int] | None) -> None:
+        """Remove the completion marker, output and stats of ``ranks`` (every rank when None)."""
+        if ranks is None:
+            for sub in ("completions", "output"):
+                shutil.rmtree(logging_dir / sub, ignore_errors=True)
+            for f in logging_dir.glob("[0-9][0-9][0-9][0-9][0-9].json"):
+                f.unlink()
+            return
+        for r in ranks:
+            for f in (logging_dir / "completions" / f"{r:05d}", logging_dir / "output" / f"{r:05d}.json",
+                      logging_dir / f"{r:05d}.json"):
+                f.unlink(missing_ok=True)
 
     def run_ranks(self, steps, shards: dict[int, list[dict]], world_size: int, logging_dir: Path, description: str):
         raise NotImplementedError

@@ -97,3 +97,14 @@ def test_latex_notes_are_visible_text(tmp_path):
         assert any(tex_escape(line) in v for v in visible), line
     assert [line for line in tex.splitlines() if line.startswith("%")] == [
         "% talkbench leaderboard; needs \\usepackage{booktabs}"]
+
+
+def test_a_partial_run_is_shown_and_never_ranked(tmp_path):
+    """`bench run --metrics` writes partial: true in summary.json; publish shows the row and does not rank it."""
+    full = run(tmp_path / "full", "static", [18.0, 19.0, 20.0, 21.0])
+    part = run(tmp_path / "part", "ours-psnr-only", [30.0, 31.0, 32.0, 33.0])
+    (tmp_path / "part" / "summary.json").write_text(json.dumps({"partial": True}))
+    board = build(load_results([str(full), str(part)]), with_reported=False, n_boot=10).boards[0]
+    rows = {r.method: r for r in board.rows}
+    assert rows["static"].ranked and not rows["ours-psnr-only"].ranked
+    assert "partial run" in rows["ours-psnr-only"].note

@@ -35,10 +35,12 @@ class Row:
     sources: list[str] = field(default_factory=list)  # reported rows: source keys (footnotes)
     note: str = ""
     protocol: str = ""  # what made the figures: the table's protocol id, or "reported (<paper>)"
+    partial: bool = False  # `bench run --metrics`: a subset of the task's metrics, shown and never ranked
 
     @property
     def ranked(self) -> bool:
-        return self.kind == "measured" and self.standard and self.method not in UNRANKED_METHODS
+        return (self.kind == "measured" and self.standard and not self.partial
+                and self.method not in UNRANKED_METHODS)
 
 
 @dataclass

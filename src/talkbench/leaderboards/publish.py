@@ -151,8 +151,20 @@ def _measured_row(method: str, rows: list[dict], files: list[str], n_boot: int, 
         cells[metric] = Cell(m.est, m.level, null_reason=", ".join(sorted(m.null_reasons)) if m.all_null else None)
     clips = {r["clip_id"] for r in rows if r["clip_id"] is not None and r["value"] is not None}
     standard = all(r["protocol_standard"] is not False for r in rows)
+    partial = any(_is_partial(Path(f)) for f in files)
+    note = "" if standard else "non-standard protocol (unofficial weights)"
+    if partial:
+        note = _add_note(note, "partial run (bench run --metrics): shown, not ranked")
     return Row(method, "measured", cells, n=len(clips), standard=standard, files=files, protocol=rows[0]["protocol_id"],
-               note="" if standard else "non-standard protocol (unofficial weights)")
+               note=note, partial=partial)
+
+
+def _is_partial(results: Path) -> bool:
+    """A `bench run --metrics a,b` run scored a subset of the task's metrics (its summary.json says so)."""
+    try:
+        return bool(json.loads((results.parent / "summary.json").read_text()).get("partial"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def rank_on_common_clips(rows: list[Row], raw: dict[str, list[dict]], n_boot: int, seed: int) -> None:

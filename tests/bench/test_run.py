@@ -247,7 +247,7 @@ def test_cli_bad_input_one_line_and_nothing_written(clip_manifest, tmp_path, cap
     line = _bad(capsys, *base, "--method", "nope", "--task", "self-reenact", "--out", str(out), code=2)
     assert "unknown method 'nope'; choose from ['folder:PATH', 'gt', 'ours', 'static']" in line
     line = _bad(capsys, *base, "--method", "gt", "--task", "nope", "--out", str(out), code=2)  # a usage error (issue 12)
-    assert "choose from ['audio-driven', 'cross-reenact', 'self-reenact', 'upper-body']" in line
+    assert "choose from ['audio-driven', 'cross-reenact', 'instruction', 'self-reenact', 'upper-body']" in line
     line = _bad(capsys, *base, "--method", "ours", "--task", "self-reenact", "--out", str(out))
     assert line == "error: no checkpoint given: method 'ours' needs --checkpoint PATH"
     line = _bad(capsys, *base, "--method", "gt", "--task", "self-reenact", "--executor", "slurm", "--out", str(out),

@@ -42,7 +42,7 @@ summary "card: $(head -1 "$OUT/card.txt")"
 
 step parity_tests 60 "$PY" -m pytest -q -p no:cacheprovider \
   tests/metrics/test_nets.py::test_parity_with_torchvision_inception_and_lpips \
-  tests/metrics/test_pixel.py tests/models/test_layers.py tests/models/test_streaming.py
+  tests/metrics/test_pixel.py tests/models/test_model_layers.py tests/models/test_streaming.py
 step metrics_gpu 40 "$PY" benchmarks/metrics_gpu.py --skip-full --per-metric-frames 256
 step motion_infer 70 "$PY" benchmarks/models_motion.py --device cuda --preset base --stream-frames 200 \
   --infer-batches 32 64 --frames 512
@@ -56,7 +56,7 @@ step motion_train_compile 60 "$PY" benchmarks/models_motion.py --device cuda --p
 TB=("$PY" -c 'import sys; from talkbench.cli.main import main; sys.exit(main(sys.argv[1:]))')
 BENCH=("$PY" -c 'import sys; from talkbench.cli.bench import main; sys.exit(main(sys.argv[1:]))')
 step evaluator_cuda 60 "$PY" -m pytest -q -p no:cacheprovider tests/metrics/test_cuda_parity.py \
-  tests/metrics/test_devices.py tests/models/test_devices.py
+  tests/metrics/test_devices.py tests/models/test_model_devices.py
 # the demo: real portraits → curated manifest (gt and static scored on the CPU by the demo itself)
 step demo 90 "${TB[@]}" demo run "$OUT/demo" --workers 8 --quiet
 MANIFEST=$(find "$OUT/demo" -name clips.parquet -print -quit 2>/dev/null)

@@ -5,7 +5,8 @@ a training step's loss). Off a terminal nothing redraws: a record such as
 
     [clips] 12/40 done, 1 failed, 0.52/s, ETA 54s  psnr 27.31
 
-is printed when work starts, at least every ``every`` seconds (30 by default) while it runs, and when it ends.
+is printed every ``every`` seconds (30 by default) while it runs, and once more when it ends. Work that ends within
+``every`` seconds prints nothing: short stages stay quiet, and a one-line error stays one line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Bar:
         self._rich = None
         self._started = self._last = 0.0
         self._stop = None
+        self._printed = False
 
     # ------------------------------------------------------------------------------------------------ life cycle
     def __enter__(self):
@@ -58,7 +60,6 @@ class Bar:
             self._rich.start()
             self._task = self._rich.add_task(self.description, total=self.total, failed="", note="")
         else:
-            self._record()
             if self.every > 0:  # a heartbeat: a record every `every` s even while one long item runs
                 import threading
 
@@ -75,7 +76,7 @@ class Bar:
             self._stop.set()
         if self._rich is not None:
             self._rich.stop()
-        elif not self.quiet:
+        elif not self.quiet and self._printed:
             self._record(final=True)
 
     def tick(self) -> None:
@@ -128,4 +129,5 @@ class Bar:
 
     def _record(self, final: bool = False) -> None:
         self._last = time.monotonic()
+        self._printed = True
         print(self.record(final), file=self.stream, flush=True)

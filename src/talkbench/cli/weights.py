@@ -129,7 +129,9 @@ def import_cmd(path: Path = typer.Argument(..., help="a weights file you brought
         record = weights.install_file(as_, path, unverified=unverified, source=f"import:{path}")
     except WeightsError as exc:
         # one line under 200 characters: the file, the entry and what is wrong (the full text is in --debug)
-        why = str(exc).replace(f"{path}: ", "", 1)
+        import re
+
+        why = re.sub(r"\b([0-9a-f]{12})[0-9a-f]{52}\b", r"\1…", str(exc).replace(f"{path}: ", "", 1))  # short digests
         raise WeightsError(one_line(f"cannot import {path} as {as_}: {why}", 190)) from exc
     note = {True: "official", None: "no published hash (recorded)", False: "NON-STANDARD (unverified)"}[record["official"]]
     console.print(f"installed {as_}: sha256 {record['sha256']} ({note})")

@@ -187,8 +187,11 @@ def rank_on_common_clips(rows: list[Row], raw: dict[str, list[dict]], n_boot: in
                     row.cells[metric].unranked = f"over {real[row.method]} reference samples, others {most}"
                     row.note = _add_note(row.note, f"{metric} over fewer clips: not ranked")
             continue
-        valued = {m: {r["clip_id"] for r in rs if r["value"] is not None} for m, rs in own.items() if rs}
-        if not valued:
+        # A method with no value at all for this metric (missing weights, not computable) keeps its null cell and
+        # does not empty the common set of the others.
+        valued = {m: ids for m, rs in own.items() if rs
+                  for ids in [{r["clip_id"] for r in rs if r["value"] is not None}] if ids}
+        if len(valued) < 2:
             continue
         common = set.intersection(*valued.values())
         if all(v == common for v in valued.values()):

@@ -171,7 +171,7 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
     from ..manifests.frames import read_video, resize_frames
     from ..media import read_audio
     from .methods import check_method_name
-    from .run import BenchResult, load_protocol, make_evaluator, read_split, summarise
+    from .run import BenchResult, load_protocol, make_evaluator, read_split, summarise, write_summary
     from .tasks import get_task
 
     task = get_task(cfg.task)
@@ -249,9 +249,10 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
               "split": cfg.split, "talkbench_version": __version__}
     rows = [{**common, **{k: r.get(k) for k in ("metric", "value", "null_reason", "n", "clip_id", "flags",
                                                  "weights", "extra")}} for r in rows]
+    (out / "summary.json").unlink(missing_ok=True)  # a summary always describes the results.parquet beside it
     write_table(rows, out / "results.parquet", "results")
     summary = summarise(rows, run_info, evaluator.missing_weights() or {}, records, n_boot=cfg.n_boot)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, sort_keys=True))
+    write_summary(out, summary)
     (out / "run.json").write_text(json.dumps(run_info, indent=1, sort_keys=True))
     return BenchResult(out, rows, summary, len(clips) * (len(instructions) + 1), 0)
 

@@ -508,14 +508,19 @@ def run_bench(cfg) -> BenchResult:
     rows = [{**common, **r} for r in rows]
     (out / "summary.json").unlink(missing_ok=True)  # a summary always describes the results.parquet beside it
     write_table(rows, out / "results.parquet", "results")
-    from ..media import sha256_file
-
     summary = summarise(rows, run_info, run_info["missing_weights"], records, n_boot=cfg.n_boot)
     summary["partial"] = run_info["partial"]  # a metric subset: publish never ranks it against full runs
-    summary["results_sha256"] = sha256_file(out / "results.parquet")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
+    write_summary(out, summary)
     return BenchResult(out, rows, summary, len(jobs), clips.skipped_ranks, stages,
                        {cid: r.get("timing", {}) for cid, r in records.items()})
+
+
+def write_summary(out: Path, summary: dict) -> None:
+    """summary.json, stamped with the sha256 of the results.parquet beside it: publish refuses a stale summary."""
+    from ..media import sha256_file
+
+    summary["results_sha256"] = sha256_file(out / "results.parquet")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1, sort_keys=True))
 
 
 def _set_rows(cfg, task: Task, jobs: list[dict], records: dict, executor, out: Path, run_hash: str) -> list[dict]:

@@ -87,9 +87,11 @@ def test_curate_and_bench_print_no_native_log_lines(tmp_path, clip_manifest):
     AKD): stderr holds progress records and errors, never MediaPipe/TFLite lines (both print them with
     TALKBENCH_NATIVE_LOGS=1, which turns the filter off)."""
     (tmp_path / "s.csv").write_text(f"url,start,end,identity\n{MEGAMIND},0,3,mm\n")
-    curate = talk("curate", "build-manifest", tmp_path / "s.csv", "--out", tmp_path / "data")
+    every = _env(TALKBENCH_PROGRESS_EVERY="0")  # a record on every update: short stages print them too
+    curate = talk("curate", "build-manifest", tmp_path / "s.csv", "--out", tmp_path / "data", env=every)
     bench = talk("bench", "run", "--method", "static", "--task", "self-reenact", "--manifest", clip_manifest,
-                 "--out", tmp_path / "run", "--limit", "2", "--workers", "2", "--metrics", "akd", "--bootstrap", "10")
+                 "--out", tmp_path / "run", "--limit", "2", "--workers", "2", "--metrics", "akd", "--bootstrap", "10",
+                 env=every)
     assert bench.returncode == 0, bench.stderr
     assert "[clips] 2/2 done, 0 failed" in bench.stderr  # the off-terminal progress record
     assert "[faces] 1/1 done" in curate.stderr  # MediaPipe ran (its lines appear without the filter: see above)

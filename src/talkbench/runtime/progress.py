@@ -11,10 +11,11 @@ is printed every ``every`` seconds (30 by default) while it runs, and once more 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
-RECORD_EVERY = 30.0
+RECORD_EVERY = 30.0  # seconds between off-terminal records; TALKBENCH_PROGRESS_EVERY overrides it (0: every update)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -32,7 +33,9 @@ class Bar:
     """``with Bar(total, "clips") as bar: bar.advance(note="psnr 27.3", failed=0)``; nothing at all when quiet."""
 
     def __init__(self, total: int | None, description: str, quiet: bool = False, *, unit: str = "",
-                 every: float = RECORD_EVERY, stream=None, tty: bool | None = None):
+                 every: float | None = None, stream=None, tty: bool | None = None):
+        if every is None:
+            every = float(os.environ.get("TALKBENCH_PROGRESS_EVERY", RECORD_EVERY))
         self.total, self.description, self.quiet, self.unit, self.every = total, description, quiet, unit, every
         self.stream = stream if stream is not None else sys.stderr
         self.tty = (getattr(self.stream, "isatty", lambda: False)()) if tty is None else tty

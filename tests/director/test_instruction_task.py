@@ -94,6 +94,28 @@ def test_folder_without_a_neutral_video_is_one_line(material, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_instructions_option_scores_only_the_chosen_ids(material, tmp_path, capsys):
+    """`--instructions i03,i05`: only those two are scored (and recorded in run.json); an unknown id, or the option on
+    another task, is a usage error of one line before anything is written."""
+    import pyarrow.parquet as pq
+
+    from talkbench.cli.bench import main as bench
+
+    common = ["--method", f"folder:{material / 'method'}", "--manifest", str(material / "clips.parquet"), "--quiet"]
+    out = tmp_path / "run"
+    assert bench(["run", "--task", "instruction", "--instructions", "i05,i03", "--out", str(out), *common]) == 0
+    jobs = {r["clip_id"] for r in pq.read_table(out / "results.parquet").to_pylist() if r["metric"].startswith("adh")}
+    assert jobs == {"astro/i03", "astro/i05"}
+    assert json.loads((out / "run.json").read_text())["instruction_ids"] == ["i03", "i05"]
+    capsys.readouterr()
+    for task, ids, said in (("instruction", "i05,nope", "unknown instruction 'nope'"),
+                            ("self-reenact", "i05", "only task 'instruction' takes instruction ids")):
+        bad = tmp_path / f"bad-{task}"
+        code = bench(["run", "--task", task, "--instructions", ids, "--out", str(bad), *common])
+        err = capsys.readouterr().err
+        assert code == 2 and said in err and not bad.exists()
+
+
 @pytest.mark.slow
 def test_ours_directed_videos_follow_zoom_against_neutral(speech, tmp_path):
     """The real chain (plan → blueprint → sub-clips → render → camera) on a 1.5 s clip with the tiny models:

@@ -46,6 +46,17 @@ def load_instructions() -> list[dict]:
     return doc["instructions"]
 
 
+def select_instructions(ids) -> list[dict]:
+    """The bundled instructions with these ids, in the bundle's order; an unknown id is a ConfigError."""
+    bundle = load_instructions()
+    wanted = [i.strip() for i in ids if i.strip()]
+    known = {i["id"] for i in bundle}
+    unknown = [i for i in wanted if i not in known]
+    if unknown or not wanted:
+        raise ConfigError(f"unknown instruction {unknown[0] if unknown else ''!r}; choose from {sorted(known)}")
+    return [i for i in bundle if i["id"] in set(wanted)]
+
+
 def expected_span(expect: dict, duration: float, words: list | None = None) -> tuple[float, float] | None:
     """(t0, t1) seconds of one expected effect, or None when it cannot be placed (a word with no transcript, or
     not in it). ``words``: ``[(word, t0, t1)]`` from ``director.segments.word_spans``."""
@@ -178,7 +189,9 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
     key, arg = check_method_name(cfg.method)
     if key not in ("ours", "folder"):
         raise ConfigError(f"method {cfg.method!r} does not support task 'instruction'; use ours or folder:PATH")
-    instructions = instructions if instructions is not None else load_instructions()
+    if instructions is None:
+        ids = getattr(cfg, "instructions", None)
+        instructions = select_instructions(ids) if ids else load_instructions()
     clips = [c for c in read_split(cfg.manifest, cfg.split) if c.get("has_audio")]
     if not clips:
         raise ConfigError(f"task 'instruction' needs audio, and no clip of split {cfg.split!r} has any")
@@ -205,7 +218,8 @@ def run_instruction(cfg, instructions: list[dict] | None = None):
     protocol = load_protocol(cfg.protocol)
     run_info = {"method": cfg.method if key == "folder" else "ours", "task": task.name, "split": cfg.split,
                 "manifest": str(cfg.manifest), "protocol_id": protocol.protocol_id, "seed": None,
-                "talkbench_version": __version__, "instructions": len(instructions)}
+                "talkbench_version": __version__, "instructions": len(instructions),
+                "instruction_ids": [i["id"] for i in instructions]}
     out.mkdir(parents=True, exist_ok=True)
     rows, records = [], {}
     evaluator = make_evaluator(cfg.protocol, GENERATED_METRICS, cfg.device)
@@ -269,7 +283,7 @@ def demo_instruction_run(out: Path, manifest: Path, motion_checkpoint: Path, che
     videos already in OUT/videos are kept."""
     from .run import BenchConfig
 
-    chosen = [i for i in load_instructions() if i["id"] in set(ids)]
+    chosen = select_instructions(ids)
     cfg = BenchConfig(method="ours", task="instruction", manifest=str(manifest), out=str(out), split="test",
                       limit=limit, quiet=quiet)
     cfg.checkpoint, cfg.motion_checkpoint, cfg.steps = str(checkpoint), str(motion_checkpoint), steps

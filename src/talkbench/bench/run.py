@@ -51,6 +51,7 @@ _BENCH_FIELDS = [
     ("quiet", bool, field(default=False)),
     ("name", "str | None", field(default=None)),  # the leaderboard's row label (default: the method's name)
     ("metrics", "tuple | None", field(default=None)),  # score only these (result labels); the run is then partial
+    ("instructions", "tuple | None", field(default=None)),  # task instruction: only these bundled instruction ids
 ]
 # The method options (checkpoint, batch size, length policy...) are fields too, generated from their registry.
 BenchConfig = make_dataclass("BenchConfig", _BENCH_FIELDS + [

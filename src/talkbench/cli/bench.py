@@ -106,6 +106,9 @@ def run_cmd(
                                                              "e.g. ours-step20k beside ours-step40k"),
     metrics: Optional[str] = typer.Option(None, "--metrics", help="score only these metrics (comma-separated result "
                                                                    "labels); the run is marked partial, never ranked"),
+    instructions: Optional[str] = typer.Option(None, "--instructions",
+                                               help="task instruction: only these bundled instruction ids "
+                                                    "(comma-separated, e.g. i01,i02; the ids of talkbench/data/instructions.json)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Generate and score every clip of a split; writes OUT/results.parquet, summary.json, meta.json. Resumable."""
@@ -120,8 +123,20 @@ def run_cmd(
             raise typer.BadParameter(f"unknown metric {unknown[0]!r} for task {task!r}; choose from "
                                      f"{sorted(get_task(task).metrics)}", param_hint="--metrics")
 
+    chosen = None
+    if instructions is not None:
+        from ..bench.instruction import select_instructions
+
+        if task != "instruction":
+            raise typer.BadParameter(f"only task 'instruction' takes instruction ids, not {task!r}",
+                                     param_hint="--instructions")
+        try:
+            chosen = tuple(i["id"] for i in select_instructions(instructions.split(",")))
+        except ConfigError as err:
+            raise typer.BadParameter(str(err), param_hint="--instructions") from None
+
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
-                      protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
+                      instructions=chosen, protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
                       length_policy=length_policy, allow_nonsquare=allow_nonsquare, n_boot=bootstrap, quiet=quiet,
                       name=name, metrics=subset, steps=steps,

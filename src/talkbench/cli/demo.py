@@ -43,7 +43,8 @@ def run(ctx: typer.Context,
         a2m_steps: int = typer.Option(DEMO_TRAIN["a2m_steps"], help="Stage-2 (audio2motion) training steps."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars.")) -> None:
     """The main job on generated real material: talking demo videos → curate build-manifest → train tiny stage 1 and
-    stage 2 on the train split → bench run (gt, static, and audio-driven ours) → publish.
+    stage 2 on the train split → bench run (gt, static, audio-driven ours, and instruction-following ours on one
+    test clip) → publish.
 
     Every step is the same command a user would type; rerunning on the same folder resumes.
     """
@@ -103,6 +104,16 @@ def run(ctx: typer.Context,
                            "--split", "test", "--workers", str(workers), *extra,
                            "--out", str(runs / f"{method}-audio"), *flags]))
             published.append(runs / f"{method}-audio")
+        # instruction following: directed ours on one test clip, one instruction per checked control
+        from ..bench.instruction import DEMO_INSTRUCTIONS
+
+        steps.append(("bench run --method ours --task instruction", bench.main,
+                      ["run", "--method", "ours", "--task", "instruction", "--manifest", str(manifest),
+                       "--split", "test", "--limit", "1", "--instructions", ",".join(DEMO_INSTRUCTIONS),
+                       "--checkpoint", str(stage2 / "last.pt"), "--motion-checkpoint", str(stage1 / "last.pt"),
+                       "--steps", str(DEMO_TRAIN["ddim_steps"] // 2), "--out", str(runs / "instruction-ours"),
+                       *flags]))
+        published.append(runs / "instruction-ours")
     steps.append(("bench publish", bench.main,
                   ["publish", *map(str, published), "--out", str(out_dir / "leaderboards")]))
     for k, (title, command, argv) in enumerate(steps, start=2):

@@ -49,13 +49,3 @@ def generate_directed(
 def register(generate_app: typer.Typer) -> None:
     generate_app.command("directed")(generate_directed)
 
-
-def demo_instruction_step(runs: Path, manifest: Path, motion_checkpoint: Path, checkpoint: Path,
-                          quiet: bool = False) -> Path:
-    """`talkbench demo run`'s instruction-following table: directed ``ours`` with the demo's trained tiny
-    checkpoints on one test clip and five instructions (nod, shake, tilt, zoom in, pan), scored against the neutral
-    instruction. Returns the run folder, for ``bench publish``."""
-    from ..bench.instruction import DEMO_INSTRUCTIONS, demo_instruction_run
-
-    console.rule("bench run --task instruction --method ours (directed, " + ", ".join(DEMO_INSTRUCTIONS) + ")")
-    return demo_instruction_run(runs / "instruction-ours", manifest, motion_checkpoint, checkpoint, quiet=quiet)

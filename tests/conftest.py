@@ -16,7 +16,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # -n N: N processes already share the
     cv2.setNumThreads(1)
 
 
-def shared_once(tmp_path_factory, name: str, build):
+def build_once(tmp_path_factory, name: str, build):
     """``build(folder)`` once per test run, however many xdist workers ask: the first builds it under a lock in the
     run's shared temp root, the others wait and reuse it. Returns the folder."""
     base = tmp_path_factory.getbasetemp()
@@ -45,6 +45,12 @@ def _isolated_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def shared_once(tmp_path_factory):
+    """``shared_once(name, build)``: the folder ``build`` filled once per test run (see ``build_once``)."""
+    return lambda name, build: build_once(tmp_path_factory, name, build)
+
+
+@pytest.fixture(scope="session")
 def demo_curated(tmp_path_factory):
     """`talkbench demo make DEMO` then `talkbench curate build-manifest DEMO/sources.csv --out DATA`, once per session,
     the way a user types them. Returns (DEMO, DATA); tests read both and write elsewhere."""
@@ -55,5 +61,5 @@ def demo_curated(tmp_path_factory):
         assert main(["curate", "build-manifest", str(root / "demo" / "sources.csv"), "--out", str(root / "data"),
                      "--quiet"]) == 0
 
-    root = shared_once(tmp_path_factory, "demo-curated", build)
+    root = build_once(tmp_path_factory, "demo-curated", build)
     return root / "demo", root / "data"

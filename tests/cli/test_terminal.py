@@ -213,7 +213,7 @@ def test_run_metadata_name_metrics_and_bench_runs(tmp_path, clip_manifest):
     assert meta["command"][:3] == ["talkbench", "bench", "run"] and "--name" in meta["command"]
     assert meta["status"] == "partial" and meta["device"] == "cpu" and meta["host"] and meta["started"]
     assert meta["protocol_digest"] and set(meta["stages_s"]) == {"clips"} and len(meta["clips_s"]) == 1
-    assert set(next(iter(meta["clips_s"].values()))) == {"decode", "generate", "write", "metrics"}
+    assert set(next(iter(meta["clips_s"].values()))) == {"decode", "generate", "encode", "write", "metrics"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["partial"] is True and set(summary["metrics"]) == {"psnr", "ssim"}
     import pyarrow.parquet as pq

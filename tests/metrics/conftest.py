@@ -17,10 +17,14 @@ def home(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def fake_files(tmp_path_factory):
-    """name -> path of a random-weight file in that entry's official container."""
-    folder = tmp_path_factory.mktemp("fake-weights")
-    return {name: random_weights.write_random(name, folder / entry.filename) for name, entry in weights.all_entries().items()}
+def fake_files(shared_once):
+    """name -> path of a random-weight file in that entry's official container (written once per test run)."""
+    def build(folder):
+        for name, entry in weights.all_entries().items():
+            random_weights.write_random(name, folder / entry.filename)
+
+    folder = shared_once("fake-weights", build)
+    return {name: folder / entry.filename for name, entry in weights.all_entries().items()}
 
 
 @pytest.fixture(scope="session")

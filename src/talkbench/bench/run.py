@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, make_dataclass
 from pathlib import Path
 
@@ -183,15 +184,23 @@ class ScoreClips(Step):
         frames, audio = gen.frames, inputs.audio
         if audio is not None:
             audio = audio[: int(round(len(frames) / protocol.fps * protocol.audio_rate))]
-        t0 = time.perf_counter()
-        self._write(job["clip_id"], frames, audio, protocol)
-        timing["write"] = time.perf_counter() - t0
+        # The encoders (ffmpeg processes) run while the metrics are computed: "write" is the time the clip waited for
+        # them after its metrics, "encode" their own wall time.
+        # A thread per clip, never a pool kept across clips: executor workers fork, and a forked pool has no thread.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tb-encode")
+        writing = writer.submit(self._timed_write, job["clip_id"], frames, audio, protocol)
         t0 = time.perf_counter()
         skip = self.task.scored_frames(job, len(frames))
         if skip:
             base_extra["scored_frames"] = f"1..{len(frames) - 1}"
         raw = self._evaluate(job, frames, inputs.driver[: len(frames)], inputs.source, audio, skip, protocol)
         timing["metrics"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        try:
+            timing["encode"] = writing.result()  # an encode failure is raised here, before the clip's record
+        finally:
+            writer.shutdown()
+        timing["write"] = time.perf_counter() - t0
         evaluator = self._evaluator()
         return {"run": self.run_hash, "clip_id": job["clip_id"], "ok": True, "reason": None,
                 "rows": self._label(raw, base_extra, gen), "timing": timing, "n_frames": int(len(frames)),
@@ -217,6 +226,11 @@ class ScoreClips(Step):
         if gen.frames.shape != shape or gen.frames.dtype != np.uint8:
             raise OutputError("bad_output_shape", f"expected {shape} uint8, got {gen.frames.shape} {gen.frames.dtype}")
         return gen
+
+    def _timed_write(self, clip_id: str, frames: np.ndarray, audio, protocol) -> float:
+        t0 = time.perf_counter()
+        self._write(clip_id, frames, audio, protocol)
+        return time.perf_counter() - t0
 
     def _write(self, clip_id: str, frames: np.ndarray, audio, protocol) -> None:
         from ..media import write_video

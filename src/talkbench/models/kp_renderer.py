@@ -263,6 +263,19 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
+def describe(cfg: RendererConfig) -> str:
+    return (f"{cfg.size[1]}×{cfg.size[0]}, width {cfg.channels}, {cfg.down} down-samplings, {cfg.points} keypoints, "
+            f"face refine {'on' if cfg.face_refine else 'off'}, perceptual {cfg.perceptual}")
+
+
+def param_table(cfg: RendererConfig) -> list[tuple[str, int]]:
+    """Parameter count by module and the total (``models summary avatar-render``; the discriminator apart)."""
+    model = KeypointRenderer(cfg)
+    rows = [(name, count_params(child)) for name, child in model.named_children()]
+    return [r for r in rows if r[1]] + [("total", count_params(model)),
+                                        ("discriminator (training only)", count_params(PatchDiscriminator()))]
+
+
 def to_tensor(frames: np.ndarray) -> torch.Tensor:
     """(N, H, W, 3) uint8 → (N, 3, H, W) in [-1, 1]."""
     return torch.from_numpy(np.array(frames, np.uint8)).permute(0, 3, 1, 2).float() / 127.5 - 1

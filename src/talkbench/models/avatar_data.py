@@ -62,14 +62,23 @@ def _fill_nearest(values: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, in
     return values[nearest], int((~valid).sum())
 
 
+def pose6_model(pose6: np.ndarray, nose: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(T, 6) table ``pose6`` and (T, 2) nose in [-1, 1] image units → (T, 6) the models' pose6 (module docstring)."""
+    from .body_hands import FACE_IMAGE_SCALE
+
+    aspect = width / height
+    centre = np.stack([pose6[:, 3] * 2 - 1, pose6[:, 4] * aspect * 2 - 1], -1)
+    radius = 2 * np.exp(pose6[:, 5])  # RMS radius in [-1, 1] x-units
+    return np.concatenate([pose6[:, :3] / (math.pi / 2), (centre - nose) / FACE_IMAGE_SCALE,
+                           (radius / (FACE_IMAGE_SCALE * _template_radius()))[:, None]], 1)
+
+
 def model_arrays(expression: np.ndarray, pose6: np.ndarray, body: np.ndarray, hands: np.ndarray,
                  hand_present: np.ndarray, width: int, height: int) -> tuple[dict[str, np.ndarray], dict]:
     """Target-table arrays of one clip (``manifests.targets.load_targets`` names and units: expression (T, E),
     pose6 (T, 6), body (T, 25, 3) and hands (T, 2, 21, 3) divided by the frame width, hand_present (T, 2); NaN where
     nothing was found) → the models' arrays (module docstring) and a record. ValueError when no frame has a face
     and a body."""
-    from .body_hands import FACE_IMAGE_SCALE
-
     aspect = width / height  # y / width → [-1, 1] of the height
     face_ok = ~np.isnan(expression).any(1) & ~np.isnan(pose6).any(1)
     body_xy = body[:, BODY_POINTS, :2].astype(np.float64)
@@ -82,11 +91,7 @@ def model_arrays(expression: np.ndarray, pose6: np.ndarray, body: np.ndarray, ha
     body_xy, n_body = _fill_nearest(body_xy, body_ok)
     norm = np.stack([body_xy[..., 0] * 2 - 1, body_xy[..., 1] * aspect * 2 - 1], -1)  # (T, 9, 2)
 
-    nose = norm[:, 0]
-    centre = np.stack([pose6[:, 3] * 2 - 1, pose6[:, 4] * aspect * 2 - 1], -1)
-    radius = 2 * np.exp(pose6[:, 5])  # RMS radius in [-1, 1] x-units
-    model_pose = np.concatenate([pose6[:, :3] / (math.pi / 2), (centre - nose) / FACE_IMAGE_SCALE,
-                                 (radius / (FACE_IMAGE_SCALE * _template_radius()))[:, None]], 1)
+    model_pose = pose6_model(pose6, norm[:, 0], width, height)
 
     t = len(expression)
     out_hands = np.empty((t, 2, 21, 2))

@@ -363,9 +363,10 @@ class PartTrainer:
 
         values = asdict(cfg)
         manifest, targets = values.pop("manifest"), values.pop("targets")
-        for name in ("perceptual", "d_lr"):  # the renderer's losses only
-            if values[name] is not None and self.part != "render":
-                raise ConfigError(f"--{name.replace('_', '-')} does not apply to the avatar-{self.part} family")
+        # the renderer's loss only (d_lr is not checked: `train FAMILY --lr` sets it with lr, and only the renderer
+        # has a discriminator to use it)
+        if values["perceptual"] is not None and self.part != "render":
+            raise ConfigError(f"--perceptual does not apply to the avatar-{self.part} family")
         check_config(TrainConfig(part=self.part, data=".", **values), need_data=False)  # before writing anything
         data = resolve_data(manifest, targets, values["out"], values["preset"])
         return main(TrainConfig(part=self.part, data=data, **values))

@@ -274,9 +274,10 @@ UPPER_BENCH = {"person_b_alt": ("train", 0.7, 1.2), "person_b": ("test", 0.0, 0.
 BENCH_SIZE = (256, 384)  # (W, H): the tiny avatar preset's frames
 
 
-def make_upper_bench_clips(out_dir: str | Path) -> list[dict]:
+def make_upper_bench_clips(out_dir: str | Path, seconds: dict[str, float] | None = None) -> list[dict]:
     """Write ``clips/<name>.mp4`` (2:3 crop of the rendered frame at ``BENCH_SIZE``, speech muxed) for each clip of
-    ``UPPER_BENCH``; returns their clips-manifest rows (the caller writes the table)."""
+    ``UPPER_BENCH`` (``seconds`` overrides their lengths); returns their clips-manifest rows (the caller writes the
+    table)."""
     import uuid
 
     from PIL import Image
@@ -285,8 +286,9 @@ def make_upper_bench_clips(out_dir: str | Path) -> list[dict]:
 
     out = Path(out_dir)
     rows = []
-    for name, (split, t0, seconds) in UPPER_BENCH.items():
-        frames, audio, _ = render_upper(name, seconds, t0)
+    for name, (split, t0, length) in UPPER_BENCH.items():
+        length = (seconds or {}).get(name, length)
+        frames, audio, truth = render_upper(name, length, t0)
         h, w = frames.shape[1:3]
         cw = int(round(h * 2 / 3))
         x0 = (w - cw) // 2
@@ -294,7 +296,10 @@ def make_upper_bench_clips(out_dir: str | Path) -> list[dict]:
                           for f in frames])
         rel = f"clips/{name}.mp4"
         write_video(out / rel, small, FPS, audio=audio)
-        rows.append({"clip_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"talkbench-demo-upper/{name}/{seconds}")),
+        tmp = out / "clips" / f".{name}.npz.tmp.npz"
+        np.savez(tmp, **truth)  # the known motion (in the rendered frame's pixels), as make_upper_demo keeps it
+        tmp.replace(out / "clips" / f"{name}.npz")
+        rows.append({"clip_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"talkbench-demo-upper/{name}/{length}")),
                      "source_id": name, "identity_id": "t1-person_b", "source_label": name, "start_s": 0.0,
                      "end_s": len(small) / FPS, "fps": float(FPS), "n_frames": len(small), "crop_x0": x0,
                      "crop_y0": 0, "crop_size": cw, "crop_height": h, "crop_padded": False, "path": rel,

@@ -194,3 +194,30 @@ def test_render_model_states_follow_its_device(tmp_path):
     model = RenderModel.load(checkpoints.save(tmp_path / "render.pt", payload), device="meta")
     tensors = list(model.render.parameters()) + list(model.render.buffers())
     assert tensors and {t.device.type for t in tensors} == {"meta"}
+
+
+@pytest.mark.slow
+def test_generation_reads_a_new_face_in_the_training_units(upper):
+    """`generate avatar` turns a portrait or style reference into coefficients with the exported basis through the
+    same formulas as the tables (manifests.targets): on the scored clip's frames they agree with its targets."""
+    import math
+
+    from talkbench.manifests.targets import load_targets
+    from talkbench.media import read_frames
+    from talkbench.models.avatar import mesh_coefficients
+    from talkbench.models.avatar_data import model_arrays
+
+    clip = upper["rows"]["person_b"]
+    with np.load(upper["root"] / "data" / "basis.npz") as z:
+        basis = (z["mean"], z["components"])
+    frames = read_frames(upper["root"] / clip["path"])
+    tg = load_targets(upper["root"] / "targets", clip["clip_id"])
+    want, _ = model_arrays(tg["expression"], tg["pose6"], tg["body"], tg["hands"], tg["hand_present"], 256, 384)
+    got = mesh_coefficients(frames, basis, 16, "clip", nose=want["body"][:, 0])  # Pose's nose, as for a portrait
+    np.testing.assert_allclose(got[:, :16], tg["expression"], atol=1e-3)
+    np.testing.assert_allclose(got[:, 16:19], tg["pose6"][:, :3] / (math.pi / 2), atol=1e-4)
+    np.testing.assert_allclose(got[:, 19:22], want["pose6"][:, 3:6], rtol=1e-3, atol=1e-3)  # tx, ty, scale
+    # without a body (a style reference) the mesh's nose tip stands in: a bounded offset (measured 0.72)
+    alone = mesh_coefficients(frames, basis, 16, "clip")
+    np.testing.assert_array_equal(alone[:, :19], got[:, :19])
+    assert 0.1 < np.abs(alone[:, 19:21] - want["pose6"][:, 3:5]).max() < 1.0

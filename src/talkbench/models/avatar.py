@@ -99,7 +99,8 @@ def crop_portrait(img: np.ndarray, face_x: float) -> tuple[np.ndarray, list[int]
     return img[y:y + bh, x:x + bw], box
 
 
-def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np.ndarray:
+def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str,
+                      nose: np.ndarray | None = None) -> np.ndarray:
     """(T, E + 6) expression + pose6 of a video through the shared face tracks (metrics.instruction.face_tracks:
     the canonical face-mesh frame), projected on the face checkpoint's basis (mean (936,), components (E, 936))."""
     from ..manifests.targets import MESH_POINTS
@@ -108,7 +109,7 @@ def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np
         raise ConfigError(f"the face checkpoint carries no expression basis, so the {what} cannot be turned into "
                           "coefficients; train the face part on data with basis.npz")
     if np.asarray(basis[0]).size == MESH_POINTS * 3:  # the curation's basis (export-avatar-data)
-        return mesh_coefficients(frames, basis, expr_dim, what)
+        return mesh_coefficients(frames, basis, expr_dim, what, nose)
     from ..metrics.instruction import face_tracks
 
     try:
@@ -123,10 +124,14 @@ def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np
     return np.concatenate([expr[:, :expr_dim], pose], 1).astype(np.float32)
 
 
-def mesh_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np.ndarray:
+def mesh_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str,
+                      nose: np.ndarray | None = None) -> np.ndarray:
     """(T, E + 6) of a video with the curation's basis (mean (1404,), components (E, 1404)): the target tables'
-    formulas (``manifests.targets``) in the models' units (``avatar_data``). Without a body pose the face mesh's nose
-    tip (point 1) stands in for the body's nose keypoint."""
+    formulas (``manifests.targets``) in the models' units (``avatar_data``). ``nose`` (T, 2) or (2,): the body's
+    nose keypoint in [-1, 1] (MediaPipe Pose, as in training); without it (a style reference, which need not show a
+    body) the face mesh's nose tip (point 1) stands in, which puts (tx, ty) about 0.7 template units (≈ 0.08 of the
+    frame width) off the Pose-based values on the demo clips (measured; the amplitude and style statistics that the
+    reference feeds are ranges and sequences, so a constant offset moves them little)."""
     from ..faces.detect import mesh_landmarks
     from ..faces.pose import head_pose
     from ..manifests.targets import expression_coefficients, pose6_from_mesh
@@ -139,7 +144,9 @@ def mesh_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np
         raise MediaError(f"the {what} shows no usable face (no face mesh in {len(frames)} frames)")
     meshes, _ = _fill_nearest(meshes, found)
     expr = expression_coefficients(meshes, *basis)
-    nose = meshes[:, 1, :2] / np.array([w, h]) * 2 - 1
+    if nose is None:
+        nose = meshes[:, 1, :2] / np.array([w, h]) * 2 - 1
+    nose = np.broadcast_to(np.asarray(nose, np.float64), (len(meshes), 2))
     pose = pose6_model(pose6_from_mesh(meshes, w, head_pose(meshes)), nose, w, h)
     return np.concatenate([expr[:, :expr_dim], pose], 1).astype(np.float32)
 
@@ -310,8 +317,8 @@ def generate_avatar(source: str | Path, audio: str | Path, out: str | Path, *, f
             raise MediaError(f"{style_ref}: no frames decoded")
         style = torch.from_numpy(face_coefficients(ref, models.basis, e, f"style reference {style_ref}"))[None]
         style = style.to(models.face.amp_ref.device)
-    motion0 = face_coefficients(np.repeat(img[None], 3, 0), models.basis, e, "portrait")[:1]
     body, hand_pts, visible = source_keypoints(img)
+    motion0 = face_coefficients(np.repeat(img[None], 3, 0), models.basis, e, "portrait", nose=body[0])[:1]
     hands_on = hands == "on" and visible
     if hands == "on" and not visible:
         record.setdefault("notes", []).append("no visible hands in the portrait: generated with hands off")

@@ -57,3 +57,17 @@ def test_train_avatar_face_family_trains_on_an_npz_folder_and_checks_options_fir
     ckpt = checkpoints.load(run / "last.pt")
     assert ckpt["cfg"]["family"] == "avatar-face" and ckpt["step"] == 2 and ckpt["cfg"]["train"]["lr"] == 1e-3
     assert "trained to step 2" in capsys.readouterr().out
+
+
+def test_train_avatar_part_refuses_curated_clips_shorter_than_its_window(tmp_path, capsys):
+    from talkbench.manifests import write_table
+
+    manifest = tmp_path / "clips.parquet"
+    write_table([{"clip_id": "a", "source_id": "a", "path": "clips/a.mp4", "n_frames": 30, "split": "train"},
+                 {"clip_id": "b", "source_id": "b", "path": "clips/b.mp4", "n_frames": 90, "split": "test"}],
+                manifest, "clips")
+    run = tmp_path / "run"
+    assert main(["train", "avatar-face", "--manifest", str(manifest), "--out", str(run)]) == 1
+    assert capsys.readouterr().err.strip().endswith("no train clip is longer than the face part's window of 32 + 1 "
+                                                    "frames (longest 30)")
+    assert not run.exists()

@@ -29,7 +29,9 @@ def train_avatar(
     seed: int = typer.Option(0, help="data-order and init seed"),
     ckpt_every: int = typer.Option(1000, help="write OUT/last.pt every N steps (and at the end)"),
 ) -> None:
-    """Train one part of the upper-body avatar. Under torchrun use `python -m talkbench.models.train_avatar`."""
+    """Train one part of the upper-body avatar on an npz data folder (export-avatar-data). The same parts are the
+    families avatar-face|avatar-body|avatar-render (`train avatar-render --manifest clips.parquet` exports the
+    curated targets first). Under torchrun use `python -m talkbench.models.train_avatar`."""
     from ..models.train_avatar import TrainConfig, check_config, main
 
     cfg = TrainConfig(part=part, data=str(data), out=str(out), preset=preset, max_steps=max_steps,

@@ -340,13 +340,22 @@ def part_config(part: str) -> type:
     return cls
 
 
-def resolve_data(manifest: str, targets: str | None, out: str, preset: str) -> str:
+def resolve_data(manifest: str, targets: str | None, out: str, preset: str, part: str = "render") -> str:
     """The npz data folder of a run: ``manifest`` itself when it is one, else its export into OUT/data."""
     from .avatar_data import export_avatar_data, frame_size
 
     path = Path(manifest)
     if path.is_dir():
         return str(path)
+    if path.suffix == ".parquet" and path.is_file():  # refuse clips too short for the part before exporting
+        from ..manifests.io import read_rows
+
+        window = getattr(PARTS[part].get_config(preset), "window", 1)
+        longest = max((int(r.get("n_frames") or 0) for r in read_rows(path, "clips") if r.get("split") == "train"),
+                      default=0)
+        if longest < window + 1:
+            raise ManifestError(f"{path}: no train clip is longer than the {part} part's window of {window} + 1 "
+                                f"frames (longest {longest})")
     export_avatar_data(path, Path(out) / "data", targets=targets, size=frame_size(preset))
     return str(Path(out) / "data")
 
@@ -368,28 +377,35 @@ class PartTrainer:
         if values["perceptual"] is not None and self.part != "render":
             raise ConfigError(f"--perceptual does not apply to the avatar-{self.part} family")
         check_config(TrainConfig(part=self.part, data=".", **values), need_data=False)  # before writing anything
-        data = resolve_data(manifest, targets, values["out"], values["preset"])
+        data = resolve_data(manifest, targets, values["out"], values["preset"], self.part)
         return main(TrainConfig(part=self.part, data=data, **values))
 
 
 TRAINERS = {part: PartTrainer(part) for part in PARTS}
 
 
-def _cli():  # torchrun entry point: same flags as `talkbench train avatar`
+def _cli():  # torchrun entry point: the flags of `talkbench train avatar` (--data) or `train avatar-PART` (--manifest)
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", required=True, choices=sorted(PARTS))
-    p.add_argument("--data", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="npz data folder (export-avatar-data)")
+    source.add_argument("--manifest", help="upper-body clips.parquet (exported with --targets into OUT/data)")
+    p.add_argument("--targets", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--max-steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    # only what is given is passed: TrainConfig's defaults are the only copy
+    for flag, kind in (("--preset", str), ("--max-steps", int), ("--batch-size", int), ("--lr", float),
+                       ("--device", str), ("--seed", int), ("--ckpt-every", int), ("--perceptual", str)):
+        p.add_argument(flag, type=kind, default=None)
     p.add_argument("--resume", action="store_true")
-    a = p.parse_args()
-    main(TrainConfig(part=a.part, data=a.data, out=a.out, preset=a.preset, max_steps=a.max_steps,
-                     batch_size=a.batch_size, device=a.device, resume=a.resume))
+    a = vars(p.parse_args())
+    given = {k: v for k, v in a.items() if v is not None and k not in ("part", "data", "manifest", "targets", "out")}
+    if a["manifest"]:
+        trainer = TRAINERS[a["part"]]
+        trainer.main(trainer.TrainConfig(manifest=a["manifest"], targets=a["targets"], out=a["out"], **given))
+    else:
+        main(TrainConfig(part=a["part"], data=a["data"], out=a["out"], **given))
 
 
 if __name__ == "__main__":

@@ -91,7 +91,7 @@ def export_avatar_data(
 # ----------------------------------------------------------------------------------------------------------------
 
 # CPU budget (the block must add at most ~40 s to `demo run` on 2 cores): a 1.2 s training clip and a 0.68 s scored
-# one (demo_upper.UPPER_BENCH), 4 renderer steps of batch 2. The renderer is far from trained after 2 steps: the
+# one (demo_upper.UPPER_BENCH), 2 renderer steps of batch 1 (torch on one thread). The renderer is far from trained after 2 steps: the
 # table shows the pipeline and the metrics beside ChatAnyone's Table 1, not a result.
 DEMO_UPPER = {"steps": 2, "batch": 1}
 

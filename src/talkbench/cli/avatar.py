@@ -91,8 +91,10 @@ def export_avatar_data(
 # ----------------------------------------------------------------------------------------------------------------
 
 # CPU budget (the block must add at most ~40 s to `demo run` on 2 cores): a 1.2 s training clip and a 0.68 s scored
-# one (demo_upper.UPPER_BENCH), 2 renderer steps of batch 1 (torch on one thread). The renderer is far from trained after 2 steps: the
-# table shows the pipeline and the metrics beside ChatAnyone's Table 1, not a result.
+# one (demo_upper.UPPER_BENCH), 2 renderer steps of batch 1, torch on one thread. Measured at load 7.6 on the shared
+# 2 cores: clips 4.9 s, extract-targets 9.0 s, train 6.8 s, bench 16.3 s (37 s; publish is shared with the demo).
+# The renderer is far from trained after 2 steps: the table shows the pipeline and the metrics beside ChatAnyone's
+# Table 1, not a result.
 DEMO_UPPER = {"steps": 2, "batch": 1}
 
 

@@ -216,10 +216,6 @@ def param_table(cfg: BodyHandsConfig) -> list[tuple[str, int]]:
     return [r for r in rows if r[1]] + [("total", count_params(model))]
 
 
-FAMILY = {"name": "body_hands", "config": BodyHandsConfig, "presets": PRESETS, "model": BodyHands,
-          "train": "talkbench.models.train_avatar:main", "part": "body",
-          "summary": "ChatAnyone body/hand transformer: face keypoints (fixed template) → body keypoints, 21-joint hands"}
-
 
 FACE_IMAGE_SCALE = 0.12  # inter-ocular distance in [-1, 1] image units of a 2:3 upper-body portrait (inferred)
 

@@ -323,8 +323,3 @@ def param_table(cfg: FaceDiTConfig) -> list[tuple[str, int]]:
     rows.append(("other (null tokens, embeddings)", count_params(net) - sum(n for _, n in rows)))
     return [r for r in rows if r[1]] + [("total", count_params(net))]
 
-
-# What the integrator registers in the FAMILIES registry (one line: FAMILIES["face_dit"] = face_dit.FAMILY).
-FAMILY = {"name": "face_dit", "config": FaceDiTConfig, "presets": PRESETS, "model": FaceDiT,
-          "train": "talkbench.models.train_avatar:main", "part": "face",
-          "summary": "ChatAnyone face motion DiT: expression + 6-D pose diffusion, amplitude AdaLN, style reference"}

@@ -309,7 +309,3 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 def to_frames(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
-
-FAMILY = {"name": "kp_renderer", "config": RendererConfig, "presets": PRESETS, "model": KeypointRenderer,
-          "train": "talkbench.models.train_avatar:main", "part": "render",
-          "summary": "keypoint-driven warping renderer with implicit face offsets, hand-skeleton injection, face refine"}

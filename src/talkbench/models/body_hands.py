@@ -216,7 +216,6 @@ def param_table(cfg: BodyHandsConfig) -> list[tuple[str, int]]:
     return [r for r in rows if r[1]] + [("total", count_params(model))]
 
 
-
 FACE_IMAGE_SCALE = 0.12  # inter-ocular distance in [-1, 1] image units of a 2:3 upper-body portrait (inferred)
 
 

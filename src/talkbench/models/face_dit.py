@@ -322,4 +322,3 @@ def param_table(cfg: FaceDiTConfig) -> list[tuple[str, int]]:
     rows = [(name, count_params(child)) for name, child in net.named_children()]
     rows.append(("other (null tokens, embeddings)", count_params(net) - sum(n for _, n in rows)))
     return [r for r in rows if r[1]] + [("total", count_params(net))]
-

@@ -308,4 +308,3 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 def to_frames(images: torch.Tensor) -> np.ndarray:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-

@@ -62,7 +62,8 @@ def render_checkpoint(upper):
 
 
 @pytest.mark.slow
-def test_export_writes_the_training_contract_in_model_units(upper):
+def test_export_writes_the_training_contract_in_model_units(upper, capsys):
+    from talkbench.cli.main import main
     from talkbench.manifests.targets import load_targets
     from talkbench.models.avatar_data import export_avatar_data, model_arrays
 
@@ -96,8 +97,10 @@ def test_export_writes_the_training_contract_in_model_units(upper):
         assert z["mean"].shape == (1404,) and z["components"].shape == (16, 1404)
     # a rerun of the same inputs reuses the export (npz bytes are not stable; a resumed run checks their hashes)
     before = (data / "clips" / f"{train['clip_id']}.npz").stat().st_mtime_ns
-    assert export_avatar_data(upper["manifest"], data)["clips"] == upper["export"]["clips"]
+    assert main(["export-avatar-data", "--manifest", str(upper["manifest"]), "--out", str(data)]) == 0
+    assert f"wrote 2 clips to {data}" in capsys.readouterr().out
     assert (data / "clips" / f"{train['clip_id']}.npz").stat().st_mtime_ns == before
+    assert export_avatar_data(upper["manifest"], data)["clips"] == upper["export"]["clips"]
 
 
 def test_export_refuses_missing_targets_before_writing(tmp_path):

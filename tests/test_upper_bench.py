@@ -12,14 +12,13 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("mediapipe")
-pytest.importorskip("insightface")  # t1.jpg
-
 SECONDS = {"person_b_alt": 1.0, "person_b": 0.24}  # 25 training frames (> 16 basis components), 6 scored
 
 
 @pytest.fixture(scope="module")
 def upper(tmp_path_factory):
+    pytest.importorskip("mediapipe")
+    pytest.importorskip("insightface")  # t1.jpg
     import torch
 
     from talkbench.curation.targets import extract_targets

@@ -104,5 +104,6 @@ def test_motion_training_defaults_live_once():
     defaults = {f.name: f.default for f in fields(TrainConfig) if f.name in ("preset", "num_workers", "max_steps")}
     assert defaults == {"preset": "base", "num_workers": 2, "max_steps": 100_000}
     assert families.FAMILIES["motion"].default_preset() == "base"
-    with pytest.raises(Exception, match=r"unknown model family 'audio'; choose from \['audio2motion', 'motion'\]"):
+    with pytest.raises(Exception, match=r"unknown model family 'audio'; choose from \['audio2motion', 'avatar-body', "
+                                         r"'avatar-face', 'avatar-render', 'motion'\]"):
         families.get_family("audio")

@@ -193,7 +193,8 @@ class Ours(Method):
     name = "ours"
     tasks = ("self-reenact", "cross-reenact", "audio-driven", "upper-body")
     description = ("the bundled reference model, chosen by its checkpoint: --checkpoint STAGE1.pt (reenactment) | "
-                   "--checkpoint A2M.pt --motion-checkpoint STAGE1.pt (audio-driven)")
+                   "--checkpoint A2M.pt --motion-checkpoint STAGE1.pt (audio-driven) | --checkpoint "
+                   "AVATAR_RENDER.pt (upper-body)")
     options = ("checkpoint", "motion_checkpoint", "batch_size", "steps")
 
     @classmethod
@@ -310,7 +311,63 @@ class OursSpeech(Ours):
         return Generated(frames, extra)
 
 
-OURS_BY_FAMILY: dict[str, type[Ours]] = {"motion": OursReenact, "audio2motion": OursSpeech}
+class OursAvatar(Ours):
+    """Upper-body self-reenactment, ChatAnyone Table 1's self-driven setting: the keypoint renderer of an
+    ``avatar-render`` checkpoint animates the clip's first frame with the clip's own motion. The driving signal is
+    read from the ground-truth frames the way the training targets were (MediaPipe face mesh on the renderer's
+    expression basis, Pose, Hands; ``curation.targets`` + ``models.avatar_data``), so the score is the renderer's,
+    as FOMM/MRAA/LIA/TPSMM's are in that table. The protocol's square frames are resized back to the renderer's 2:3
+    size to read and render, and the output to the protocol's size (recorded in ``extra``)."""
+
+    tasks = ("upper-body",)
+    options = ("checkpoint", "batch_size")
+
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "cpu", batch_size: int = 8):
+        checkpoint_family(checkpoint)
+        if int(batch_size) < 1:
+            raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+        self.checkpoint, self.device, self.batch_size = Path(checkpoint), device, int(batch_size)
+        self._model()  # an unreadable checkpoint or one without a basis is refused before OUT is touched
+
+    def run_key(self):
+        from ..media import sha256_file
+
+        return {"method": self.name, "checkpoint_sha256": sha256_file(self.checkpoint)}
+
+    def _model(self):
+        key = (str(self.checkpoint.resolve()), self.checkpoint.stat().st_mtime_ns, self.device)
+        if key not in _MODELS:
+            from ..models.avatar import RenderModel
+
+            _MODELS[key] = RenderModel.load(self.checkpoint, self.device)
+        return _MODELS[key]
+
+    def generate(self, inputs):
+        from PIL import Image
+
+        from ..curation.targets import detect_landmarks, pose6
+        from ..manifests.frames import resize_frames
+        from ..manifests.targets import expression_coefficients
+        from ..models.avatar_data import model_arrays
+
+        model = self._model()
+        h, w = model.size
+        frames = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC)) for f in inputs.driver])
+        lm = detect_landmarks(frames)
+        try:
+            arrays, record = model_arrays(expression_coefficients(lm.mesh, *model.basis), pose6(lm.mesh, w),
+                                          lm.body / w, lm.hands / w, lm.hand_score > 0, w, h)
+        except ValueError as exc:
+            raise OutputError("no_landmarks", f"the driving clip gives no motion to render: {exc}") from exc
+        out = np.concatenate(list(model.reenact(frames[0], arrays, batch_size=self.batch_size)))
+        extra = {"checkpoint": self.checkpoint.name, "driving": "clip landmarks (face mesh, Pose, Hands)",
+                 "resampled": {"model_size": [w, h], "size": [inputs.size, inputs.size]},
+                 **{k: v for k, v in record.items() if k != "frames"}}
+        return Generated(resize_frames(out, inputs.protocol), extra)
+
+
+OURS_BY_FAMILY: dict[str, type[Ours]] = {"motion": OursReenact, "audio2motion": OursSpeech,
+                                         "avatar-render": OursAvatar}
 
 
 # ----------------------------------------------------------------------------- registries

@@ -114,6 +114,12 @@ def run(ctx: typer.Context,
                        "--steps", str(DEMO_TRAIN["ddim_steps"] // 2), "--out", str(runs / "instruction-ours"),
                        *flags]))
         published.append(runs / "instruction-ours")
+    if train:  # the upper-body table (ChatAnyone Table 1's setting) with ours: cli/avatar.py
+        from .avatar import demo_upper_steps
+
+        upper_steps, upper_run = demo_upper_steps(out_dir, talkbench, bench.main, flags)
+        steps += upper_steps
+        published.append(upper_run)
     steps.append(("bench publish", bench.main,
                   ["publish", *map(str, published), "--out", str(out_dir / "leaderboards")]))
     for k, (title, command, argv) in enumerate(steps, start=2):

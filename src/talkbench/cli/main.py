@@ -15,7 +15,7 @@ for module in (manifests, weights, metrics, models, demo, plan, targets):
     module.register(app)
 speech.register(app, models.train_app, models.generate_app)  # train audio2motion, generate speech
 directed.register(models.generate_app)  # generate directed
-avatar.register(models.train_app, models.generate_app)  # train avatar, generate avatar
+avatar.register(models.train_app, models.generate_app, app)  # train avatar, generate avatar, export-avatar-data
 app.add_typer(curate.app, name="curate")
 app.add_typer(bench.app, name="bench")
 

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, ManifestError, MediaError
-from ..manifests.targets import BODY_JOINTS, HAND_JOINTS, HAND_SLOTS, MESH_POINTS
+from ..manifests.targets import (BODY_JOINTS, HAND_JOINTS, HAND_SLOTS, MESH_POINTS, expression_coefficients,
+                                 pose6_from_mesh, similarity_align)
 from .upper_body import UpperBodyConfig
 
 PROCRUSTES_ROUNDS = 3
@@ -77,19 +78,6 @@ def detect_landmarks(frames: np.ndarray, hand_confidence: float = 0.5) -> FrameL
 # ----------------------------------------------------------------------------------------------- expression basis
 
 
-def similarity_align(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """``points`` (N, 3) mapped onto ``ref`` by the least-squares similarity (Umeyama, no reflection)."""
-    mu_p, mu_r = points.mean(0), ref.mean(0)
-    p, r = points - mu_p, ref - mu_r
-    u, sig, vt = np.linalg.svd(r.T @ p / len(p))
-    d = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        d[2, 2] = -1
-    rot = u @ d @ vt
-    scale = np.trace(np.diag(sig) @ d) / p.var(0).sum()
-    return scale * p @ rot.T + mu_r
-
-
 def _normalise(mesh: np.ndarray) -> np.ndarray:
     c = mesh - mesh.mean(0)
     return c / np.sqrt((c ** 2).sum(1).mean())
@@ -112,11 +100,7 @@ class ExpressionBasis:
 
     def coefficients(self, meshes: np.ndarray) -> np.ndarray:
         """(T, 468, 3) meshes (NaN rows: no face) → (T, E) coefficients (NaN rows kept)."""
-        out = np.full((len(meshes), len(self.components)), np.nan)
-        for i, m in enumerate(meshes):
-            if not np.isnan(m[0, 0]):
-                out[i] = (similarity_align(m, self.mean) - self.mean).reshape(-1) @ self.components.T
-        return out
+        return expression_coefficients(meshes, self.mean, self.components)
 
 
 def fit_expression_basis(meshes: np.ndarray, n_components: int) -> ExpressionBasis:
@@ -149,14 +133,7 @@ def pose6(meshes: np.ndarray, width: int) -> np.ndarray:
     centroid y / width, log(RMS radius in x, y / width); NaN rows where no face."""
     from ..faces.pose import head_pose
 
-    out = np.full((len(meshes), 6), np.nan)
-    out[:, :3] = np.radians(head_pose(meshes))
-    xy = meshes[..., :2]
-    centre = xy.mean(1)
-    radius = np.sqrt(((xy - centre[:, None]) ** 2).sum(-1).mean(1))
-    out[:, 3:5] = centre / width
-    out[:, 5] = np.log(radius / width)
-    return out
+    return pose6_from_mesh(meshes, width, head_pose(meshes))
 
 
 # ----------------------------------------------------------------------------------------------- tables

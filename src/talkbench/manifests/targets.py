@@ -80,6 +80,50 @@ TABLES.update(TARGET_TABLES)
 SORT_KEYS.update({name: ("index",) if name == "expression_basis" else ("clip_id", "frame") for name in TARGET_TABLES})
 
 
+# ----------------------------------------------------------------------------------------------- the tables' formulas
+# One home for how a face mesh becomes the ``expression`` and ``head_pose`` values: curation writes the tables with
+# them, and the avatar models (which never import curation) read new faces with them at generation and bench time.
+
+
+def similarity_align(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``points`` (N, 3) mapped onto ``ref`` by the least-squares similarity (Umeyama, no reflection)."""
+    mu_p, mu_r = points.mean(0), ref.mean(0)
+    p, r = points - mu_p, ref - mu_r
+    u, sig, vt = np.linalg.svd(r.T @ p / len(p))
+    d = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[2, 2] = -1
+    rot = u @ d @ vt
+    scale = np.trace(np.diag(sig) @ d) / p.var(0).sum()
+    return scale * p @ rot.T + mu_r
+
+
+def expression_coefficients(meshes: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """(T, 468, 3) meshes (NaN rows: no face) → (T, E): each mesh aligned to the basis ``mean`` (468, 3), minus it,
+    projected on ``components`` (E, 1404); NaN rows kept."""
+    mean = np.asarray(mean, np.float64).reshape(MESH_POINTS, 3)
+    components = np.asarray(components, np.float64).reshape(len(components), MESH_POINTS * 3)
+    out = np.full((len(meshes), len(components)), np.nan)
+    for i, m in enumerate(meshes):
+        if not np.isnan(m[0, 0]):
+            out[i] = (similarity_align(m, mean) - mean).reshape(-1) @ components.T
+    return out
+
+
+def pose6_from_mesh(meshes: np.ndarray, width: int, angles_deg: np.ndarray) -> np.ndarray:
+    """(T, 468, 3) meshes and their (T, 3) yaw, pitch, roll in degrees (``talkbench.faces.pose.head_pose``) →
+    (T, 6) ``pose6``: the angles in radians, centroid x / width, centroid y / width, log(RMS radius in x, y /
+    width); NaN rows where no face."""
+    out = np.full((len(meshes), 6), np.nan)
+    out[:, :3] = np.radians(angles_deg)
+    xy = meshes[..., :2]
+    centre = xy.mean(1)
+    radius = np.sqrt(((xy - centre[:, None]) ** 2).sum(-1).mean(1))
+    out[:, 3:5] = centre / width
+    out[:, 5] = np.log(radius / width)
+    return out
+
+
 def _stack(column, shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     """A (nested) fixed-size list column → (N, *shape) array."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

@@ -99,14 +99,19 @@ def crop_portrait(img: np.ndarray, face_x: float) -> tuple[np.ndarray, list[int]
     return img[y:y + bh, x:x + bw], box
 
 
-def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np.ndarray:
+def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str,
+                      nose: np.ndarray | None = None) -> np.ndarray:
     """(T, E + 6) expression + pose6 of a video through the shared face tracks (metrics.instruction.face_tracks:
     the canonical face-mesh frame), projected on the face checkpoint's basis (mean (936,), components (E, 936))."""
-    from ..metrics.instruction import face_tracks
+    from ..manifests.targets import MESH_POINTS
 
     if basis is None:
         raise ConfigError(f"the face checkpoint carries no expression basis, so the {what} cannot be turned into "
                           "coefficients; train the face part on data with basis.npz")
+    if np.asarray(basis[0]).size == MESH_POINTS * 3:  # the curation's basis (export-avatar-data)
+        return mesh_coefficients(frames, basis, expr_dim, what, nose)
+    from ..metrics.instruction import face_tracks
+
     try:
         tracks = face_tracks(frames)
     except ConfigError as exc:
@@ -116,6 +121,33 @@ def face_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str) -> np
     centre = tracks["centre"] * 2 - 1
     pose = np.stack([tracks["yaw"] / 90, tracks["pitch"] / 90, tracks["roll"] / 90, centre[:, 0], centre[:, 1],
                      tracks["scale"]], 1)
+    return np.concatenate([expr[:, :expr_dim], pose], 1).astype(np.float32)
+
+
+def mesh_coefficients(frames: np.ndarray, basis, expr_dim: int, what: str,
+                      nose: np.ndarray | None = None) -> np.ndarray:
+    """(T, E + 6) of a video with the curation's basis (mean (1404,), components (E, 1404)): the target tables'
+    formulas (``manifests.targets``) in the models' units (``avatar_data``). ``nose`` (T, 2) or (2,): the body's
+    nose keypoint in [-1, 1] (MediaPipe Pose, as in training); without it (a style reference, which need not show a
+    body) the face mesh's nose tip (point 1) stands in, which puts (tx, ty) about 0.7 template units (≈ 0.08 of the
+    frame width) off the Pose-based values on the demo clips (measured; the amplitude and style statistics that the
+    reference feeds are ranges and sequences, so a constant offset moves them little)."""
+    from ..faces.detect import mesh_landmarks
+    from ..faces.pose import head_pose
+    from ..manifests.targets import expression_coefficients, pose6_from_mesh
+    from .avatar_data import _fill_nearest, pose6_model
+
+    h, w = frames.shape[1:3]
+    meshes = mesh_landmarks(frames)
+    found = ~np.isnan(meshes[:, 0, 0])
+    if not found.any():
+        raise MediaError(f"the {what} shows no usable face (no face mesh in {len(frames)} frames)")
+    meshes, _ = _fill_nearest(meshes, found)
+    expr = expression_coefficients(meshes, *basis)
+    if nose is None:
+        nose = meshes[:, 1, :2] / np.array([w, h]) * 2 - 1
+    nose = np.broadcast_to(np.asarray(nose, np.float64), (len(meshes), 2))
+    pose = pose6_model(pose6_from_mesh(meshes, w, head_pose(meshes)), nose, w, h)
     return np.concatenate([expr[:, :expr_dim], pose], 1).astype(np.float32)
 
 
@@ -141,6 +173,64 @@ def source_keypoints(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         hands[slot] = [[p.x * 2 - 1, p.y * 2 - 1] for p in hand.landmark]
         found = True
     return body, hands, found
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Keypoint-driven reenactment (bench `ours` on upper-body: ChatAnyone Table 1's self-driven setting)
+# ----------------------------------------------------------------------------------------------------------------
+
+class RenderModel:
+    """The renderer of an ``avatar-render`` checkpoint (EMA weights), its expression basis and the face template."""
+
+    def __init__(self, render: kp_renderer.KeypointRenderer, basis: tuple[np.ndarray, np.ndarray]):
+        self.render, self.basis = render, basis
+        self.template = body_hands.FaceTemplate(render.cfg.expr_dim)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.render.cfg.size)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "cpu") -> "RenderModel":
+        from ..manifests.targets import MESH_POINTS
+
+        ckpt = checkpoints.load(path)
+        family = ckpt.get("cfg", {}).get("family")
+        if family != "avatar-render":
+            raise checkpoints.CheckpointError(f"{path}: not an avatar renderer checkpoint (family {family!r})")
+        if "basis_mean" not in ckpt or ckpt["basis_mean"].numel() != MESH_POINTS * 3:
+            raise ConfigError(f"{path}: the renderer carries no curation expression basis (1404-d), so a driving "
+                              "video's faces cannot be read in its units; train it on exported data "
+                              "(train avatar-render --manifest clips.parquet, or export-avatar-data)")
+        model = kp_renderer.KeypointRenderer(kp_renderer.RendererConfig.from_dict(ckpt["cfg"]["model"]))
+        model.load_state_dict(ckpt["ema"])
+        basis = (ckpt["basis_mean"].numpy(), ckpt["basis_components"].numpy())
+        return cls(model.to(device).eval().requires_grad_(False), basis)
+
+    @torch.inference_mode()
+    def reenact(self, source: np.ndarray, arrays: dict[str, np.ndarray], source_index: int = 0,
+                batch_size: int = 8):
+        """Yield (n, H, W, 3) uint8 chunks: ``source`` (H, W, 3) at the renderer's size, driven frame by frame by
+        ``arrays`` (``avatar_data.model_arrays`` of the driving frames; frame ``source_index`` describes the
+        source). Hands are drawn on the frames where the driver shows them."""
+        from .train_avatar import render_keypoints
+
+        e = self.render.cfg.expr_dim
+        dev = next(self.render.parameters()).device
+        c = {"motion": np.concatenate([arrays["expression"][:, :e], arrays["pose6"]], 1),
+             "body": arrays["body"], "hands": arrays["hands"]}
+        expr = torch.from_numpy(arrays["expression"][:, :e]).float()
+        kp_src = render_keypoints(c, [source_index], self.template).to(dev)
+        image = kp_renderer.to_tensor(source[None]).to(dev)
+        visible = torch.from_numpy(arrays["hand_visible"]).bool().any(1)
+        for s in range(0, len(arrays["expression"]), batch_size):
+            t = list(range(s, min(s + batch_size, len(arrays["expression"]))))
+            n = len(t)
+            out = self.render(image.expand(n, -1, -1, -1), kp_src.expand(n, -1, -1),
+                              render_keypoints(c, t, self.template).to(dev),
+                              expr_src=expr[[source_index] * n].to(dev), expr_drv=expr[t].to(dev),
+                              hands_on=visible[t].to(dev))
+            yield kp_renderer.to_frames(out["image"])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -227,8 +317,8 @@ def generate_avatar(source: str | Path, audio: str | Path, out: str | Path, *, f
             raise MediaError(f"{style_ref}: no frames decoded")
         style = torch.from_numpy(face_coefficients(ref, models.basis, e, f"style reference {style_ref}"))[None]
         style = style.to(models.face.amp_ref.device)
-    motion0 = face_coefficients(np.repeat(img[None], 3, 0), models.basis, e, "portrait")[:1]
     body, hand_pts, visible = source_keypoints(img)
+    motion0 = face_coefficients(np.repeat(img[None], 3, 0), models.basis, e, "portrait", nose=body[0])[:1]
     hands_on = hands == "on" and visible
     if hands == "on" and not visible:
         record.setdefault("notes", []).append("no visible hands in the portrait: generated with hands off")

@@ -203,9 +203,17 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-FAMILY = {"name": "body_hands", "config": BodyHandsConfig, "presets": PRESETS, "model": BodyHands,
-          "train": "talkbench.models.train_avatar:main", "part": "body",
-          "summary": "ChatAnyone body/hand transformer: face keypoints (fixed template) → body keypoints, 21-joint hands"}
+def describe(cfg: BodyHandsConfig) -> str:
+    return (f"{cfg.layers} × d {cfg.dim} transformer, {cfg.front_end}, {cfg.body_points} body points + 2 × "
+            f"{HAND_JOINTS} hand joints, source {cfg.image_size[1]}×{cfg.image_size[0]}")
+
+
+def param_table(cfg: BodyHandsConfig) -> list[tuple[str, int]]:
+    """Parameter count by module and the total (``models summary avatar-body``)."""
+    model = BodyHands(cfg)
+    rows = [(name, count_params(child)) for name, child in model.named_children()]
+    rows.append(("other (tokens, embeddings)", count_params(model) - sum(n for _, n in rows)))
+    return [r for r in rows if r[1]] + [("total", count_params(model))]
 
 
 FACE_IMAGE_SCALE = 0.12  # inter-ocular distance in [-1, 1] image units of a 2:3 upper-body portrait (inferred)

@@ -311,7 +311,14 @@ def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-# What the integrator registers in the FAMILIES registry (one line: FAMILIES["face_dit"] = face_dit.FAMILY).
-FAMILY = {"name": "face_dit", "config": FaceDiTConfig, "presets": PRESETS, "model": FaceDiT,
-          "train": "talkbench.models.train_avatar:main", "part": "face",
-          "summary": "ChatAnyone face motion DiT: expression + 6-D pose diffusion, amplitude AdaLN, style reference"}
+def describe(cfg: FaceDiTConfig) -> str:
+    return (f"{cfg.layers} × d {cfg.dim} DiT, {cfg.front_end}, expression {cfg.expr_dim} + pose 6, window "
+            f"{cfg.window}, style {cfg.style_frames} frames")
+
+
+def param_table(cfg: FaceDiTConfig) -> list[tuple[str, int]]:
+    """Parameter count by module and the total (``models summary avatar-face``)."""
+    net = FaceDiT(cfg).net
+    rows = [(name, count_params(child)) for name, child in net.named_children()]
+    rows.append(("other (null tokens, embeddings)", count_params(net) - sum(n for _, n in rows)))
+    return [r for r in rows if r[1]] + [("total", count_params(net))]

@@ -43,6 +43,7 @@ class TrainConfig:
     max_steps: int = 100_000  # ChatAnyone: 100k for both motion stages
     batch_size: int = 16  # ChatAnyone: 16 (motion), 32 (renderer)
     lr: float = 1e-4  # ChatAnyone: Adam 1e-4
+    d_lr: float | None = None  # render: the discriminator's learning rate (None: lr)
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     perceptual: str | None = None  # render: override the preset's perceptual loss
@@ -54,8 +55,8 @@ class TrainConfig:
     resume: bool = False
 
 
-def check_config(cfg: TrainConfig) -> list[Path]:
-    """Refuse bad options before anything is written; returns the clip files."""
+def check_config(cfg: TrainConfig, need_data: bool = True) -> list[Path]:
+    """Refuse bad options before anything is written; returns the clip files (none when ``need_data`` is off)."""
     from .losses import PERCEPTUAL
 
     if cfg.part not in PARTS:
@@ -64,10 +65,12 @@ def check_config(cfg: TrainConfig) -> list[Path]:
     for name in ("max_steps", "batch_size", "log_every", "ckpt_every"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be ≥ 1, got {getattr(cfg, name)}")
-    if not cfg.lr > 0:
-        raise ConfigError(f"lr must be > 0, got {cfg.lr}")
+    if not cfg.lr > 0 or (cfg.d_lr is not None and not cfg.d_lr > 0):
+        raise ConfigError(f"lr must be > 0, got {cfg.lr if not cfg.lr > 0 else cfg.d_lr}")
     if cfg.perceptual is not None and cfg.perceptual not in PERCEPTUAL:
         raise ConfigError(f"unknown perceptual loss {cfg.perceptual!r}; choose from {sorted(PERCEPTUAL)}")
+    if not need_data:
+        return []
     folder = Path(cfg.data) / "clips"
     files = sorted(folder.glob("*.npz"))
     split = Path(cfg.data) / "split.json"
@@ -183,7 +186,9 @@ def main(cfg: TrainConfig) -> dict:
                 "clips": [f.stem for f in files]}
 
     disc = perceptual = template = None
-    basis = read_basis(Path(cfg.data) / "basis.npz") if cfg.part == "face" else None
+    # every part keeps the basis: generation reads a portrait's coefficients with the face part's, and bench `ours`
+    # reads the driving clip's with the renderer's
+    basis = read_basis(Path(cfg.data) / "basis.npz")
     if cfg.part == "face":
         model = face_dit.FaceDiT(mcfg)
         model.diffusion.fit_normalization(torch.from_numpy(np.concatenate([c["motion"] for c in clips])).float())
@@ -202,7 +207,7 @@ def main(cfg: TrainConfig) -> dict:
     model = model.to(device)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.lr) if disc is not None else None
+    d_opt = torch.optim.Adam(disc.parameters(), lr=cfg.d_lr or cfg.lr) if disc is not None else None
 
     start, ckpt_path = 0, out / "last.pt"
     if cfg.resume and ckpt_path.exists():
@@ -235,7 +240,7 @@ def main(cfg: TrainConfig) -> dict:
                        "cfg": full_cfg, "step": step, "manifest_sha": sha, "rng": checkpoints.rng_state()}
             if disc is not None:
                 payload.update(disc=disc.state_dict(), d_opt=d_opt.state_dict())
-            if basis is not None:  # generation turns a style reference into coefficients with it
+            if basis is not None:  # coefficients of new faces (portrait, style reference, bench driver) use it
                 payload.update(basis_mean=basis[0], basis_components=basis[1])
             checkpoints.save(ckpt_path, payload)
 
@@ -285,7 +290,9 @@ def main(cfg: TrainConfig) -> dict:
 
 
 def read_basis(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The curation's expression basis (``mean`` (936,), ``components`` (E, 936) in the canonical face-mesh frame of
+    """The expression basis: ``mean`` (1404,) and ``components`` (E, 1404) of the curation's Procrustes-aligned face
+    meshes (``export-avatar-data`` writes these; see ``manifests.targets.expression_coefficients``), or ``mean``
+    (936,), ``components`` (E, 936) in the canonical face-mesh frame of
     ``metrics.instruction.face_tracks``), or None when the data folder has none."""
     if not path.is_file():
         return None
@@ -314,21 +321,91 @@ def checkpoints_sha(files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _cli():  # torchrun entry point: same flags as `talkbench train avatar`
+# ----------------------------------------------------------------------------------------------------------------
+# The three parts as model families (FAMILIES: `train avatar-face|avatar-body|avatar-render`, `models summary`)
+# ----------------------------------------------------------------------------------------------------------------
+
+def part_config(part: str) -> type:
+    """The TrainConfig of one part as a family: ``manifest`` (a clips.parquet, exported with ``targets`` into
+    OUT/data first, or a folder already in the npz contract) instead of ``part`` and ``data``; the other fields
+    and their defaults are TrainConfig's (its only copy)."""
+    from dataclasses import field, fields, make_dataclass
+
+    rest = [(f.name, f.type, field(default=f.default)) for f in fields(TrainConfig) if f.name not in
+            ("part", "data", "out")]
+    cls = make_dataclass(f"{part.title()}TrainConfig", [("manifest", str), ("out", str),
+                                                        ("targets", "str | None", field(default=None)), *rest])
+    cls.__module__ = __name__
+    cls.__doc__ = f"`train avatar-{part}`: " + (part_config.__doc__ or "").split(";")[0]
+    return cls
+
+
+def resolve_data(manifest: str, targets: str | None, out: str, preset: str, part: str = "render") -> str:
+    """The npz data folder of a run: ``manifest`` itself when it is one, else its export into OUT/data."""
+    from .avatar_data import export_avatar_data, frame_size
+
+    path = Path(manifest)
+    if path.is_dir():
+        return str(path)
+    if path.suffix == ".parquet" and path.is_file():  # refuse clips too short for the part before exporting
+        from ..manifests.io import read_rows
+
+        window = getattr(PARTS[part].get_config(preset), "window", 1)
+        longest = max((int(r.get("n_frames") or 0) for r in read_rows(path, "clips") if r.get("split") == "train"),
+                      default=0)
+        if longest < window + 1:
+            raise ManifestError(f"{path}: no train clip is longer than the {part} part's window of {window} + 1 "
+                                f"frames (longest {longest})")
+    export_avatar_data(path, Path(out) / "data", targets=targets, size=frame_size(preset))
+    return str(Path(out) / "data")
+
+
+class PartTrainer:
+    """What a family's ``trainer`` provides (``TrainConfig`` and ``main``) for one avatar part."""
+
+    def __init__(self, part: str):
+        self.part = part
+        self.TrainConfig = part_config(part)
+
+    def main(self, cfg) -> dict:
+        from dataclasses import asdict
+
+        values = asdict(cfg)
+        manifest, targets = values.pop("manifest"), values.pop("targets")
+        # the renderer's loss only (d_lr is not checked: `train FAMILY --lr` sets it with lr, and only the renderer
+        # has a discriminator to use it)
+        if values["perceptual"] is not None and self.part != "render":
+            raise ConfigError(f"--perceptual does not apply to the avatar-{self.part} family")
+        check_config(TrainConfig(part=self.part, data=".", **values), need_data=False)  # before writing anything
+        data = resolve_data(manifest, targets, values["out"], values["preset"], self.part)
+        return main(TrainConfig(part=self.part, data=data, **values))
+
+
+TRAINERS = {part: PartTrainer(part) for part in PARTS}
+
+
+def _cli():  # torchrun entry point: the flags of `talkbench train avatar` (--data) or `train avatar-PART` (--manifest)
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", required=True, choices=sorted(PARTS))
-    p.add_argument("--data", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", help="npz data folder (export-avatar-data)")
+    source.add_argument("--manifest", help="upper-body clips.parquet (exported with --targets into OUT/data)")
+    p.add_argument("--targets", default=None)
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--max-steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    # only what is given is passed: TrainConfig's defaults are the only copy
+    for flag, kind in (("--preset", str), ("--max-steps", int), ("--batch-size", int), ("--lr", float),
+                       ("--device", str), ("--seed", int), ("--ckpt-every", int), ("--perceptual", str)):
+        p.add_argument(flag, type=kind, default=None)
     p.add_argument("--resume", action="store_true")
-    a = p.parse_args()
-    main(TrainConfig(part=a.part, data=a.data, out=a.out, preset=a.preset, max_steps=a.max_steps,
-                     batch_size=a.batch_size, device=a.device, resume=a.resume))
+    a = vars(p.parse_args())
+    given = {k: v for k, v in a.items() if v is not None and k not in ("part", "data", "manifest", "targets", "out")}
+    if a["manifest"]:
+        trainer = TRAINERS[a["part"]]
+        trainer.main(trainer.TrainConfig(manifest=a["manifest"], targets=a["targets"], out=a["out"], **given))
+    else:
+        main(TrainConfig(part=a["part"], data=a["data"], out=a["out"], **given))
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from talkbench.models.train_motion import TrainConfig, main
 # is shown against the static baseline on held-out identities in test_beats_static.py. Measured here (tiny, one
 # 40-frame Megamind clip, batch 4, GAN off): training-batch PSNR 19-24 dB over the first 150 steps, then a collapse at
 # lr 2e-3 (6 dB by step 300; 11 dB at lr 1e-3, 13 dB at 5e-4) while copying the source scores 18.5 dB. So this run
-# stays at 100 steps, before the collapse, and checks the training outputs and the inference path.
-OVERFIT_STEPS = 100
+# checks the training outputs and the inference path only, in 20 steps (it was 100 before the CI-time cut).
+OVERFIT_STEPS = 20
 
 
 def cfg(manifest, out, **kw) -> TrainConfig:

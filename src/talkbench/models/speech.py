@@ -156,7 +156,7 @@ class PortraitRenderer:
         self.renderer, self.hw = renderer, portrait.shape[:2]
         with torch.inference_mode(), renderer._autocast():
             self.source = renderer.gen.encoder(frames_to_tensor(portrait[None], renderer.size, renderer.device))
-        self.full = (torch.from_numpy(np.require(portrait, np.uint8, ["C"])).to(renderer.device)
+        self.full = (torch.from_numpy(np.require(portrait, np.uint8, ["C", "W"])).to(renderer.device)
                      .permute(2, 0, 1)[None] / 127.5 - 1)  # (1, 3, H, W) in [-1, 1]
 
     @torch.inference_mode()

@@ -216,12 +216,15 @@ def main(cfg: TrainConfig, on_log=None) -> dict:
     elif cfg.resume and rank == 0:
         print(f"--resume: no checkpoint at {ckpt_path}, starting from step 0")
 
+    w_identity = cfg.weights.identity_terms
     g_model, d_model = gstep, disc  # the CLUB estimator is tiny: no DDP wrapper, its grads are averaged by hand
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        g_model, d_model = (DDP(m, device_ids=ids) for m in (gstep, disc))
+        # without identity terms the AAM head takes no part in the step
+        g_model = DDP(gstep, device_ids=ids, find_unused_parameters=not w_identity)
+        d_model = DDP(disc, device_ids=ids)
     if cfg.compile:
         g_model, d_model = torch.compile(g_model), torch.compile(d_model)
 
@@ -266,10 +269,11 @@ def main(cfg: TrainConfig, on_log=None) -> dict:
                 "perceptual": perceptual(recon, tgt),
                 "gan": g_nonsaturating(d_model(recon)) if w.gan else zero,
                 "aam": aam(torch.cat([id_s, id_t, id_o]), torch.cat([batch["label"], batch["label"],
-                                                                     batch["other_label"]])) if w.aam else zero,
+                                                                     batch["other_label"]]))
+                if w.identity_terms else zero,
                 "triplet": triplet_loss(id_s, id_a, id_o, cfg.triplet_margin, mask=~batch["other_is_same"])
-                if w.triplet else zero,
-                "club": club(identity, motion) if w.club else zero,
+                if w.identity_terms else zero,
+                "club": club(identity, motion) if w.identity_terms else zero,
             }
             if w.mouth:
                 losses["mouth"] = mouth_l1(recon, tgt, batch["mouth"])

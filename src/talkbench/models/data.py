@@ -114,7 +114,9 @@ class MotionPairs(Dataset):
 
     source/target: two frames of one clip; other: a frame of a clip of another identity (the same clip when the
     manifest has a single identity, flagged by ``other_is_same`` so the triplet loss skips it); aug: an augmented
-    copy of source. Labels index ``identities`` (sorted identity_id values of the train clips).
+    copy of source. Labels index ``identities`` (sorted identity_id values of the train clips). With ``mouth``, also
+    ``mouth``: the target frame's mouth (``mouth_track``); with ``near`` > 0, that fraction of pairs lies within
+    ``near_frames`` frames (the jaw moves at syllable rate, the head slowly).
     """
 
     def __init__(self, manifest: str | Path, size: int, seed: int = 0, cache_clips: int = 8,

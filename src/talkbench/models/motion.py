@@ -74,8 +74,9 @@ PRESETS: dict[str, MotionConfig] = {
 # The tiny model with the standardised motion code, for speech-driven mouths (issue 10's learning test). Measured on
 # the curated talking demo (600 steps, batch 4, mouth-region L1 weight 30, half the pairs within 3 frames): a linear
 # probe from its codes to the lip gap reaches 0.73-0.86 on the train clips and 0.25-0.50 on the held-out identity,
-# where plain tiny's codes stay flat. It is not the tiny default: at 150 steps on the moving heads of
-# test_beats_static it reached 17.98 dB against static's 18.08 (plain tiny: 18.40), because it starts to move.
+# where plain tiny's codes barely change between frames (std 0.0009 after 300 steps). It is not the tiny default: at
+# 150 steps on the moving heads of test_beats_static it reached 17.98 dB against static's 18.08 (plain tiny: 18.40;
+# why it is lower there was not measured).
 PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_norm=True)
 
 

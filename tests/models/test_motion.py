@@ -28,7 +28,7 @@ def test_tiny_is_small_and_presets_are_a_registry():
     rows = dict(param_table(PRESETS["tiny"]))
     assert 2e5 < rows["generator total"] < 1e6
     assert rows["discriminator"] < 2e5
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny', 'tiny-mouth'\]"):
         get_config("huge")
     with pytest.raises(ValueError, match="power of two"):
         MotionConfig(size=100)

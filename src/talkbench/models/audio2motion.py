@@ -15,7 +15,7 @@ whole-utterance single pass is ``mode="single"``. The noise process lives in ``d
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -96,6 +96,8 @@ PRESETS: dict[str, Audio2MotionConfig] = {
     "tiny": Audio2MotionConfig(speech_dim=64, mfcc_hidden=64, proj_dim=16, identity_dim=64, motion_preset="tiny",
                                lstm_hidden=32, dropout=0.1, overlap=25, t_scale=1e-3, output="v"),
 }
+# tiny on the stage-1 "tiny-mouth" preset (the standardised motion code): same network, another stage-1 it reads
+PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_preset="tiny-mouth")
 
 
 def get_config(preset: str) -> Audio2MotionConfig:

@@ -87,26 +87,53 @@ def augment(img: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     return x.clamp(-1, 1)
 
 
+MOUTH_SIZE = 256  # frames are decoded at this size to find the mouth (Face Mesh misses faces at the tiny 64 px)
+MOUTH_STRIDE = 3  # landmarks on every 3rd frame, linearly interpolated between (the mouth moves smoothly)
+
+
+def mouth_track(row: dict, root: Path) -> np.ndarray:
+    """(T, 3) float32 per frame of a clip: the inner-lip midpoint (x, y) and the inter-ocular distance, as fractions
+    of the frame side, from the shared face module's Face Mesh; frames without a face are interpolated."""
+    from ..faces.detect import mesh_landmarks
+    from ..faces.points import MESH_LOWER_LIP, MESH_UPPER_LIP, inter_ocular
+
+    frames = decode_clip(row, root, MOUTH_SIZE)
+    picked = np.arange(0, len(frames), MOUTH_STRIDE)
+    mesh = mesh_landmarks(frames[picked])
+    centre = mesh[:, [MESH_UPPER_LIP, MESH_LOWER_LIP], :2].mean(1)  # (n, 2) px
+    track = np.concatenate([centre, inter_ocular(mesh)[:, None]], 1) / MOUTH_SIZE  # (n, 3)
+    found = ~np.isnan(track).any(1)
+    if not found.any():
+        raise MediaError(f"clip {row['clip_id']}: no face found, so no mouth to weight the loss with")
+    idx = np.arange(len(frames))
+    return np.stack([np.interp(idx, picked[found], track[found, c]) for c in range(3)], 1).astype(np.float32)
+
+
 class MotionPairs(Dataset):
     """Sample i → {source, target, other, aug, label, other_label, other_is_same}.
 
     source/target: two frames of one clip; other: a frame of a clip of another identity (the same clip when the
     manifest has a single identity, flagged by ``other_is_same`` so the triplet loss skips it); aug: an augmented
-    copy of source. Labels index ``identities`` (sorted identity_id values of the train clips).
+    copy of source. Labels index ``identities`` (sorted identity_id values of the train clips). With ``mouth``, also
+    ``mouth``: the target frame's mouth (``mouth_track``); with ``near`` > 0, that fraction of pairs lies within
+    ``near_frames`` frames (the jaw moves at syllable rate, the head slowly).
     """
 
     def __init__(self, manifest: str | Path, size: int, seed: int = 0, cache_clips: int = 8,
-                 clip_ids: list[str] | None = None):
+                 clip_ids: list[str] | None = None, mouth: bool = False, near: float = 0.0, near_frames: int = 3):
         self.manifest = Path(manifest)
         self.root = self.manifest.parent
         self.rows = load_train_clips(manifest, clip_ids)
         self.size, self.seed, self.cache_clips = size, seed, cache_clips
+        self.near, self.near_frames = near, near_frames
         missing = [r["clip_id"] for r in self.rows if not r.get("identity_id")]
         if missing:
             raise ManifestError(f"{manifest}: clips without identity_id (e.g. {missing[0]}); identity losses need it")
         self.identities = sorted({r["identity_id"] for r in self.rows})
         self.labels = [self.identities.index(r["identity_id"]) for r in self.rows]
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        # per clip (T, 3): mouth centre x, y and inter-ocular distance, as fractions of the frame side
+        self.mouths = [mouth_track(r, self.root) for r in self.rows] if mouth else None
 
     def __len__(self) -> int:
         return 2 ** 31 - 1  # an endless stream; the sampler decides which indices are read
@@ -126,6 +153,8 @@ class MotionPairs(Dataset):
         k = int(rng.integers(len(self.rows)))
         clip = self.frames(k)
         i, j = rng.integers(len(clip), size=2)
+        if self.near and rng.random() < self.near:  # a pair close in time: little head motion, any mouth change
+            j = int(np.clip(i + rng.integers(-self.near_frames, self.near_frames + 1), 0, len(clip) - 1))
         others = [m for m, lab in enumerate(self.labels) if lab != self.labels[k]]
         m = int(others[rng.integers(len(others))]) if others else k
         other = self.frames(m)
@@ -138,6 +167,8 @@ class MotionPairs(Dataset):
             "label": torch.tensor(self.labels[k]),
             "other_label": torch.tensor(self.labels[m]),
             "other_is_same": torch.tensor(not others),
+            **({"mouth": torch.from_numpy(self.mouths[k][min(int(j), len(self.mouths[k]) - 1)])}
+               if self.mouths is not None else {}),
         }
 
 

@@ -301,8 +301,7 @@ def generate_directed(source, audio, checkpoint, motion_checkpoint, out, *, inst
     ``on_plan(plan)`` is called once the plan is read and checked, before anything is written (the CLI says
     "empty instruction: the neutral plan" and lists unmatched phrases there)."""
     from .. import media
-    from .inference import frames_to_tensor, tensor_to_frames
-    from .speech import load_models, load_portrait, load_speech
+    from .speech import PortraitRenderer, load_models, load_portrait, load_speech
 
     if not 1 <= cfg.steps <= 1000 or not 1 <= cfg.blueprint_steps <= 1000:
         raise ConfigError(f"steps must be in [1, 1000], got {cfg.steps} and {cfg.blueprint_steps}")
@@ -314,24 +313,16 @@ def generate_directed(source, audio, checkpoint, motion_checkpoint, out, *, inst
     portrait = load_portrait(source)
     if on_plan is not None:
         on_plan(the_plan)
-    gen = renderer.gen
-    with torch.inference_mode(), renderer._autocast():
-        src = gen.encoder(frames_to_tensor(portrait[None], renderer.size, renderer.device))
-    hint = src.alpha.float()
-    result = directed_motion(model, samples, the_plan, hint, src.identity.float(), cfg)
+    drawn = PortraitRenderer(renderer, portrait)  # the full-size warp path (models.speech)
+    hint = drawn.source.alpha.float()
+    result = directed_motion(model, samples, the_plan, hint, drawn.source.identity.float(), cfg)
     base = hint[0].cpu()
     gain = torch.from_numpy(result["gain"]).float()[:, None]
-    motion = (base + gain * (result["motion"] - base)).to(renderer.device)
+    motion = base + gain * (result["motion"] - base)
 
     def frames():
-        with torch.inference_mode():
-            for i in range(0, len(motion), batch_size):
-                alpha = motion[i:i + batch_size]
-                with renderer._autocast():
-                    feats = [f.expand(len(alpha), -1, -1, -1) for f in src.feats]
-                    img = gen.render(src.w.expand(len(alpha), -1), alpha, feats)
-                yield apply_camera(tensor_to_frames(img, portrait.shape[:2]), result["zoom"][i:i + batch_size],
-                                   result["shift"][i:i + batch_size])
+        for i, batch in zip(range(0, len(motion), batch_size), drawn.frames(motion, batch_size)):
+            yield apply_camera(batch, result["zoom"][i:i + batch_size], result["shift"][i:i + batch_size])
 
     media.write_video(out, frames(), fps=VIDEO_FPS, audio=samples, audio_rate=AUDIO_RATE)
     if plan_out is not None:

@@ -143,30 +143,50 @@ def speech_motion(model: Audio2Motion, audio: np.ndarray, hint: torch.Tensor, id
                           seed=seed, mode=mode)
 
 
+class PortraitRenderer:
+    """The stage-1 renderer bound to one portrait: its codes (``source``: the encoder's output at the model's size)
+    and the full-size image the renderer warps. ``render(alpha)`` draws absolute motion codes the way
+    ``ReenactModel.reenact`` draws a driver: the model's flow and residual are upsampled to the portrait's size and the
+    full-size portrait is warped, so a small motion (a mouth opening by a pixel or two at the model's 64 px) is not lost
+    to an upscale of a 64 px image. One path for speech-driven and directed generation."""
+
+    def __init__(self, renderer, portrait: np.ndarray):
+        from .inference import frames_to_tensor
+
+        self.renderer, self.hw = renderer, portrait.shape[:2]
+        with torch.inference_mode(), renderer._autocast():
+            self.source = renderer.gen.encoder(frames_to_tensor(portrait[None], renderer.size, renderer.device))
+        self.full = (torch.from_numpy(np.require(portrait, np.uint8, ["C", "W"])).to(renderer.device)
+                     .permute(2, 0, 1)[None] / 127.5 - 1)  # (1, 3, H, W) in [-1, 1]
+
+    @torch.inference_mode()
+    def render(self, alpha: torch.Tensor) -> np.ndarray:
+        """(n, motion_dim) absolute motion codes → (n, H, W, 3) uint8 frames at the portrait's size."""
+        from .inference import tensor_to_frames
+
+        n, src = len(alpha), self.source
+        with self.renderer._autocast():
+            feats = [f.expand(n, -1, -1, -1) for f in src.feats[:-1] + [self.full]]
+            img = self.renderer.gen.render(src.w.expand(n, -1), alpha.to(self.renderer.device), feats)
+        return tensor_to_frames(img, self.hw)
+
+    def frames(self, motion: torch.Tensor, batch_size: int = 16):
+        """Frames of (T, motion_dim) motion, ``batch_size`` at a time (memory does not grow with T)."""
+        for i in range(0, len(motion), batch_size):
+            yield self.render(motion[i:i + batch_size])
+
+
 def speech_frames(model: Audio2Motion, renderer, portrait: np.ndarray, speech: np.ndarray, given: dict | None = None,
                   control=(), steps: int = 50, guidance: float = 1.0, seed: int = 0, mode: str = "windowed",
                   batch_size: int = 16):
     """Frames (uint8 batches at the portrait's size) of ``portrait`` speaking 16 kHz ``speech``: the portrait's own
     motion code hints the first window, the generated motion drives the stage-1 renderer. The motion is sampled
     before the first batch is yielded; rendering is streamed, so memory does not grow with the length."""
-    from .inference import frames_to_tensor, tensor_to_frames
-
-    gen = renderer.gen
-    with torch.inference_mode(), renderer._autocast():
-        src = gen.encoder(frames_to_tensor(portrait[None], renderer.size, renderer.device))
+    drawn = PortraitRenderer(renderer, portrait)
+    src = drawn.source
     motion = speech_motion(model, speech, src.alpha.float(), src.identity.float(), given, control, steps, guidance,
                            seed, mode)["motion"][0]  # (T, 20)
-
-    def frames():
-        with torch.inference_mode():
-            for i in range(0, len(motion), batch_size):
-                alpha = motion[i:i + batch_size]
-                with renderer._autocast():
-                    feats = [f.expand(len(alpha), -1, -1, -1) for f in src.feats]
-                    img = gen.render(src.w.expand(len(alpha), -1), alpha, feats)
-                yield tensor_to_frames(img, portrait.shape[:2])
-
-    return frames()
+    return drawn.frames(motion, batch_size)
 
 
 def generate_speech(source: str | Path, audio: str | Path, checkpoint: str | Path, motion_checkpoint: str | Path,

@@ -46,6 +46,30 @@ class LossWeights:
     # the in-training estimate rise (-0.01 → 0.10); 0.1 made it fall (-0.01 → -0.10) with the same L1 (0.234);
     # 1.0 diverged (the encoder inflates the motion code against the estimator's bounded variance).
     club: float = 0.1
+    # Mouth-region L1: the L1 inside a Gaussian window on the target's mouth (Face Mesh inner-lip midpoint, σ =
+    # MOUTH_SIGMA inter-ocular distances), normalised by the window's area. 0 = off (LIA / AniTalker have no such term).
+    mouth: float = 0.0
+
+    @property
+    def identity_terms(self) -> bool:
+        return bool(self.aam or self.triplet or self.club)
+
+
+MOUTH_SIGMA = 0.5  # in inter-ocular distances: the window spans the lips and the jaw below them
+
+
+def mouth_window(mouth: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, 1, size, size) Gaussian windows from (B, 3) mouth x, y, inter-ocular distance (fractions of the side)."""
+    coords = (torch.arange(size, device=mouth.device, dtype=torch.float32) + 0.5) / size
+    sigma = (MOUTH_SIGMA * mouth[:, 2]).clamp_min(1.0 / size)[:, None, None]
+    dx = coords[None, None, :] - mouth[:, 0, None, None]
+    dy = coords[None, :, None] - mouth[:, 1, None, None]
+    return torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))[:, None]
+
+
+def mouth_l1(recon: torch.Tensor, target: torch.Tensor, mouth: torch.Tensor) -> torch.Tensor:
+    win = mouth_window(mouth, target.shape[-1])  # (B, 1, S, S)
+    return ((recon.float() - target).abs() * win).sum() / (win.sum() * target.shape[1]).clamp_min(1e-6)
 
 
 @dataclass
@@ -79,6 +103,7 @@ class TrainConfig:
     image_every: int = 500
     ckpt_every: int = 1000
     resume: bool = False
+    near_pairs: float = 0.0  # fraction of pairs drawn within 3 frames of each other (data.MotionPairs)
 
     def __post_init__(self):
         if isinstance(self.weights, dict):
@@ -99,9 +124,11 @@ class GeneratorStep(nn.Module):
         super().__init__()
         self.gen, self.aam = gen, aam
 
-    def forward(self, source, target, other, aug):
+    def forward(self, source, target, other=None, aug=None):
+        """Without ``other``/``aug`` (identity terms off) only source and target are encoded."""
         b = source.shape[0]
-        enc = self.gen.encoder(torch.cat([source, target, other, aug]))  # one pass over 4B images
+        images = [source, target] + ([other, aug] if other is not None else [])
+        enc = self.gen.encoder(torch.cat(images))  # one pass over 4B (or 2B) images
         feats = [f[:b] for f in enc.feats]
         recon = self.gen.render(enc.w[:b], enc.alpha[b:2 * b], feats)  # (B, 3, S, S)
         return recon, enc.identity, enc.motion
@@ -156,7 +183,7 @@ def main(cfg: TrainConfig, on_log=None) -> dict:
     model_cfg = get_config(cfg.preset)
     amp = cfg.amp and device.type == "cuda"
 
-    data = MotionPairs(cfg.manifest, model_cfg.size, seed=cfg.seed)
+    data = MotionPairs(cfg.manifest, model_cfg.size, seed=cfg.seed, mouth=cfg.weights.mouth > 0, near=cfg.near_pairs)
     manifest_sha = manifest_sha256(cfg.manifest)
     full_cfg = {"model": model_cfg.to_dict(), "train": asdict(cfg), "identities": data.identities,
                 "perceptual": cfg.perceptual, "family": "motion"}
@@ -189,12 +216,15 @@ def main(cfg: TrainConfig, on_log=None) -> dict:
     elif cfg.resume and rank == 0:
         print(f"--resume: no checkpoint at {ckpt_path}, starting from step 0")
 
+    w_identity = cfg.weights.identity_terms
     g_model, d_model = gstep, disc  # the CLUB estimator is tiny: no DDP wrapper, its grads are averaged by hand
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [device.index] if device.type == "cuda" else None
-        g_model, d_model = (DDP(m, device_ids=ids) for m in (gstep, disc))
+        # without identity terms the AAM head takes no part in the step
+        g_model = DDP(gstep, device_ids=ids, find_unused_parameters=not w_identity)
+        d_model = DDP(disc, device_ids=ids)
     if cfg.compile:
         g_model, d_model = torch.compile(g_model), torch.compile(d_model)
 
@@ -228,17 +258,25 @@ def main(cfg: TrainConfig, on_log=None) -> dict:
         # --- generator step: reconstruction + adversarial + identity metric learning + CLUB bound -------------
         requires_grad(disc, False), requires_grad(club, False)
         with autocast():
-            recon, identity, motion = g_model(src, tgt, oth, aug)
-            id_s, id_t, id_o, id_a = identity.float().chunk(4)
+            if w.identity_terms:
+                recon, identity, motion = g_model(src, tgt, oth, aug)
+                id_s, id_t, id_o, id_a = identity.float().chunk(4)
+            else:  # no identity term: the other and augmented images are not even encoded
+                recon, identity, motion = g_model(src, tgt)
+            zero = recon.new_zeros((), dtype=torch.float32)
             losses = {
                 "l1": (recon.float() - tgt).abs().mean(),
                 "perceptual": perceptual(recon, tgt),
-                "gan": g_nonsaturating(d_model(recon)) if w.gan else recon.new_zeros(()),
-                "aam": aam(torch.cat([id_s, id_t, id_o]),
-                           torch.cat([batch["label"], batch["label"], batch["other_label"]])),
-                "triplet": triplet_loss(id_s, id_a, id_o, cfg.triplet_margin, mask=~batch["other_is_same"]),
-                "club": club(identity, motion),
+                "gan": g_nonsaturating(d_model(recon)) if w.gan else zero,
+                "aam": aam(torch.cat([id_s, id_t, id_o]), torch.cat([batch["label"], batch["label"],
+                                                                     batch["other_label"]]))
+                if w.identity_terms else zero,
+                "triplet": triplet_loss(id_s, id_a, id_o, cfg.triplet_margin, mask=~batch["other_is_same"])
+                if w.identity_terms else zero,
+                "club": club(identity, motion) if w.identity_terms else zero,
             }
+            if w.mouth:
+                losses["mouth"] = mouth_l1(recon, tgt, batch["mouth"])
         g_total = sum(getattr(w, k) * v for k, v in losses.items())
         g_opt.zero_grad(set_to_none=True)
         g_total.backward()

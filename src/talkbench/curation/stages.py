@@ -11,6 +11,14 @@ selection and the split need all rows, and are cheap). Rows are sorted by id bet
 and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and out.
 
 Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
+
+Resources: an executor stage declares what one of its ranks needs (``resources``: ``num_cpus``, ``num_gpus``,
+``memory`` in bytes). The Ray executor asks the cluster for it per task; the local executor ignores it. No curation
+stage uses a GPU today (dlib, the ArcFace ONNX session, MediaPipe and ffmpeg all run on CPU here), so none asks for
+one; a stage that gains a GPU path adds ``num_gpus``. Every stage runs one thread per rank (ffmpeg ``-threads 1``,
+single-threaded detectors), hence one CPU. The memory figures are per-rank budgets with headroom over the models a
+rank loads (estimates, not measured per stage; see docs/scale.md) — Ray uses them to avoid packing more ranks on a
+node than its memory holds.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class Stage:
     finish: Callable[[Run, list[dict]], list[dict]] | None = None  # output rows → the rows the next stage gets
     funnel: tuple[str | None, str | None] = (None, None)  # report labels of the rows in and out (None: not shown)
     note: Callable[[dict], str] | None = None  # a report sentence from the stage's summary.json
+    resources: dict = field(default_factory=dict)  # what one rank of an executor stage needs (Ray task options)
 
 
 def _sorted_by(*keys: str):
@@ -177,22 +186,29 @@ def _write_clips(run: Run, rows: list[dict]) -> list[dict]:
     return clips
 
 
+GiB = 2**30
+
 STAGES: list[Stage] = [
     Stage("acquire", steps=_acquire_steps, finish=_write_videos,
-          resume=lambda run: {"acquire": run.config.hash("acquire"), "pipeline_version": PIPELINE_VERSION}),
+          resume=lambda run: {"acquire": run.config.hash("acquire"), "pipeline_version": PIPELINE_VERSION},
+          resources={"num_cpus": 1, "memory": GiB // 2}),
     Stage("scenes", steps=_scene_steps, prepare=lambda run, videos: segment_rows(videos, run.out_dir),
           resume=lambda run: {"scenes": run.cfg["scenes"], "min_duration": run.cfg["filters"]["min_duration"]},
-          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots")),
+          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
-          finish=_sorted_by("candidate_id"), funnel=(None, "tracks")),
+          finish=_sorted_by("candidate_id"), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("filters", steps=_filter_steps, resume=_filter_resume,
-          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters")),
+          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters"),
+          resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
-          resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend}),
+          resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend},
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("cluster", apply=_cluster, note=_cluster_note),
     Stage("select", apply=_select, finish=_with_clip_ids, funnel=(None, "selected")),
     Stage("export", steps=_export_steps, finish=_sorted_by("clip_id"),
-          resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash}),
+          resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash},
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("split", apply=_split, finish=_write_clips),
 ]
 
@@ -216,7 +232,8 @@ def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
         rows = stage.prepare(run, rows)
     if stage.steps is not None:
         result = run.executor.run(stage.steps(run), rows, run.stats / stage.name,
-                                  config=stage.resume(run) if stage.resume else None, description=stage.name)
+                                  config=stage.resume(run) if stage.resume else None, description=stage.name,
+                                  resources=stage.resources)
         out, rejections = result.rows, result.rejections
     else:
         out, rejections, counters = stage.apply(run, rows)

@@ -228,10 +228,10 @@ def knn_threshold_graph(x: np.ndarray, threshold: float, *, k: int = 16, nlist: 
             best_idx[q] = np.take_along_axis(both_idx, keep, axis=1)
     saturated = int((best_sim.min(axis=1) >= cut).sum()) if kk == k else 0
     rows, cols = [], []
-    for s in range(0, n, 65536):
-        sel = best_sim[s:s + 65536] >= cut
-        i = np.repeat(np.arange(s, min(n, s + 65536)), kk)[sel.ravel()]
-        j = best_idx[s:s + 65536][sel]
+    for s in range(0, n, 4096):  # 4096 rows × k pairs × 2 float64 rows: ~130 MB at k 16
+        sel = best_sim[s:s + 4096] >= cut
+        i = np.repeat(np.arange(s, min(n, s + 4096)), kk)[sel.ravel()]
+        j = best_idx[s:s + 4096][sel]
         # float32 picks the neighbours; every kept pair is decided in float64 (cheap: ≤ k per row).
         within = 1.0 - np.einsum("ij,ij->i", x[i], x[j]) <= threshold
         rows.append(np.minimum(i, j)[within])

@@ -60,16 +60,24 @@ def assign_identities_columns(candidate_ids: list[str], embeddings: np.ndarray, 
     """
     if list(candidate_ids) != sorted(candidate_ids):
         raise ValueError("assign_identities_columns: candidate ids must be sorted")
-    x = unit_rows(embeddings)
+    x = np.stack([_unit_row(e) for e in embeddings]) if len(embeddings) else np.zeros((0, DIM))
     labels = cluster_scalable(x, threshold, stats=stats)
     ids = identity_ids_for_labels(list(candidate_ids), labels)
-    n_clusters = int(labels.max()) + 1 if len(labels) else 0
-    sums = np.zeros((n_clusters, x.shape[1]))
-    np.add.at(sums, labels, x)
-    norm = np.linalg.norm(sums, axis=1, keepdims=True)
-    centroids = sums / np.where(norm > 0, norm, 1.0)
-    scores = np.round(np.einsum("ij,ij->i", x, centroids[labels]), 6)
+    scores = np.zeros(len(x))
+    order = np.argsort(labels, kind="stable")
+    # Per identity, the same arithmetic as identity.assign_identities (mean of unit rows in row order, unit, dot),
+    # so the scores are the same floats; one sort instead of a pass over every row per identity.
+    for members in np.split(order, np.flatnonzero(np.diff(labels[order])) + 1) if len(order) else []:
+        centroid = _unit_row(x[members].mean(0))
+        scores[members] = [round(float(x[i] @ centroid), 6) for i in members]
     return ids, scores
+
+
+def _unit_row(v) -> np.ndarray:
+    """identity._unit: one row as float64 over its L2 norm (zero stays zero)."""
+    v = np.asarray(v, dtype=np.float64).ravel()
+    norm = np.linalg.norm(v)
+    return v / norm if norm > 0 else v
 
 
 @dataclass

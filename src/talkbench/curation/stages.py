@@ -140,11 +140,24 @@ def _embed_steps(run: Run) -> list[Step]:
 
 
 def _cluster(run: Run, rows: list[dict]):
-    from .identity import assign_identities, threshold_for
+    """``identity.assign_identities`` on columns: the same ids and scores (tests/curation/test_clustering.py), with
+    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size)."""
+    import numpy as np
+
+    from .clustering import reject_invalid
+    from .identity import threshold_for
+    from .scale import assign_identities_columns
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
     rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
-    identified = assign_identities(rows, threshold, rejections)
+    good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+    identified = []
+    if good:
+        ids, scores = assign_identities_columns([r["candidate_id"] for r in good],
+                                                np.array([r["embedding"] for r in good], dtype=np.float64),
+                                                threshold)
+        identified = [{**row, "identity_id": ident, "identity_score": float(score)}
+                      for row, ident, score in zip(good, ids, scores)]
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 

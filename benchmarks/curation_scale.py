@@ -82,7 +82,8 @@ def exact_check(n: int, seed: int = 0, spread: str = "dlib") -> None:
     fast = cluster_scalable(x, THRESHOLD, exact_below=0, stats=stats)
     tf = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"exact check n={n:,} spread {spread}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, k-NN graph {tf:.1f} s; "
+    print(f"exact check n={n:,} spread {spread}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, "
+          f"k-NN graph {tf:.1f} s; "
           f"peak {peak:.2f} GiB")
     for name, ref in (("exact", exact), ("truth", syn.truth)):
         p, r, f1 = pair_scores(ref, fast)

@@ -96,10 +96,30 @@ def _acquire_steps(run: Run) -> list[Step]:
     return acquire_steps(run.out_dir, run.config)
 
 
+# Manifests with more rows are written as row groups of this many rows (manifests.stream), so the Arrow copy and
+# the Parquet bytes in memory are one chunk's, not the whole table's; smaller ones keep write_table's exact bytes.
+MANIFEST_CHUNK_ROWS = 100_000
+
+
 def write_manifest(rows, path: Path, name: str) -> bool:
-    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError."""
+    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError.
+
+    Above ``MANIFEST_CHUNK_ROWS`` rows the same sorted rows go to ``write_table_chunks`` instead: one Parquet file,
+    one row group per chunk, also atomic and byte-identical on rerun.
+    """
     try:
-        return write_table(rows, path, name)
+        if not isinstance(rows, list) and not hasattr(rows, "num_rows"):  # an Arrow table goes to write_table as is
+            rows = list(rows)
+        if hasattr(rows, "num_rows") or len(rows) <= MANIFEST_CHUNK_ROWS:
+            return write_table(rows, path, name)
+        from ..manifests.io import _sort_key
+        from ..manifests.schemas import SORT_KEYS
+        from ..manifests.stream import write_table_chunks
+
+        keys = SORT_KEYS[name]
+        ordered = sorted(rows, key=lambda r: tuple(_sort_key(r.get(k)) for k in keys))
+        size = MANIFEST_CHUNK_ROWS
+        return write_table_chunks((ordered[s:s + size] for s in range(0, len(ordered), size)), path, name)
     except ManifestWriteError as exc:
         raise OutputWriteError(str(exc)) from exc
 

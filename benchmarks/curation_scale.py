@@ -2,8 +2,10 @@
 
 Inputs are synthetic but shaped like VoxCeleb2 (6.7 clips per video, 170 clips per speaker, Zipf-skewed videos
 per speaker): source rows, candidate track rows and 128-d embeddings from a mixture of identities whose spread is
-set to the figures measured on real faces by benchmarks/identity_accuracy.py (dlib: largest same-person distance
-0.037, smallest different-person distance 0.064; see talkbench.curation.scale).
+set to dlib descriptors of the real faces of benchmarks/identity_accuracy.py (``--spread dlib``, the default:
+largest same-person distance 0.037; different-person median 0.141 and std 0.024) or to the first, tail-only
+calibration (``--spread v1``: smallest different-person distance 0.064; packs people 9× closer than dlib's
+documented LFW accuracy allows). See talkbench.curation.scale and docs/scale.md.
 
 Stages, as `curate build-manifest` runs them after the per-video steps:
   identity  — clustering.cluster_scalable through scale.assign_identities_columns (k-NN graph above 4096 rows)
@@ -18,12 +20,17 @@ exponent of the total time fitted over the sizes run (log time vs log n).
     python benchmarks/curation_scale.py                 # 10k and 100k
     python benchmarks/curation_scale.py --sizes 10000 100000 1000000
     python benchmarks/curation_scale.py --exact-check 20000   # k-NN graph vs exact linkage, same embeddings
+    python benchmarks/curation_scale.py --spread v1           # the first calibration
+
+The load average (1-minute, from os.getloadavg) is printed before and after each size: on a shared machine wall
+time depends on it, CPU seconds much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -52,13 +59,20 @@ def _log(stage: str, t0: float) -> None:
           f"peak {peak:.2f} GiB", file=sys.stderr, flush=True)
 
 
-def exact_check(n: int, seed: int = 0) -> None:
+def _spread(name: str) -> dict:
+    from talkbench.curation.scale import SPREADS
+
+    within, between, sigma = SPREADS[name]
+    return {"within": within, "between": between, "between_sigma": sigma}
+
+
+def exact_check(n: int, seed: int = 0, spread: str = "dlib") -> None:
     """The k-NN graph path against today's exact pdist linkage on the same synthetic embeddings (n² / 2 distances)."""
     from talkbench.curation.clustering import ClusterStats, cluster_scalable, pair_scores
     from talkbench.curation.identity import cluster_embeddings
     from talkbench.curation.scale import synthetic_candidates
 
-    syn = synthetic_candidates(n, seed=seed)
+    syn = synthetic_candidates(n, seed=seed, **_spread(spread))
     x = syn.embeddings.astype(np.float64)
     t = time.perf_counter()
     exact = cluster_embeddings(x, THRESHOLD)
@@ -68,7 +82,8 @@ def exact_check(n: int, seed: int = 0) -> None:
     fast = cluster_scalable(x, THRESHOLD, exact_below=0, stats=stats)
     tf = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"exact check n={n:,}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, k-NN graph {tf:.1f} s; "
+    print(f"exact check n={n:,} spread {spread}: identical={fast.tolist() == exact.tolist()}; exact {te:.1f} s, "
+          f"k-NN graph {tf:.1f} s; "
           f"peak {peak:.2f} GiB")
     for name, ref in (("exact", exact), ("truth", syn.truth)):
         p, r, f1 = pair_scores(ref, fast)
@@ -77,7 +92,7 @@ def exact_check(n: int, seed: int = 0) -> None:
     print(f"  exact vs truth: pair P {p:.5f} R {r:.5f} F1 {f1:.5f}")
 
 
-def run_one(n: int, seed: int = 0) -> dict:
+def run_one(n: int, seed: int = 0, spread: str = "dlib") -> dict:
     from talkbench.curation.clustering import ClusterStats, pair_scores
     from talkbench.curation.config import SelectConfig, SplitConfig
     from talkbench.curation.scale import assign_identities_columns, synthetic_candidates
@@ -86,8 +101,9 @@ def run_one(n: int, seed: int = 0) -> dict:
     from talkbench.manifests.stream import write_table_chunks
 
     times = {}
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
-    syn = synthetic_candidates(n, seed=seed)
+    syn = synthetic_candidates(n, seed=seed, **_spread(spread))
     times["generate"] = time.perf_counter() - t0
     _log("generate", t0)
 
@@ -137,7 +153,9 @@ def run_one(n: int, seed: int = 0) -> dict:
             "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
             "peak_rss_gib": peak_kib / 2**20, "method": stats.method, "edges": stats.edges,
             "saturated": stats.saturated, "largest_component": stats.largest_component,
-            "graph_linkage_components": stats.graph_linkage_components, "manifest_bytes": sizes}
+            "graph_linkage_components": stats.graph_linkage_components, "manifest_bytes": sizes,
+            "identity_cpu_s": stats.extra.get("cpu_s", {}), "nlist": stats.nlist, "k": stats.k,
+            "nprobe": stats.nprobe, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "spread": spread}
 
 
 def main() -> None:
@@ -146,18 +164,21 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per size before it is abandoned")
     ap.add_argument("--exact-check", type=int, metavar="N",
                     help="only compare the k-NN graph path with exact linkage at N rows (20000 needs ~4 GB)")
+    ap.add_argument("--spread", choices=["dlib", "v1"], default="dlib",
+                    help="embedding spread: dlib (measured bulk, default) or v1 (the first, tail-only calibration)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.exact_check:
-        exact_check(args.exact_check)
+        exact_check(args.exact_check, spread=args.spread)
         return
     if args.one:
-        print(json.dumps(run_one(args.one)))
+        print(json.dumps(run_one(args.one, spread=args.spread)))
         return
     results = []
     for n in args.sizes:
         try:
-            proc = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, __file__, "--one", str(n), "--spread", args.spread],
+                                  capture_output=True, text=True,
                                   timeout=args.timeout, check=True)
         except subprocess.TimeoutExpired as exc:
             err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
@@ -169,19 +190,23 @@ def main() -> None:
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
         print(proc.stderr.rstrip())
-        print(f"n={n}: {r['total_s']:.1f} s, {r['peak_rss_gib']:.2f} GiB", flush=True)
+        print(f"n={n}: {r['total_s']:.1f} s wall, {r['cpu_s']:.1f} s CPU, {r['peak_rss_gib']:.2f} GiB; load average "
+              f"{r['load'][0]} before, {r['load'][1]} after; identity CPU s by part {r['identity_cpu_s']} "
+              f"(nlist {r['nlist']}, k {r['k']}, nprobe {r['nprobe']})", flush=True)
     if not results:
         return
     print()
+    print(f"spread: {args.spread}")
     print("| n | videos | ids true | ids found | pair P | pair R | pair F1 | identity s | select s | split s | "
-          "manifests s | total wall s | CPU s | peak RSS GiB | graph edges | largest comp |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "manifests s | total wall s | CPU s | peak RSS GiB | graph edges | largest comp | load avg (before/after) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         s = r["seconds"]
         print(f"| {r['n']:,} | {r['videos']:,} | {r['identities_true']:,} | {r['identities_found']:,} | "
               f"{r['pair_p']:.4f} | {r['pair_r']:.4f} | {r['pair_f1']:.4f} | {s['identity']:.1f} | {s['select']:.1f} | "
               f"{s['split']:.2f} | {s['manifests']:.1f} | {r['total_s']:.1f} | {r['cpu_s']:.1f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['edges']:,} | {r['largest_component']:,} |")
+              f"{r['peak_rss_gib']:.2f} | {r['edges']:,} | {r['largest_component']:,} | "
+              f"{r['load'][0]} / {r['load'][1]} |")
     if len(results) >= 2:
         n = np.log([r["n"] for r in results])
         for key in ("total_s", "cpu_s", "identity"):

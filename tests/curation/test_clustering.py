@@ -82,11 +82,14 @@ def test_knn_graph_equals_exact_on_gaussian_mixtures(within, between, n_ids, npr
 
 @pytest.mark.parametrize("dim,t", [(3, 0.02), (8, 0.1)])
 def test_graph_linkage_of_large_components_equals_exact_on_random_embeddings(dim, t):
-    """Uniform random directions chain into large components; the heap path (components > 5) must still agree."""
+    """Uniform random directions chain into large components; the heap path (components > 5) must still agree.
+
+    Structureless data needs a wider search than the default nprobe 4 (tuned for identity mixtures): at nprobe 4
+    the 8-d case misses bridging pairs (pair F1 0.993 against exact); at 8 it is identical."""
     x = unit_rows(np.random.default_rng(dim).normal(size=(3000, dim)))
     exact = cluster_embeddings(x, t)
     stats = ClusterStats()
-    fast = cluster_scalable(x, t, exact_below=0, exact_component=5, k=64, stats=stats)
+    fast = cluster_scalable(x, t, exact_below=0, exact_component=5, k=64, nprobe=8, stats=stats)
     assert stats.graph_linkage_components >= 1 and stats.largest_component > 5
     assert fast.tolist() == exact.tolist()
     assert 100 < exact.max() + 1 < 3000  # neither all singletons nor one cluster: the cut matters
@@ -167,5 +170,5 @@ def test_columnar_identities_equal_assign_identities():
     ref = assign_identities(rows, T)
     ids, scores = assign_identities_columns(syn.candidate_ids, syn.embeddings, T)
     assert ids == [r["identity_id"] for r in ref]
-    assert scores.tolist() == pytest.approx([r["identity_score"] for r in ref], abs=2e-6)
+    assert scores.tolist() == [r["identity_score"] for r in ref]  # the same floats, not just close
     assert len(set(ids)) == pytest.approx(syn.n_identities, abs=1)

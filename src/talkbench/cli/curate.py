@@ -91,6 +91,8 @@ def build_manifest_command(
     executor: str = typer.Option("local", "--executor", help="local (process pool) | ray.",
                                  callback=choice("executor", ("local", "ray"))),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster address, e.g. auto."),
+    ray_max_retries: int = typer.Option(3, "--ray-max-retries", min=0, help="Ray: times a rank is retried after its "
+                                                                            "worker dies (killed, out of memory)."),
     workers: int = typer.Option(1, "--workers", "-w", help="Parallel worker processes.", callback=check_workers),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
     overrides: List[str] = typer.Option([], "--set", help="Config override section.key=value (repeatable)."),
@@ -116,7 +118,8 @@ def build_manifest_command(
     network = {k: v for k, v in network.items() if v is not None}
     if network:
         config = config.with_overrides(network)  # as given: no YAML parsing of a path or url
-    runner = make_executor(executor, workers=workers, quiet=quiet, ray_address=ray_address)
+    runner = make_executor(executor, workers=workers, quiet=quiet, ray_address=ray_address,
+                           ray_max_retries=ray_max_retries)
     log = None if quiet else (lambda message: err_console.print(message, markup=False))
     if retry_failed:
         _reopen_failed(sources, out, runner, fmt, log)

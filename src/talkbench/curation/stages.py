@@ -11,6 +11,14 @@ selection and the split need all rows, and are cheap). Rows are sorted by id bet
 and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and out.
 
 Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
+
+Resources: an executor stage declares what one of its ranks needs (``resources``: ``num_cpus``, ``num_gpus``,
+``memory`` in bytes). The Ray executor asks the cluster for it per task; the local executor ignores it. No curation
+stage uses a GPU today (dlib, the ArcFace ONNX session, MediaPipe and ffmpeg all run on CPU here), so none asks for
+one; a stage that gains a GPU path adds ``num_gpus``. Every stage runs one thread per rank (ffmpeg ``-threads 1``,
+single-threaded detectors), hence one CPU. The memory figures are per-rank budgets with headroom over the models a
+rank loads (estimates, not measured per stage; see docs/scale.md) — Ray uses them to avoid packing more ranks on a
+node than its memory holds.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ class Stage:
     finish: Callable[[Run, list[dict]], list[dict]] | None = None  # output rows → the rows the next stage gets
     funnel: tuple[str | None, str | None] = (None, None)  # report labels of the rows in and out (None: not shown)
     note: Callable[[dict], str] | None = None  # a report sentence from the stage's summary.json
+    resources: dict = field(default_factory=dict)  # what one rank of an executor stage needs (Ray task options)
 
 
 def _sorted_by(*keys: str):
@@ -87,10 +96,30 @@ def _acquire_steps(run: Run) -> list[Step]:
     return acquire_steps(run.out_dir, run.config)
 
 
+# Manifests with more rows are written as row groups of this many rows (manifests.stream), so the Arrow copy and
+# the Parquet bytes in memory are one chunk's, not the whole table's; smaller ones keep write_table's exact bytes.
+MANIFEST_CHUNK_ROWS = 100_000
+
+
 def write_manifest(rows, path: Path, name: str) -> bool:
-    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError."""
+    """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError.
+
+    Above ``MANIFEST_CHUNK_ROWS`` rows the same sorted rows go to ``write_table_chunks`` instead: one Parquet file,
+    one row group per chunk, also atomic and byte-identical on rerun.
+    """
     try:
-        return write_table(rows, path, name)
+        if not isinstance(rows, list) and not hasattr(rows, "num_rows"):  # an Arrow table goes to write_table as is
+            rows = list(rows)
+        if hasattr(rows, "num_rows") or len(rows) <= MANIFEST_CHUNK_ROWS:
+            return write_table(rows, path, name)
+        from ..manifests.io import _sort_key
+        from ..manifests.schemas import SORT_KEYS
+        from ..manifests.stream import write_table_chunks
+
+        keys = SORT_KEYS[name]
+        ordered = sorted(rows, key=lambda r: tuple(_sort_key(r.get(k)) for k in keys))
+        size = MANIFEST_CHUNK_ROWS
+        return write_table_chunks((ordered[s:s + size] for s in range(0, len(ordered), size)), path, name)
     except ManifestWriteError as exc:
         raise OutputWriteError(str(exc)) from exc
 
@@ -131,11 +160,24 @@ def _embed_steps(run: Run) -> list[Step]:
 
 
 def _cluster(run: Run, rows: list[dict]):
-    from .identity import assign_identities, threshold_for
+    """``identity.assign_identities`` on columns: the same ids and scores (tests/curation/test_clustering.py), with
+    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size)."""
+    import numpy as np
+
+    from .clustering import reject_invalid
+    from .identity import threshold_for
+    from .scale import assign_identities_columns
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
     rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
-    identified = assign_identities(rows, threshold, rejections)
+    good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+    identified = []
+    if good:
+        ids, scores = assign_identities_columns([r["candidate_id"] for r in good],
+                                                np.array([r["embedding"] for r in good], dtype=np.float64),
+                                                threshold)
+        identified = [{**row, "identity_id": ident, "identity_score": float(score)}
+                      for row, ident, score in zip(good, ids, scores)]
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
@@ -177,22 +219,29 @@ def _write_clips(run: Run, rows: list[dict]) -> list[dict]:
     return clips
 
 
+GiB = 2**30
+
 STAGES: list[Stage] = [
     Stage("acquire", steps=_acquire_steps, finish=_write_videos,
-          resume=lambda run: {"acquire": run.config.hash("acquire"), "pipeline_version": PIPELINE_VERSION}),
+          resume=lambda run: {"acquire": run.config.hash("acquire"), "pipeline_version": PIPELINE_VERSION},
+          resources={"num_cpus": 1, "memory": GiB // 2}),
     Stage("scenes", steps=_scene_steps, prepare=lambda run, videos: segment_rows(videos, run.out_dir),
           resume=lambda run: {"scenes": run.cfg["scenes"], "min_duration": run.cfg["filters"]["min_duration"]},
-          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots")),
+          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
-          finish=_sorted_by("candidate_id"), funnel=(None, "tracks")),
+          finish=_sorted_by("candidate_id"), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("filters", steps=_filter_steps, resume=_filter_resume,
-          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters")),
+          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters"),
+          resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
-          resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend}),
+          resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend},
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("cluster", apply=_cluster, note=_cluster_note),
     Stage("select", apply=_select, finish=_with_clip_ids, funnel=(None, "selected")),
     Stage("export", steps=_export_steps, finish=_sorted_by("clip_id"),
-          resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash}),
+          resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash},
+          resources={"num_cpus": 1, "memory": GiB}),
     Stage("split", apply=_split, finish=_write_clips),
 ]
 
@@ -216,7 +265,8 @@ def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
         rows = stage.prepare(run, rows)
     if stage.steps is not None:
         result = run.executor.run(stage.steps(run), rows, run.stats / stage.name,
-                                  config=stage.resume(run) if stage.resume else None, description=stage.name)
+                                  config=stage.resume(run) if stage.resume else None, description=stage.name,
+                                  resources=stage.resources)
         out, rejections = result.rows, result.rejections
     else:
         out, rejections, counters = stage.apply(run, rows)

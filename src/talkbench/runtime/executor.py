@@ -187,7 +187,9 @@ class Executor:
         return max(1, min(n_rows, self.tasks or MAX_TASKS))
 
     def run(self, steps: Sequence[Step], rows: list[dict], logging_dir: str | Path, *, config: dict | None = None,
-            description: str = "") -> StageResult:
+            description: str = "", resources: dict | None = None) -> StageResult:
+        """Run the pending ranks and merge. ``resources``: what one rank of this stage needs (``num_cpus``,
+        ``num_gpus``, ``memory`` in bytes); executors that schedule tasks (Ray) ask for it, the local one ignores it."""
         logging_dir = Path(logging_dir)
         refuse_pickles(logging_dir)
         world_size = self.world_size_for(len(rows))
@@ -217,7 +219,8 @@ class Executor:
         pending = [r for r in range(world_size) if not (logging_dir / "completions" / f"{r:05d}").exists()]
         shards = {r: rows[r::world_size] for r in pending}
         if pending:
-            self.run_ranks(steps, shards, world_size, logging_dir, description or logging_dir.name)
+            self.run_ranks(steps, shards, world_size, logging_dir, description or logging_dir.name,
+                           resources=resources)
         return self.merge(logging_dir, world_size, skipped=world_size - len(pending))
 
     @staticmethod
@@ -234,7 +237,8 @@ class Executor:
                       logging_dir / f"{r:05d}.json"):
                 f.unlink(missing_ok=True)
 
-    def run_ranks(self, steps, shards: dict[int, list[dict]], world_size: int, logging_dir: Path, description: str):
+    def run_ranks(self, steps, shards: dict[int, list[dict]], world_size: int, logging_dir: Path, description: str,
+                  resources: dict | None = None):
         raise NotImplementedError
 
     def merge(self, logging_dir: Path, world_size: int, skipped: int = 0) -> StageResult:
@@ -290,7 +294,7 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run_ranks(self, steps, shards, world_size, logging_dir, description):
+    def run_ranks(self, steps, shards, world_size, logging_dir, description, resources=None):
         with self.progress(len(shards), description) as bar:
             if self.workers == 1:
                 for rank, shard in shards.items():

@@ -134,6 +134,15 @@ def test_write_table_sorted_spills_runs_and_gives_the_bytes_of_the_sorted_chunks
     assert write_table_sorted(produced(), got, "rejections", chunk_rows=1000)
     assert got.read_bytes() == want.read_bytes()
     assert [p.name for p in got.parent.iterdir()] == ["rejections.parquet"]  # the spilled runs are gone
+    import pandas as pd
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    # one logical table in 12 row groups, for pandas and pyarrow.dataset alike
+    assert pq.ParquetFile(got).num_row_groups == 12
+    frame = pd.read_parquet(got)
+    assert frame["item_id"].tolist() == [r["item_id"] for r in ordered]
+    assert ds.dataset(got).to_table().column("detail").to_pylist() == [r["detail"] for r in ordered]
     assert not write_table_sorted(iter(rows), got, "rejections", chunk_rows=1000)  # rerun: same bytes, untouched
     # Peak memory follows the chunk, not n (about three chunks of rows: a run being sorted, or a batch per run plus
     # the row group being written): 500-row chunks over 12k rows stay well under one 12k-row chunk. Warmed up first,

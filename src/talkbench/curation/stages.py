@@ -207,6 +207,8 @@ def _select(run: Run, rows: list[dict]):
     ``select_clips`` gives, one identity at a time."""
     from .select import select_stream
 
+    # cluster hands them on in this order already (a linear pass then); a stage inserted in between may not
+    rows = sorted(rows, key=lambda r: (r["identity_id"], r["candidate_id"]))
     selected, rejections = [], []
     for chosen, rejected in select_stream(_chunks(rows), run.config.select):
         selected += chosen

@@ -9,9 +9,10 @@ documented LFW accuracy allows). See talkbench.curation.scale and docs/scale.md.
 
 Stages, as `curate build-manifest` runs them after the per-video steps:
   identity  — clustering.cluster_scalable through scale.assign_identities_columns (k-NN graph above 4096 rows)
-  select    — select.select_clips (2–3 clips per identity, rejections for the rest)
-  split     — split.assign_split (by identity)
-  manifests — sources, clips and rejections written with manifests.stream.write_table_chunks (100k-row groups)
+  select    — select.select_stream over candidates made one at a time in identity order (2–3 clips per identity);
+              its rejections go straight to rejections.parquet (manifests.stream.write_table_sorted, 100k-row runs)
+  split     — split.split_stream (by identity, a chunk at a time)
+  manifests — sources and clips written with manifests.stream.write_table_chunks (100k-row groups)
 
 Each size runs in a fresh subprocess so its peak RSS (ru_maxrss) is its own. Printed: wall time and peak RSS per
 size, seconds per stage, pair precision/recall/F1 of the identities against the synthetic truth, and the growth
@@ -96,9 +97,9 @@ def run_one(n: int, seed: int = 0, spread: str = "dlib") -> dict:
     from talkbench.curation.clustering import ClusterStats, pair_scores
     from talkbench.curation.config import SelectConfig, SplitConfig
     from talkbench.curation.scale import assign_identities_columns, synthetic_candidates
-    from talkbench.curation.select import select_clips
-    from talkbench.curation.split import assign_split
-    from talkbench.manifests.stream import write_table_chunks
+    from talkbench.curation.select import select_stream
+    from talkbench.curation.split import split_stream
+    from talkbench.manifests.stream import write_table_chunks, write_table_sorted
 
     times = {}
     load_before = os.getloadavg()[0]
@@ -115,23 +116,39 @@ def run_one(n: int, seed: int = 0, spread: str = "dlib") -> dict:
     precision, recall, f1 = pair_scores(syn.truth, pred)
     _log(f"identity ({stats.method}, {stats.edges:,} edges, largest component {stats.largest_component:,})", t0)
 
+    folder = tempfile.TemporaryDirectory()
+    out = Path(folder.name)
     t = time.perf_counter()
-    rows = [{"candidate_id": c, "source_id": s, "identity_id": i, "identity_score": float(sc), "start_s": float(a),
-             "end_s": float(b), "yaw_max": float(y), "sharpness": float(sh)}
-            for c, s, i, sc, a, b, y, sh in zip(syn.candidate_ids, syn.source_ids, ids, scores, syn.start_s,
-                                                 syn.end_s, syn.yaw_max, syn.sharpness)]
-    selected, rejections = select_clips(rows, SelectConfig())
-    del rows
+    # Candidates made one at a time in identity order, as the cluster stage hands them on: select_stream holds one
+    # identity, and its rejections go straight to rejections.parquet (write_table_sorted: sorted runs spilled to
+    # disk, then merged), so no list of n rows is ever built.
+    order = sorted(range(n), key=ids.__getitem__)  # stable: candidate order within an identity
+
+    def candidates():
+        for i in order:
+            yield {"candidate_id": syn.candidate_ids[i], "source_id": syn.source_ids[i], "identity_id": ids[i],
+                   "identity_score": float(scores[i]), "start_s": float(syn.start_s[i]), "end_s": float(syn.end_s[i]),
+                   "yaw_max": float(syn.yaw_max[i]), "sharpness": float(syn.sharpness[i])}
+
+    selected, rejected = [], [0]
+
+    def rejections():
+        for chosen, dropped in select_stream([candidates()], SelectConfig()):
+            selected.extend(chosen)
+            rejected[0] += len(dropped)
+            yield from dropped
+
+    write_table_sorted(rejections(), out / "rejections.parquet", "rejections", chunk_rows=CHUNK)
     times["select"] = time.perf_counter() - t
-    _log("select", t0)
+    _log("select (rejections written)", t0)
 
     t = time.perf_counter()
-    split_rows = assign_split(selected, SplitConfig())
+    split_rows = [r for chunk in split_stream(_chunks(selected), {r["identity_id"] for r in selected}, SplitConfig())
+                  for r in chunk]
     times["split"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    with tempfile.TemporaryDirectory() as folder:
-        out = Path(folder)
+    with folder:
         sources = [{"source_id": f"vid{v:07d}", "dataset": "table", "platform": "local",
                     "local_path": f"videos/vid{v:07d}.mp4"} for v in range(syn.n_videos)]
         write_table_chunks(_chunks(sources), out / "sources.parquet", "sources")
@@ -141,14 +158,12 @@ def run_one(n: int, seed: int = 0, spread: str = "dlib") -> dict:
                          "start_s": r["start_s"], "end_s": r["end_s"], "split": r["split"]} for r in split_rows),
                        key=lambda r: r["clip_id"])
         write_table_chunks(_chunks(clips), out / "clips.parquet", "clips")
-        rejections.sort(key=lambda r: (r["stage"], r["item_id"], r["reason"]))
-        write_table_chunks(_chunks(rejections), out / "rejections.parquet", "rejections")
         sizes = {p.name: p.stat().st_size for p in out.glob("*.parquet")}
     times["manifests"] = time.perf_counter() - t
     total = time.perf_counter() - t0
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"n": n, "videos": syn.n_videos, "identities_true": syn.n_identities,
-            "identities_found": int(pred.max()) + 1, "selected": len(selected), "rejected": len(rejections),
+            "identities_found": int(pred.max()) + 1, "selected": len(selected), "rejected": rejected[0],
             "pair_p": precision, "pair_r": recall, "pair_f1": f1, "seconds": times, "total_s": total,
             "cpu_s": resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_SELF).ru_stime,
             "peak_rss_gib": peak_kib / 2**20, "method": stats.method, "edges": stats.edges,

@@ -2,6 +2,10 @@
 
 The funnel reads ``DIR/stats/<stage>/summary.json`` (rows in/out, labelled by ``stages.STAGES``) and the manifests;
 drops per reason come from ``rejections.parquet``. ``curate report DIR`` rebuilds it at any time.
+
+Only the kept clips are read whole (the report lists each of them); sources, videos and rejections — a million rows
+at VoxCeleb2 size — are counted from the columns the report needs, one row group (or ``REPORT_CHUNK_ROWS`` rows) at
+a time, so the report's memory does not grow with the number of candidates.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import numpy as np
 
 from ..errors import ManifestError
 from ..manifests.io import atomic_write_text, read_rows
+from ..manifests.stream import iter_table_chunks, open_table
 from .stages import STAGES
 
 PLOTS = ("funnel", "pose", "face_size", "duration", "clips_per_identity", "contact_sheet")
@@ -39,13 +44,32 @@ def _rows(out_dir: Path, name: str) -> list[dict] | None:
     return read_rows(path, name) if path.exists() else None
 
 
-def funnel(out_dir: Path, clips: list[dict], videos: list[dict] | None, sources: list[dict] | None) -> list[tuple]:
+REPORT_CHUNK_ROWS = 100_000
+
+
+def _counts(out_dir: Path, name: str, columns: list[str]) -> Counter | None:
+    """Counts of the value tuples of ``columns`` in DIR/name.parquet, read a chunk at a time (None: no file)."""
+    path = out_dir / f"{name}.parquet"
+    if not path.exists():
+        return None
+    counts: Counter = Counter()
+    for chunk in iter_table_chunks(path, name, columns=columns, batch_size=REPORT_CHUNK_ROWS):
+        counts.update(zip(*(chunk.column(c).to_pylist() for c in columns)))
+    return counts
+
+
+def _num_rows(out_dir: Path, name: str) -> int | None:
+    path = out_dir / f"{name}.parquet"
+    return open_table(path, name).metadata.num_rows if path.exists() else None
+
+
+def funnel(out_dir: Path, clips: list[dict], downloaded: int | None, sources: int | None) -> list[tuple]:
     """[(step, count)] from sources to kept clips; steps whose numbers are unknown are left out."""
     steps = []
     if sources is not None:
-        steps.append(("sources", len(sources)))
-    if videos is not None:
-        steps.append(("downloaded", sum(1 for v in videos if v.get("status") == "ok")))
+        steps.append(("sources", sources))
+    if downloaded is not None:
+        steps.append(("downloaded", downloaded))
     for stage in STAGES:
         label_in, label_out = stage.funnel
         summary = _summary(out_dir, stage.name) if (label_in or label_out) else None
@@ -231,14 +255,17 @@ def _thumbs(out_dir: Path, clips: list[dict], thumb: int = 160) -> str:
     return '<div class="sheet">' + "".join(figures) + "</div>"
 
 
-def _identity_note(out_dir: Path, per_id: Counter, rejections: list[dict]) -> str:
+def _identity_note(out_dir: Path, per_id: Counter, drops: Counter) -> str:
     """Say why the clustering's identity count differs from the kept one (identities left without a clip)."""
     summary = _summary(out_dir, "cluster")
     counters = summary["steps"][0].get("counters", {}) if summary and summary.get("steps") else {}
     found = counters.get("identities")
     if found is None or found == len(per_id):
         return ""
-    reasons = Counter(r["reason"] for r in rejections if r["stage"] in ("select", "export", "split"))
+    reasons: Counter = Counter()
+    for (stage, reason), n in drops.items():
+        if stage in ("select", "export", "split"):
+            reasons[reason] += n
     why = ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items())) or "no clip selected"
     return (f"<p class='note'>Identities: clustering found {found} among {summary['rows_in']} candidate clips; "
             f"{len(per_id)} keep at least one clip, {found - len(per_id)} lost all theirs after clustering "
@@ -251,11 +278,9 @@ def build_report(out_dir: str | Path) -> Path:
     clips = _rows(out_dir, "clips")
     if clips is None:
         raise ManifestError(f"{out_dir}: no clips.parquet; run `curate build-manifest` first")
-    rejections = _rows(out_dir, "rejections") or []
-    videos = _rows(out_dir, "videos")
-    sources = _rows(out_dir, "sources")
-    steps = funnel(out_dir, clips, videos, sources)
-    drops = Counter((r["stage"], r["reason"]) for r in rejections)
+    drops = _counts(out_dir, "rejections", ["stage", "reason"]) or Counter()
+    videos = _counts(out_dir, "videos", ["status"])
+    steps = funnel(out_dir, clips, None if videos is None else videos[("ok",)], _num_rows(out_dir, "sources"))
     plots = make_plots(out_dir, clips, steps, drops)
 
     per_id = Counter(c["identity_id"] for c in clips)
@@ -272,7 +297,7 @@ def build_report(out_dir: str | Path) -> Path:
                   f"{c['end_s'] - c['start_s']:.2f}", c["n_frames"], c["crop_size"], c["crop_padded"],
                   f"{c['yaw_max']:.1f} / {c['pitch_max']:.1f} / {c['roll_max']:.1f}", Link(c["path"]))
                  for c in clips]
-    identity_note = _identity_note(out_dir, per_id, rejections)
+    identity_note = _identity_note(out_dir, per_id, drops)
     notes = []
     for stage in STAGES:
         summary = _summary(out_dir, stage.name) if stage.note else None

@@ -1,6 +1,12 @@
-"""Split: train/test by identity with a seed, so no identity appears in both splits."""
+"""Split: train/test by identity with a seed, so no identity appears in both splits.
+
+The split of an identity depends only on the set of identity ids and the seed, so ``split_stream`` labels rows one
+chunk at a time once the ids are known (the curation's split stage holds a chunk and the id set, not every row).
+"""
 
 from __future__ import annotations
+
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -24,3 +30,11 @@ def split_identities(identity_ids, config: SplitConfig) -> dict[str, str]:
 def assign_split(rows: list[dict], config: SplitConfig) -> list[dict]:
     mapping = split_identities((r["identity_id"] for r in rows), config)
     return [{**r, "split": mapping[r["identity_id"]]} for r in rows]
+
+
+def split_stream(chunks: Iterable[Iterable[dict]], identity_ids: Iterable[str],
+                 config: SplitConfig) -> Iterator[list[dict]]:
+    """``assign_split`` one chunk at a time: ``identity_ids`` are every row's ids (or just the distinct ones)."""
+    mapping = split_identities(identity_ids, config)
+    for chunk in chunks:
+        yield [{**r, "split": mapping[r["identity_id"]]} for r in chunk]

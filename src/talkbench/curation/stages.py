@@ -6,9 +6,14 @@
             ─(executor)→ export ─(in process)→ split ─→ clips.parquet, rejections.parquet, report.html
 
 A :class:`Stage` either runs steps on the executor (``steps``, with ``resume`` naming the configuration its completed
-ranks depend on, under ``DIR/stats/<name>/``) or runs in process over every row at once (``apply``: clustering,
-selection and the split need all rows, and are cheap). Rows are sorted by id between stages so ranks, resume markers
-and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and out.
+ranks depend on, under ``DIR/stats/<name>/``) or runs in process (``apply``: clustering, selection and the split,
+the global stages). ``cluster`` clusters on columns (the candidate ids and the embedding matrix, not the row dicts)
+and hands its rows on grouped by identity; ``select`` reads them one identity at a time (``select.select_stream``);
+``split`` labels one chunk at a time once the identity ids are known (``split.split_stream``); manifests over
+``MANIFEST_CHUNK_ROWS`` rows are written by an external sort (``manifests.stream.write_table_sorted``). The lists
+passed between stages are still whole (see docs/scale.md). Rows are sorted by id between stages so ranks, resume
+markers and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and
+out.
 
 Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
 
@@ -45,7 +50,10 @@ class Run:
     config: CurationConfig
     executor: Executor
     rejections: list[dict] = field(default_factory=list)
-    outputs: dict[str, list[dict]] = field(default_factory=dict)  # stage name → its output rows
+    # stage name → its output rows, for the stages named in ``keep`` only: holding every stage's rows would keep
+    # each intermediate list of candidates alive to the end of the run (several copies of n rows).
+    outputs: dict[str, list[dict]] = field(default_factory=dict)
+    keep: tuple[str, ...] = ("acquire",)
 
     @cached_property
     def cfg(self) -> dict:
@@ -104,22 +112,18 @@ MANIFEST_CHUNK_ROWS = 100_000
 def write_manifest(rows, path: Path, name: str) -> bool:
     """``write_table`` (atomic, untouched when unchanged); a failed write stops the run as an OutputWriteError.
 
-    Above ``MANIFEST_CHUNK_ROWS`` rows the same sorted rows go to ``write_table_chunks`` instead: one Parquet file,
-    one row group per chunk, also atomic and byte-identical on rerun.
+    Above ``MANIFEST_CHUNK_ROWS`` rows they go to ``manifests.stream.write_table_sorted`` instead (sorted runs
+    spilled to disk and merged): one Parquet file, one row group per chunk, also atomic and byte-identical on rerun,
+    with about two chunks in memory besides the caller's rows.
     """
     try:
         if not isinstance(rows, list) and not hasattr(rows, "num_rows"):  # an Arrow table goes to write_table as is
             rows = list(rows)
         if hasattr(rows, "num_rows") or len(rows) <= MANIFEST_CHUNK_ROWS:
             return write_table(rows, path, name)
-        from ..manifests.io import _sort_key
-        from ..manifests.schemas import SORT_KEYS
-        from ..manifests.stream import write_table_chunks
+        from ..manifests.stream import write_table_sorted
 
-        keys = SORT_KEYS[name]
-        ordered = sorted(rows, key=lambda r: tuple(_sort_key(r.get(k)) for k in keys))
-        size = MANIFEST_CHUNK_ROWS
-        return write_table_chunks((ordered[s:s + size] for s in range(0, len(ordered), size)), path, name)
+        return write_table_sorted(rows, path, name, chunk_rows=MANIFEST_CHUNK_ROWS)
     except ManifestWriteError as exc:
         raise OutputWriteError(str(exc)) from exc
 
@@ -176,8 +180,9 @@ def _cluster(run: Run, rows: list[dict]):
         ids, scores = assign_identities_columns([r["candidate_id"] for r in good],
                                                 np.array([r["embedding"] for r in good], dtype=np.float64),
                                                 threshold)
-        identified = [{**row, "identity_id": ident, "identity_score": float(score)}
-                      for row, ident, score in zip(good, ids, scores)]
+        # Grouped by identity (then candidate), the order select_stream reads them in.
+        order = sorted(range(len(good)), key=lambda i: (ids[i], good[i]["candidate_id"]))
+        identified = [{**good[i], "identity_id": ids[i], "identity_score": float(scores[i])} for i in order]
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
@@ -188,10 +193,26 @@ def _cluster_note(summary: dict) -> str:
             f"average linkage cut at cosine distance {counters.get('threshold_x1000', 0) / 1000:.3f}")
 
 
-def _select(run: Run, rows: list[dict]):
-    from .select import select_clips
+# Global stages read their input in chunks of this many rows (select holds one identity, split one chunk).
+STAGE_CHUNK_ROWS = 100_000
 
-    selected, rejections = select_clips(rows, run.config.select)
+
+def _chunks(rows, size: int = STAGE_CHUNK_ROWS):
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _select(run: Run, rows: list[dict]):
+    """``select.select_stream`` over the cluster stage's rows (grouped by identity): the rows and rejections
+    ``select_clips`` gives, one identity at a time."""
+    from .select import select_stream
+
+    # cluster hands them on in this order already (a linear pass then); a stage inserted in between may not
+    rows = sorted(rows, key=lambda r: (r["identity_id"], r["candidate_id"]))
+    selected, rejections = [], []
+    for chosen, rejected in select_stream(_chunks(rows), run.config.select):
+        selected += chosen
+        rejections += rejected
     return selected, rejections, {"identities": len({r["identity_id"] for r in selected})}
 
 
@@ -208,9 +229,11 @@ def _export_steps(run: Run) -> list[Step]:
 
 
 def _split(run: Run, rows: list[dict]):
-    from .split import assign_split
+    """``split.split_stream``: one chunk at a time once the identity ids are known (same rows as assign_split)."""
+    from .split import split_stream
 
-    return assign_split(rows, run.config.split), [], {}
+    ids = {r["identity_id"] for r in rows}
+    return [r for chunk in split_stream(_chunks(rows), ids, run.config.split) for r in chunk], [], {}
 
 
 def _write_clips(run: Run, rows: list[dict]) -> list[dict]:
@@ -277,5 +300,6 @@ def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
     run.rejections += rejections
     if stage.finish is not None:
         out = stage.finish(run, out)
-    run.outputs[stage.name] = out
+    if stage.name in run.keep:
+        run.outputs[stage.name] = out
     return out

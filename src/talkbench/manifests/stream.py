@@ -8,6 +8,11 @@ the old or the new file; a rerun with the same chunks gives the same bytes, and 
 Memory is bounded by one chunk. The result is one logical table: pandas, ``pyarrow.dataset`` and DuckDB read it
 as any Parquet file, and ``io.read_table`` reads it whole.
 
+``write_table_sorted`` takes rows in any order (an iterator: a stage's output as it is produced): it sorts runs of
+``chunk_rows`` rows, spills each run to a temporary Parquet file beside the target, then merges the runs (a stable
+k-way merge, reading each run in batches) into ``write_table_chunks``. The file has the bytes ``write_table_chunks``
+writes for the fully sorted rows cut into ``chunk_rows`` chunks, and memory is about two chunks, not n rows.
+
 ``iter_table_chunks`` reads it back one row group (or ``batch_size`` rows) at a time after checking the metadata
 and schema, so a consumer never holds more than one chunk.
 """
@@ -15,9 +20,11 @@ and schema, so a consumer never holds more than one chunk.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import os
 import tempfile
 from pathlib import Path
+from itertools import islice
 from typing import Iterable, Iterator, Mapping
 
 import pyarrow as pa
@@ -81,6 +88,59 @@ def write_table_chunks(chunks: Iterable[Iterable[Mapping] | pa.Table], path: str
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _key_fn(name: str):
+    keys = SORT_KEYS[name]
+    return lambda row: tuple(_sort_key(row.get(k)) for k in keys)
+
+
+def _read_run(path: Path, batch_rows: int) -> Iterator[dict]:
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        yield from batch.to_pylist()
+
+
+def _rechunk(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    while True:
+        chunk = list(islice(rows, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def write_table_sorted(rows: Iterable[Mapping], path: str | os.PathLike, name: str, *,
+                       chunk_rows: int = 100_000) -> bool:
+    """Rows in any order → one manifest sorted by the table's keys, in row groups of ``chunk_rows``; returns whether
+    it wrote. Memory is bounded by about two chunks (one run being sorted, or one batch per run plus the chunk being
+    written): sorted runs are spilled to temporary Parquet files beside ``path`` and merged stably, so rows with equal
+    keys keep their input order, as ``sorted`` would. Rows are validated when their run is spilled, so a bad row
+    stops the write before ``path`` is touched.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be ≥ 1, found {chunk_rows}")
+    path = Path(path)
+    key = _key_fn(name)
+    it = iter(rows)
+    first = list(islice(it, chunk_rows))
+    nxt = list(islice(it, 1))
+    if not nxt:  # one chunk: no spill
+        return write_table_chunks([sorted(first, key=key)], path, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix=f".{path.name}.runs.", dir=path.parent) as folder:
+            runs: list[Path] = []
+            buffer, pending = first, nxt
+            while buffer:
+                run = Path(folder) / f"{len(runs):06d}.parquet"
+                pq.write_table(to_table(buffer, name), run, compression="zstd", write_statistics=False)
+                runs.append(run)
+                buffer = pending + list(islice(it, chunk_rows - len(pending)))
+                pending = []
+            batch_rows = max(1, chunk_rows // len(runs))
+            merged = heapq.merge(*(_read_run(run, batch_rows) for run in runs), key=key)
+            return write_table_chunks(_rechunk(merged, chunk_rows), path, name)
+    except OSError as exc:
+        raise ManifestWriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def open_table(path: str | os.PathLike, name: str) -> pq.ParquetFile:

@@ -40,9 +40,11 @@ director's files. A 2-D photo turns out of plane only weakly: measured on the as
 turns the image plane about the face centre (focal 1.2 × width) by -40/-20/0/20/40° about the horizontal axis reads
 pitch -3.2/-8.1/-11.8/-13.7/-18.5° in the face module, about the vertical axis yaw 2.9/2.6/0.1/-3.1/-5.5° (a
 rotation about the camera centre reads nothing: ≤ 1.7°). So a demo "nod" of ±30° plane turn would give the face
-module about ±6° of pitch; a 3-D face would give the full angle. Until then the target test below is skipped; ``TALKBENCH_RUN_NOT_MET=1`` runs it: its own training
-(192 s at load 6, after the shared demo curation) reproduced the table above to the last digit, and it fails
-on nod and shake. Committing checkpoints for CI was not needed: there is nothing yet for them to show.
+module about ±6° of pitch; a 3-D face would give the full angle.
+
+Until then the target test below is skipped; ``TALKBENCH_RUN_NOT_MET=1`` runs it: its own training (192 s at load 6,
+after the shared demo curation) reproduced the table above to the last digit, and it fails on nod and shake.
+Committing checkpoints for CI was not needed: there is nothing yet for them to show.
 """
 
 from __future__ import annotations

@@ -119,7 +119,9 @@ def test_instructions_option_scores_only_the_chosen_ids(material, tmp_path, caps
 @pytest.mark.slow
 def test_ours_directed_videos_follow_zoom_against_neutral(speech, tmp_path):
     """The real chain (plan → blueprint → sub-clips → render → camera) on a 1.5 s clip with the tiny models:
-    the zoom-in instruction's video beats the neutral one on the face-scale change."""
+    the zoom-in instruction's video beats the neutral one on the face-scale change. Nod and shake on rendered video
+    are NOT met with the tiny models on the demo material (the demo has no yaw/pitch head motion to learn): the
+    measured figures and the diagnosis are in test_rendered_head_controls.py."""
     from PIL import Image
     from skimage import data
 

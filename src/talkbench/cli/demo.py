@@ -26,9 +26,9 @@ def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo vide
                   f"--out {Path(out_dir) / 'curated'}", markup=False)
 
 
-# CPU budget: tiny stage 1 at 64 px (20 steps of batch 4), tiny stage 2 on 50-frame windows (150 steps). Measured on
-# 2 cores shared with ~10 other jobs (load 10-24): stage 1 ≈ 4 min, stage 2 ≈ 6 min, the whole demo run 34 min; an
-# unshared machine should be several times faster (not measured). Too short for stage 1 to render mouth motion.
+# CPU budget: tiny stage 1 at 64 px (20 steps of batch 4), tiny stage 2 on 50-frame windows (150 steps). The whole
+# demo run (with the instruction and upper-body tables) took 11 min 28 s on 2 cores at load about 7 (three other jobs
+# running). Too short for stage 1 to render mouth motion (tests/models/test_speech_learning.py has the figures).
 DEMO_TRAIN = {"motion_steps": 20, "motion_batch": 4, "a2m_steps": 150, "window": 50, "ddim_steps": 20}
 
 

@@ -62,7 +62,8 @@ def time_runs(manifest: Path, work: Path, split: str, limit: int | None) -> dict
         total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
         clips = [json.loads(p.read_text()) for p in sorted((run_dir / "clips").glob("*.json"))]
         set_stats = json.loads((run_dir / "stats" / "set" / "summary.json").read_text())
-        out[method] = {"total": total, "cpu": cpu, "clips": clips, "set_seconds": sum(s["seconds"] for s in set_stats["steps"]),
+        out[method] = {"total": total, "cpu": cpu, "clips": clips,
+                       "set_seconds": sum(s["seconds"] for s in set_stats["steps"]),
                        "protocol_id": result.rows[0]["protocol_id"] if result.rows else "?",
                        "frames": sum(c.get("n_frames", 0) for c in clips)}
     return out

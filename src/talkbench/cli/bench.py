@@ -108,7 +108,7 @@ def run_cmd(
                                                                    "labels); the run is marked partial, never ranked"),
     instructions: Optional[str] = typer.Option(None, "--instructions",
                                                help="task instruction: only these bundled instruction ids "
-                                                    "(comma-separated, e.g. i01,i02; the ids of talkbench/data/instructions.json)"),
+                                                    "(comma-separated, e.g. i01,i02; see data/instructions.json)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
 ) -> None:
     """Generate and score every clip of a split; writes OUT/results.parquet, summary.json, meta.json. Resumable."""
@@ -136,7 +136,8 @@ def run_cmd(
             raise typer.BadParameter(str(err), param_hint="--instructions") from None
 
     cfg = BenchConfig(method=method, task=task, manifest=str(manifest), out=str(out), split=split, limit=limit,
-                      instructions=chosen, protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None, executor=executor,
+                      instructions=chosen, protocol=protocol, checkpoint=str(checkpoint) if checkpoint else None,
+                      executor=executor,
                       workers=workers, ray_address=ray_address, device=device, batch_size=batch_size, seed=seed,
                       length_policy=length_policy, allow_nonsquare=allow_nonsquare, n_boot=bootstrap, quiet=quiet,
                       name=name, metrics=subset, steps=steps,
@@ -146,7 +147,9 @@ def run_cmd(
     missing = result.summary.get("missing_weights") or {}
     for metric, hint in missing.items():
         console.print(f"[yellow]{metric}: weights missing; install with: {hint}[/yellow]")
-    console.print(f"{result.n_jobs} clips ({result.n_cached} already done), results in {result.out / 'results.parquet'}")
+    unit = "videos" if task == "instruction" else "clips"  # instruction: each clip × (instructions + neutral)
+    console.print(f"{result.n_jobs} {unit} ({result.n_cached} already done), results in "
+                  f"{result.out / 'results.parquet'}")
     if subset:
         console.print(f"partial run (metrics {', '.join(subset)}): listed by `bench runs`, never ranked against full "
                       f"runs", markup=False)

@@ -19,10 +19,9 @@ VPIP=".venv/bin/python -m pip"
 # torch first: the CPU wheel on this machine; any other torch pulls gigabytes of CUDA packages.
 .venv/bin/python -c "import torch" 2>/dev/null || $VPIP install -q torch==2.13.0
 # uv installs the project's ~140 packages in parallel, with the versions pip picks (compared: the same freeze list):
-# 35 s here against pip's 146 s, which kept CI over its 10 minutes. Bytecode is compiled here, in parallel, not by
-# three test workers at once. pip stays for the OpenCV and insightface steps.
+# 35 s here against pip's 146 s, which kept CI over its 10 minutes. pip stays for the OpenCV and insightface steps.
 $VPIP install -q "uv==0.13.8"
-.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e ".[dev]"
+.venv/bin/uv pip install -q --python .venv/bin/python -e ".[dev]"
 # One OpenCV build on purpose: scenedetect pulls opencv-python and mediapipe opencv-contrib-python; both write cv2/.
 if $VPIP show -q opencv-python >/dev/null 2>&1 || $VPIP show -q opencv-python-headless >/dev/null 2>&1; then
   $VPIP uninstall -y -q opencv-python opencv-python-headless

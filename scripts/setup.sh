@@ -7,10 +7,14 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(ffmpeg espeak-ng sox opencv-doc chromium)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# The Debian packages download and install in the background while pip and uv fill the venv (they share nothing);
+# the script waits for them, and fails with apt's status, before its last check.
+apt_pid=""
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ( $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ) &
+  apt_pid=$!
 fi
 
 PY=${PYTHON:-python3}
@@ -29,4 +33,16 @@ if $VPIP show -q opencv-python >/dev/null 2>&1 || $VPIP show -q opencv-python-he
 fi
 # insightface 2.1 is pure Python; its own requirements would pull a second OpenCV, and the rest are ours already.
 $VPIP install -q --no-deps "insightface==2.1"
+# Bytecode: uv writes none, and Python writes it at first import, except where PYTHONDONTWRITEBYTECODE is set (it is
+# on this machine): then every Python process compiles its imports again, and the test run starts about 75 of them
+# (three workers, CLI subprocesses, Ray daemons and workers). Measured here: `import ray` 2.2-2.8 CPU-s without
+# bytecode against 0.8 s with it; torch, pandas, scipy, ray, mediapipe and the CLI 16 s against 6 s. So in that case
+# everything is compiled once, now (about 30 s on 2 cores). compileall exits 1 for files written for a newer Python
+# (torch ships py312_intrinsics.py), which Python never imports.
+if [ -n "${PYTHONDONTWRITEBYTECODE:-}" ]; then
+  .venv/bin/python -m compileall -q -j 0 .venv/lib/python3*/site-packages src >/dev/null 2>&1 || true
+fi
+if [ -n "$apt_pid" ] && ! wait "$apt_pid"; then
+  echo "setup: apt-get install ${missing[*]} failed" >&2; exit 1
+fi
 .venv/bin/python -c "import cv2, mediapipe, torch, talkbench; print('talkbench setup ok: torch', torch.__version__, 'opencv', cv2.__version__)"

@@ -32,6 +32,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from itertools import islice
 from typing import Callable
 
 from ..errors import ManifestWriteError
@@ -88,10 +89,10 @@ class Stage:
     funnel: tuple[str | None, str | None] = (None, None)  # report labels of the rows in and out (None: not shown)
     note: Callable[[dict], str] | None = None  # a report sentence from the stage's summary.json
     resources: dict = field(default_factory=dict)  # what one rank of an executor stage needs (Ray task options)
-
-
-def _sorted_by(*keys: str):
-    return lambda run, rows: sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    # An executor stage's output order: each rank's part is sorted by ``key`` and the merge is a k-way merge by it
+    # (the rows a stable sort of the ranks' concatenation gives); ``columns`` are stored as Parquet columns too.
+    key: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -163,26 +164,89 @@ def _embed_steps(run: Run) -> list[Step]:
     return [EmbedStep(run.identity_backend)]
 
 
-def _cluster(run: Run, rows: list[dict]):
+def embedding_columns(rows) -> tuple[list[str], "np.ndarray"]:
+    """(candidate ids sorted, their embeddings as one float64 matrix in that order) from the identity stage's parts,
+    reading only the ``candidate_id`` and ``embedding`` columns (``MergedRows.read_columns``), never the row dicts.
+
+    float64, not float32: the embedders give float64 unit vectors, and clustering float32 copies would change the
+    identity scores in their last digits (the manifests would no longer be byte-identical).
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from ..errors import MediaError
+
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    dims: set[int] = set()
+    for table in rows.read_columns(["candidate_id", "embedding"]):
+        if table.num_rows == 0:
+            continue
+        emb = table.column("embedding").combine_chunks()
+        if emb.null_count:
+            raise MediaError(f"{emb.null_count} candidate(s) reached clustering without an embedding")
+        lengths = pc.list_value_length(emb).to_numpy()
+        dims.update(int(d) for d in np.unique(lengths))
+        if len(dims) != 1:
+            raise MediaError(f"embeddings of different lengths {sorted(dims)}; one identity backend per run")
+        values = emb.flatten().to_numpy(zero_copy_only=False)
+        parts.append(np.asarray(values, dtype=np.float64).reshape(len(emb), -1))
+        ids += table.column("candidate_id").to_pylist()
+    if not ids:
+        return [], np.zeros((0, 0))
+    # The parts are in rank order; the rows go in candidate order (the k-way merge's), filled part by part.
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    where = np.empty(len(ids), dtype=np.int64)
+    where[order] = np.arange(len(ids))
+    matrix = np.empty((len(ids), dims.pop()), dtype=np.float64)
+    start = 0
+    for part in parts:
+        matrix[where[start:start + len(part)]] = part
+        start += len(part)
+    return [ids[i] for i in order], matrix
+
+
+def _cluster(run: Run, rows):
     """``identity.assign_identities`` on columns: the same ids and scores (tests/curation/test_clustering.py), with
-    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size)."""
+    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size).
+
+    From the identity stage's parts (``MergedRows``) the embedding matrix is built from two columns
+    (``embedding_columns``); the rows are then read once, in candidate order, to hand them on with their identity.
+    A plain list of rows (tests, benchmarks) takes the same path through its dicts.
+    """
     import numpy as np
 
-    from .clustering import reject_invalid
+    from .clustering import invalid_rejection, reject_invalid, split_invalid
     from .identity import threshold_for
     from .scale import assign_identities_columns
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
     rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
-    good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+    if hasattr(rows, "read_columns"):
+        cand, matrix = embedding_columns(rows)
+        good_index, bad = split_invalid(matrix) if cand else (np.zeros(0, dtype=np.int64), {})
+        good_ids, good_rows = cand, iter(rows)
+        if bad:
+            bad_ids = {cand[i] for i in bad}
+            by_id = {row["candidate_id"]: row for row in rows if row["candidate_id"] in bad_ids}  # only the bad rows
+            rejections += [invalid_rejection(by_id[cand[i]], bad[i]) for i in sorted(bad)]
+            matrix, good_ids = matrix[good_index], [cand[i] for i in good_index]
+            good_rows = (row for row in rows if row["candidate_id"] not in bad_ids)
+    else:
+        good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+        good_ids = [r["candidate_id"] for r in good]
+        matrix = np.array([r["embedding"] for r in good], dtype=np.float64)
+        good_rows = iter(good)
     identified = []
-    if good:
-        ids, scores = assign_identities_columns([r["candidate_id"] for r in good],
-                                                np.array([r["embedding"] for r in good], dtype=np.float64),
-                                                threshold)
+    if good_ids:
+        ids, scores = assign_identities_columns(good_ids, matrix, threshold)
+        del matrix
+        for i, row in enumerate(good_rows):
+            if row["candidate_id"] != good_ids[i]:
+                raise RuntimeError(f"cluster: row {i} is {row['candidate_id']!r}, expected {good_ids[i]!r}")
+            identified.append({**row, "identity_id": ids[i], "identity_score": float(scores[i])})
         # Grouped by identity (then candidate), the order select_stream reads them in.
-        order = sorted(range(len(good)), key=lambda i: (ids[i], good[i]["candidate_id"]))
-        identified = [{**good[i], "identity_id": ids[i], "identity_score": float(scores[i])} for i in order]
+        identified.sort(key=lambda r: (r["identity_id"], r["candidate_id"]))
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
@@ -198,8 +262,10 @@ STAGE_CHUNK_ROWS = 100_000
 
 
 def _chunks(rows, size: int = STAGE_CHUNK_ROWS):
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+    """Lists of ``size`` rows from any iterable (a list, or an executor stage's lazy ``MergedRows``)."""
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def _select(run: Run, rows: list[dict]):
@@ -250,19 +316,19 @@ STAGES: list[Stage] = [
           resources={"num_cpus": 1, "memory": GiB // 2}),
     Stage("scenes", steps=_scene_steps, prepare=lambda run, videos: segment_rows(videos, run.out_dir),
           resume=lambda run: {"scenes": run.cfg["scenes"], "min_duration": run.cfg["filters"]["min_duration"]},
-          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
+          key=("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
-          finish=_sorted_by("candidate_id"), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
+          key=("candidate_id",), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("filters", steps=_filter_steps, resume=_filter_resume,
-          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters"),
+          key=("candidate_id",), funnel=(None, "passed filters"),
           resources={"num_cpus": 1, "memory": 2 * GiB}),
-    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
+    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"), key=("candidate_id",), columns=("embedding",),
           resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend},
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("cluster", apply=_cluster, note=_cluster_note),
     Stage("select", apply=_select, finish=_with_clip_ids, funnel=(None, "selected")),
-    Stage("export", steps=_export_steps, finish=_sorted_by("clip_id"),
+    Stage("export", steps=_export_steps, key=("clip_id",),
           resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash},
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("split", apply=_split, finish=_write_clips),
@@ -289,7 +355,7 @@ def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
     if stage.steps is not None:
         result = run.executor.run(stage.steps(run), rows, run.stats / stage.name,
                                   config=stage.resume(run) if stage.resume else None, description=stage.name,
-                                  resources=stage.resources)
+                                  resources=stage.resources, key=stage.key, columns=stage.columns)
         out, rejections = result.rows, result.rejections
     else:
         out, rejections, counters = stage.apply(run, rows)

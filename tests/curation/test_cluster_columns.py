@@ -1,0 +1,92 @@
+"""The cluster stage builds its embedding matrix from two columns of the identity stage's parts, never from the row
+dicts, and gives exactly what the row-dict path gives (ids, scores, order, NaN/zero rejections)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from talkbench.curation import stages
+from talkbench.curation.config import CurationConfig
+from talkbench.errors import MediaError
+from talkbench.runtime import Step, make_executor
+from talkbench.runtime import parts
+
+
+class Embed(Step):
+    """Candidate rows with a mixture embedding (3 people), bulky other fields, one NaN and one all-zero embedding."""
+
+    def __init__(self, dim: int = 16):
+        self.dim = dim
+
+    def run(self, rows, rank=0, world_size=1):
+        centres = np.random.default_rng(1).normal(size=(3, self.dim))
+        for row in rows:
+            i = row["i"]
+            v = centres[i % 3] + 0.05 * np.random.default_rng(100 + i).normal(size=self.dim)
+            v = v / np.linalg.norm(v)
+            if i == 7:
+                v[2] = np.nan
+            if i == 11:
+                v = np.zeros(self.dim)
+            yield {"candidate_id": f"src{i % 5}/c{i:03d}", "source_id": f"src{i % 5}",
+                   "samples": [{"frame": f, "box": [f, f + 1, f + 2, f + 3]} for f in range(20)],
+                   "embedding": [float(x) for x in v], "identity_backend": "dlib"}
+
+
+def _identity_output(tmp_path, n=40, dim=16):
+    executor = make_executor("local", quiet=True, tasks=6)
+    return executor.run([Embed(dim)], [{"i": i} for i in range(n)], tmp_path / "identity", key=("candidate_id",),
+                        columns=("embedding",))
+
+
+RUN = SimpleNamespace(identity_backend="dlib", config=CurationConfig())
+
+
+def test_cluster_reads_only_candidate_id_and_embedding(tmp_path, monkeypatch):
+    result = _identity_output(tmp_path)
+    read_columns, decoded = [], []
+    real_read, real_decode = pq.ParquetFile.read, parts._decode
+
+    def spy_read(self, columns=None, **kwargs):
+        read_columns.append(columns)
+        return real_read(self, columns=columns, **kwargs)
+
+    def spy_decode(*args, **kwargs):
+        decoded.append(args[0])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "read", spy_read)
+    monkeypatch.setattr(parts, "_decode", spy_decode)
+    ids, matrix = stages.embedding_columns(result.rows)
+    assert read_columns == [["candidate_id", "embedding"]] * 6 and decoded == []  # no row was decoded
+
+    rows = sorted(list(result.rows), key=lambda r: r["candidate_id"])
+    assert ids == [r["candidate_id"] for r in rows]
+    assert matrix.dtype == np.float64 and matrix.shape == (40, 16)
+    assert np.array_equal(matrix, np.array([r["embedding"] for r in rows]), equal_nan=True)
+
+
+def test_cluster_on_parts_equals_cluster_on_row_dicts(tmp_path):
+    result = _identity_output(tmp_path)
+    from_parts = stages._cluster(RUN, result.rows)
+    from_dicts = stages._cluster(RUN, list(result.rows))
+    assert from_parts == from_dicts
+    identified, rejections, counters = from_parts
+    assert counters["identities"] == 3 and len(identified) == 38
+    assert [(r["item_id"], r["reason"]) for r in rejections] == [("src1/c011", "embedding_zero"),
+                                                                 ("src2/c007", "embedding_nan")]
+    assert [r["identity_id"] for r in identified] == sorted(r["identity_id"] for r in identified)
+
+
+def test_embeddings_of_different_lengths_stop_the_stage(tmp_path):
+    a = make_executor("local", quiet=True, tasks=2).run([Embed(16)], [{"i": i} for i in range(4)], tmp_path / "a",
+                                                        key=("candidate_id",), columns=("embedding",))
+    b = make_executor("local", quiet=True, tasks=2).run([Embed(8)], [{"i": i} for i in range(4, 8)], tmp_path / "b",
+                                                        key=("candidate_id",), columns=("embedding",))
+    mixed = parts.MergedRows([*a.rows.paths, *b.rows.paths], key=("candidate_id",))
+    with pytest.raises(MediaError, match=r"embeddings of different lengths \[8, 16\]"):
+        stages._cluster(RUN, mixed)

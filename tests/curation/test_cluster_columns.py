@@ -69,6 +69,15 @@ def test_cluster_reads_only_candidate_id_and_embedding(tmp_path, monkeypatch):
     assert matrix.dtype == np.float64 and matrix.shape == (40, 16)
     assert np.array_equal(matrix, np.array([r["embedding"] for r in rows]), equal_nan=True)
 
+    # The rows handed on are read without the embedding column.
+    groups = []
+    real_group = pq.ParquetFile.read_row_group
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
+                        lambda self, i, columns=None, **kw: groups.append(columns) or real_group(self, i, columns, **kw))
+    slim = list(result.rows.without("embedding"))
+    assert groups and all(columns == ["_row", "candidate_id"] for columns in groups)
+    assert slim == [{k: v for k, v in r.items() if k != "embedding"} for r in rows]
+
 
 def test_cluster_on_parts_equals_cluster_on_row_dicts(tmp_path):
     result = _identity_output(tmp_path)
@@ -80,6 +89,8 @@ def test_cluster_on_parts_equals_cluster_on_row_dicts(tmp_path):
     assert [(r["item_id"], r["reason"]) for r in rejections] == [("src1/c011", "embedding_zero"),
                                                                  ("src2/c007", "embedding_nan")]
     assert [r["identity_id"] for r in identified] == sorted(r["identity_id"] for r in identified)
+    # handed on without embeddings: nothing after clustering uses them, and they stay in the parts
+    assert all("embedding" not in r and len(r["samples"]) == 20 for r in identified)
 
 
 def test_embeddings_of_different_lengths_stop_the_stage(tmp_path):

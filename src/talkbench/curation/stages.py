@@ -211,8 +211,10 @@ def _cluster(run: Run, rows):
     O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size).
 
     From the identity stage's parts (``MergedRows``) the embedding matrix is built from two columns
-    (``embedding_columns``); the rows are then read once, in candidate order, to hand them on with their identity.
-    A plain list of rows (tests, benchmarks) takes the same path through its dicts.
+    (``embedding_columns``); the rows are then read once more, in candidate order and without their embeddings
+    (their Parquet column is not read), to hand them on with their identity. Nothing after clustering uses the
+    embeddings, so the rows handed on never carry them (n × 128 Python floats at 1M would be ~3 GB); they stay in
+    the identity stage's parts. A plain list of rows (tests, benchmarks) takes the same path through its dicts.
     """
     import numpy as np
 
@@ -225,18 +227,20 @@ def _cluster(run: Run, rows):
     if hasattr(rows, "read_columns"):
         cand, matrix = embedding_columns(rows)
         good_index, bad = split_invalid(matrix) if cand else (np.zeros(0, dtype=np.int64), {})
-        good_ids, good_rows = cand, iter(rows)
+        # the rows once more, without the embeddings (nothing after clustering uses them; they stay in the parts)
+        good_ids, good_rows = cand, iter(rows.without("embedding"))
         if bad:
             bad_ids = {cand[i] for i in bad}
-            by_id = {row["candidate_id"]: row for row in rows if row["candidate_id"] in bad_ids}  # only the bad rows
+            by_id = {row["candidate_id"]: row for row in rows.without("embedding")
+                     if row["candidate_id"] in bad_ids}  # only the bad rows are kept
             rejections += [invalid_rejection(by_id[cand[i]], bad[i]) for i in sorted(bad)]
             matrix, good_ids = matrix[good_index], [cand[i] for i in good_index]
-            good_rows = (row for row in rows if row["candidate_id"] not in bad_ids)
+            good_rows = (row for row in rows.without("embedding") if row["candidate_id"] not in bad_ids)
     else:
         good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
         good_ids = [r["candidate_id"] for r in good]
         matrix = np.array([r["embedding"] for r in good], dtype=np.float64)
-        good_rows = iter(good)
+        good_rows = ({k: v for k, v in row.items() if k != "embedding"} for row in good)
     identified = []
     if good_ids:
         ids, scores = assign_identities_columns(good_ids, matrix, threshold)
@@ -244,7 +248,7 @@ def _cluster(run: Run, rows):
         for i, row in enumerate(good_rows):
             if row["candidate_id"] != good_ids[i]:
                 raise RuntimeError(f"cluster: row {i} is {row['candidate_id']!r}, expected {good_ids[i]!r}")
-            identified.append({**row, "identity_id": ids[i], "identity_score": float(scores[i])})
+            identified.append({**row, "identity_id": ids[i], "identity_score": float(scores[i])})  # no embedding
         # Grouped by identity (then candidate), the order select_stream reads them in.
         identified.sort(key=lambda r: (r["identity_id"], r["candidate_id"]))
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),

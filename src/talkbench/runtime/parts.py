@@ -204,14 +204,19 @@ def _part_info(path: Path, parquet: pq.ParquetFile) -> tuple[list[str], dict]:
     return key, columns
 
 
-def _decode(path: Path, table: pa.Table, columns: dict) -> list[dict]:
+def _decode(path: Path, table: pa.Table, columns: dict, drop: Sequence[str] = ()) -> list[dict]:
     try:
         rows = [json.loads(p, object_hook=from_json) for p in table.column(_ROW).to_pylist()]
     except (TypeError, ValueError, KeyError) as exc:
         raise _bad(path, f"unreadable JSON: {str(exc)[:80]}") from exc
     if not all(isinstance(r, dict) for r in rows):
         raise _bad(path, "rows must be objects")
+    for name in drop:
+        for row in rows:
+            row.pop(name, None)
     for name, spec in columns.items():
+        if name in drop:
+            continue
         values = table.column(name).to_pylist()
         dtype = np.dtype(spec["dtype"]) if spec.get("kind") == "ndarray" else None
         if dtype is not None and dtype.kind not in "biuf":
@@ -247,9 +252,11 @@ class MergedRows:
     Comparing with a list (``==``) reads every row (tests).
     """
 
-    def __init__(self, paths: Iterable[str | os.PathLike], key: Sequence[str] | None = None):
+    def __init__(self, paths: Iterable[str | os.PathLike], key: Sequence[str] | None = None,
+                 drop: Sequence[str] = ()):
         self.paths = [Path(p) for p in paths]
         self.key = tuple(key or ())
+        self.drop = tuple(drop)
         self.max_held = 0
         self._len: int | None = None
         self._decoded = 0
@@ -260,17 +267,22 @@ class MergedRows:
         return self._len
 
     def __repr__(self) -> str:
-        return f"MergedRows({len(self.paths)} parts, key={list(self.key)})"
+        return f"MergedRows({len(self.paths)} parts, key={list(self.key)}, drop={list(self.drop)})"
+
+    def without(self, *names: str) -> "MergedRows":
+        """The same rows without the fields ``names`` (their Parquet columns are not even read)."""
+        return MergedRows(self.paths, self.key, (*self.drop, *names))
 
     def _groups(self, path: Path) -> Iterator[list[dict]]:
         parquet = _open(path)
         _, columns = _part_info(path, parquet)
         n_groups = parquet.num_row_groups
         parquet.close()
+        wanted = [_ROW, *(name for name in columns if name not in self.drop)]
         for i in range(n_groups):
             # reopened per group: a merge over 1,024 parts does not hold 1,024 open files
             with pq.ParquetFile(path) as handle:
-                rows = _decode(path, handle.read_row_group(i), columns)
+                rows = _decode(path, handle.read_row_group(i, columns=wanted), columns, self.drop)
             self._decoded += len(rows)
             yield rows
 

@@ -34,13 +34,16 @@ class Embed(Step):
                 v = np.zeros(self.dim)
             yield {"candidate_id": f"src{i % 5}/c{i:03d}", "source_id": f"src{i % 5}",
                    "samples": [{"frame": f, "box": [f, f + 1, f + 2, f + 3]} for f in range(20)],
-                   "embedding": [float(x) for x in v], "identity_backend": "dlib"}
+                   "embedding": [float(x) for x in v], "identity_backend": "dlib", "start_s": 0.5 * (i % 4),
+                   "end_s": 4.0 + i % 5, "yaw_max": float(i % 30), "pitch_max": 3.0, "roll_max": 2.5,
+                   "sharpness": None if i % 9 == 0 else 100.0 + i}
 
 
 def _identity_output(tmp_path, n=40, dim=16):
     executor = make_executor("local", quiet=True, tasks=6)
-    return executor.run([Embed(dim)], [{"i": i} for i in range(n)], tmp_path / "identity", key=("candidate_id",),
-                        columns=("embedding",))
+    identity = next(s for s in stages.STAGES if s.name == "identity")  # the stage's own key and columns
+    return executor.run([Embed(dim)], [{"i": i} for i in range(n)], tmp_path / "identity", key=identity.key,
+                        columns=identity.columns)
 
 
 RUN = SimpleNamespace(identity_backend="dlib", config=CurationConfig())
@@ -75,22 +78,38 @@ def test_cluster_reads_only_candidate_id_and_embedding(tmp_path, monkeypatch):
     monkeypatch.setattr(pq.ParquetFile, "read_row_group",
                         lambda self, i, columns=None, **kw: groups.append(columns) or real_group(self, i, columns, **kw))
     slim = list(result.rows.without("embedding"))
-    assert groups and all(columns == ["_row", "candidate_id"] for columns in groups)
+    assert groups and all("embedding" not in columns and "_row" in columns for columns in groups)
     assert slim == [{k: v for k, v in r.items() if k != "embedding"} for r in rows]
 
 
-def test_cluster_on_parts_equals_cluster_on_row_dicts(tmp_path):
+def test_cluster_then_select_on_parts_equals_the_row_dict_path(tmp_path, monkeypatch):
+    """From the parts, cluster decodes no row's JSON but the two bad ones (for their rejections) and hands on slim
+    rows; select then decodes only the kept clips. Ids, scores, selected rows and rejections equal the dict path's."""
     result = _identity_output(tmp_path)
-    from_parts = stages._cluster(RUN, result.rows)
-    from_dicts = stages._cluster(RUN, list(result.rows))
-    assert from_parts == from_dicts
-    identified, rejections, counters = from_parts
-    assert counters["identities"] == 3 and len(identified) == 38
+    decoded = []
+    real_decode = parts._decode
+    monkeypatch.setattr(parts, "_decode", lambda path, table, *a: decoded.append(table.num_rows)
+                        or real_decode(path, table, *a))
+    on_parts = SimpleNamespace(**vars(RUN))
+    identified, rejections, counters = stages._cluster(on_parts, result.rows)
+    assert sum(decoded) == 2  # the NaN and the all-zero embedding's rows, for their rejection rows
     assert [(r["item_id"], r["reason"]) for r in rejections] == [("src1/c011", "embedding_zero"),
                                                                  ("src2/c007", "embedding_nan")]
-    assert [r["identity_id"] for r in identified] == sorted(r["identity_id"] for r in identified)
+    assert counters["identities"] == 3 and len(identified) == 38
+    assert set(identified[0]) == {"candidate_id", *stages.SELECT_COLUMNS, "identity_id", "identity_score"}
+    selected, select_rejections, _ = stages._select(on_parts, identified)
+    assert sum(decoded) == 2 + len(selected) == 2 + 9  # 3 clips kept per identity, only their rows decoded
+    monkeypatch.setattr(parts, "_decode", real_decode)
+
+    on_dicts = SimpleNamespace(**vars(RUN))
+    identified_d, rejections_d, counters_d = stages._cluster(on_dicts, list(result.rows))
+    assert (rejections, counters) == (rejections_d, counters_d)
+    assert [(r["candidate_id"], r["identity_id"], r["identity_score"]) for r in identified] == [
+        (r["candidate_id"], r["identity_id"], r["identity_score"]) for r in identified_d]
     # handed on without embeddings: nothing after clustering uses them, and they stay in the parts
-    assert all("embedding" not in r and len(r["samples"]) == 20 for r in identified)
+    assert all("embedding" not in r and len(r["samples"]) == 20 for r in identified_d)
+    assert (selected, select_rejections) == stages._select(on_dicts, identified_d)[:2]
+    assert all(len(r["samples"]) == 20 and "embedding" not in r for r in selected)
 
 
 def test_embeddings_of_different_lengths_stop_the_stage(tmp_path):
@@ -100,4 +119,4 @@ def test_embeddings_of_different_lengths_stop_the_stage(tmp_path):
                                                         key=("candidate_id",), columns=("embedding",))
     mixed = parts.MergedRows([*a.rows.paths, *b.rows.paths], key=("candidate_id",))
     with pytest.raises(MediaError, match=r"embeddings of different lengths \[8, 16\]"):
-        stages._cluster(RUN, mixed)
+        stages._cluster(SimpleNamespace(**vars(RUN)), mixed)

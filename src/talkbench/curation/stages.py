@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from itertools import islice
+from pathlib import Path
 from typing import Callable
 
 from ..errors import ManifestWriteError
@@ -41,6 +41,7 @@ from ..runtime import Executor, Step
 from .clip_pipeline import clip_id_for, clip_row, segment_rows
 from .config import PIPELINE_VERSION, CurationConfig
 from .download import OutputWriteError
+from .select import SELECT_COLUMNS
 
 
 @dataclass
@@ -55,6 +56,9 @@ class Run:
     # each intermediate list of candidates alive to the end of the run (several copies of n rows).
     outputs: dict[str, list[dict]] = field(default_factory=dict)
     keep: tuple[str, ...] = ("acquire",)
+    # Set by ``cluster`` when it hands on slim rows (the select columns): the identity stage's rows, from which
+    # ``select`` reads the whole rows of the clips it keeps.
+    full_rows: object = None
 
     @cached_property
     def cfg(self) -> dict:
@@ -206,15 +210,26 @@ def embedding_columns(rows) -> tuple[list[str], "np.ndarray"]:
     return [ids[i] for i in order], matrix
 
 
+def slim_rows(rows) -> list[dict]:
+    """The identity stage's rows as ``candidate_id`` + ``select.SELECT_COLUMNS`` only, in candidate order, read as
+    columns (a part that keeps one of them in its JSON is decoded for it)."""
+    from .select import SELECT_COLUMNS
+
+    slim = [row for table in rows.read_columns(["candidate_id", *SELECT_COLUMNS]) for row in table.to_pylist()]
+    slim.sort(key=lambda r: r["candidate_id"])
+    return slim
+
+
 def _cluster(run: Run, rows):
     """``identity.assign_identities`` on columns: the same ids and scores (tests/curation/test_clustering.py), with
     O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size).
 
     From the identity stage's parts (``MergedRows``) the embedding matrix is built from two columns
-    (``embedding_columns``); the rows are then read once more, in candidate order and without their embeddings
-    (their Parquet column is not read), to hand them on with their identity. Nothing after clustering uses the
-    embeddings, so the rows handed on never carry them (n × 128 Python floats at 1M would be ~3 GB); they stay in
-    the identity stage's parts. A plain list of rows (tests, benchmarks) takes the same path through its dicts.
+    (``embedding_columns``), and the rows handed on are slim: ``candidate_id``, the columns selection reads
+    (``select.SELECT_COLUMNS``, also Parquet columns of the parts) and the identity — no row's JSON is decoded.
+    ``select`` then reads the whole rows of the clips it keeps from the parts (``run.full_rows``), without their
+    embeddings: nothing after clustering uses them (n × 128 Python floats at 1M would be ~3 GB). A plain list of
+    rows (tests, benchmarks) takes the row-dict path and hands on whole rows (without embeddings).
     """
     import numpy as np
 
@@ -227,15 +242,15 @@ def _cluster(run: Run, rows):
     if hasattr(rows, "read_columns"):
         cand, matrix = embedding_columns(rows)
         good_index, bad = split_invalid(matrix) if cand else (np.zeros(0, dtype=np.int64), {})
-        # the rows once more, without the embeddings (nothing after clustering uses them; they stay in the parts)
-        good_ids, good_rows = cand, iter(rows.without("embedding"))
+        good_ids, bad_ids = cand, set()
         if bad:
             bad_ids = {cand[i] for i in bad}
-            by_id = {row["candidate_id"]: row for row in rows.without("embedding")
-                     if row["candidate_id"] in bad_ids}  # only the bad rows are kept
+            by_id = {row["candidate_id"]: row for row in rows.pick("candidate_id", bad_ids)}  # only the bad rows
             rejections += [invalid_rejection(by_id[cand[i]], bad[i]) for i in sorted(bad)]
             matrix, good_ids = matrix[good_index], [cand[i] for i in good_index]
-            good_rows = (row for row in rows.without("embedding") if row["candidate_id"] not in bad_ids)
+        # Slim rows (the columns selection reads) in candidate order; select reads the kept clips' whole rows.
+        good_rows = (row for row in slim_rows(rows) if row["candidate_id"] not in bad_ids)
+        run.full_rows = rows.without("embedding")
     else:
         good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
         good_ids = [r["candidate_id"] for r in good]
@@ -283,6 +298,11 @@ def _select(run: Run, rows: list[dict]):
     for chosen, rejected in select_stream(_chunks(rows), run.config.select):
         selected += chosen
         rejections += rejected
+    full = getattr(run, "full_rows", None)
+    if full is not None:  # cluster handed on slim rows: the kept clips' whole rows, with their identity
+        whole = {r["candidate_id"]: r for r in full.pick("candidate_id", {r["candidate_id"] for r in selected})}
+        selected = [{**whole[r["candidate_id"]], "identity_id": r["identity_id"],
+                     "identity_score": r["identity_score"]} for r in selected]
     return selected, rejections, {"identities": len({r["identity_id"] for r in selected})}
 
 
@@ -327,7 +347,8 @@ STAGES: list[Stage] = [
     Stage("filters", steps=_filter_steps, resume=_filter_resume,
           key=("candidate_id",), funnel=(None, "passed filters"),
           resources={"num_cpus": 1, "memory": 2 * GiB}),
-    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"), key=("candidate_id",), columns=("embedding",),
+    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"), key=("candidate_id",),
+          columns=("embedding", *SELECT_COLUMNS),
           resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend},
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("cluster", apply=_cluster, note=_cluster_note),

@@ -90,8 +90,8 @@ def sort_key(names: Sequence[str]):
 def _typed_column(values: list) -> tuple[pa.Array, dict] | None:
     """``values`` (None where a row has no value) as one Arrow array that reads back exactly, or None."""
     present = [v for v in values if v is not None]
-    if not present:
-        return None
+    if not present:  # absent or None in every row: a column of nulls (the rows keep their own None or absence)
+        return pa.nulls(len(values)), {"kind": "arrow"}
     arrays = [v for v in present if isinstance(v, np.ndarray)]
     if arrays:
         dtype = arrays[0].dtype
@@ -306,6 +306,28 @@ class MergedRows:
         return NotImplemented
 
     __hash__ = None
+
+    def pick(self, column: str, values: set) -> Iterator[dict]:
+        """The rows whose ``column`` is in ``values``, in rank order (not merged). Where ``column`` is a Parquet
+        column only those rows' JSON is decoded; the others are never turned into dicts."""
+        for path in self.paths:
+            parquet = _open(path)
+            _, columns = _part_info(path, parquet)
+            n_groups = parquet.num_row_groups
+            parquet.close()
+            wanted = [_ROW, *(name for name in columns if name not in self.drop)]
+            for i in range(n_groups):
+                with pq.ParquetFile(path) as handle:
+                    if column in columns:
+                        keys = handle.read_row_group(i, columns=[column]).column(column).to_pylist()
+                        mask = [k in values for k in keys]
+                        if not any(mask):
+                            continue
+                        table = handle.read_row_group(i, columns=wanted).filter(pa.array(mask))
+                        yield from _decode(path, table, columns, self.drop)
+                    else:
+                        rows = _decode(path, handle.read_row_group(i, columns=wanted), columns, self.drop)
+                        yield from (row for row in rows if row.get(column) in values)
 
     def read_columns(self, names: Sequence[str]) -> Iterator[pa.Table]:
         """Only ``names``, one table per part in rank order (not merged: sort by the key when order matters). A

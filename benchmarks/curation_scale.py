@@ -241,9 +241,12 @@ def _identity_stage(n: int, folder: Path):
     from talkbench.runtime import make_executor
 
     executor = make_executor("local", quiet=True)
-    options = {"key": ("candidate_id",), "columns": ("embedding",)}
-    if "key" not in inspect.signature(executor.run).parameters:  # an older source tree (--src)
-        options = {}
+    options = {}
+    if "key" in inspect.signature(executor.run).parameters:  # not in an older source tree (--src)
+        from talkbench.curation.stages import STAGES
+
+        identity = next(stage for stage in STAGES if stage.name == "identity")
+        options = {"key": identity.key, "columns": identity.columns}
     return executor.run([_candidate_step(n)], _videos(n), folder / "identity", config={"bench": n}, **options)
 
 

@@ -7,13 +7,15 @@
 
 A :class:`Stage` either runs steps on the executor (``steps``, with ``resume`` naming the configuration its completed
 ranks depend on, under ``DIR/stats/<name>/``) or runs in process (``apply``: clustering, selection and the split,
-the global stages). ``cluster`` clusters on columns (the candidate ids and the embedding matrix, not the row dicts)
-and hands its rows on grouped by identity; ``select`` reads them one identity at a time (``select.select_stream``);
-``split`` labels one chunk at a time once the identity ids are known (``split.split_stream``); manifests over
-``MANIFEST_CHUNK_ROWS`` rows are written by an external sort (``manifests.stream.write_table_sorted``). The lists
-passed between stages are still whole (see docs/scale.md). Rows are sorted by id between stages so ranks, resume
-markers and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and
-out.
+the global stages). An executor stage's output stays in its rank part files, each sorted by the stage's ``key``;
+the next stage gets the lazy k-way merge of them (``runtime.MergedRows``), so rows arrive sorted by id between
+stages and ranks, resume markers and manifests do not depend on the executor. ``cluster`` reads the candidate ids
+and the embedding matrix as columns of the identity parts (never the row dicts) and hands on slim rows (the columns
+selection reads) grouped by identity; ``select`` reads them one identity at a time (``select.select_stream``) and
+then the whole rows of the clips it keeps from the parts; ``split`` labels one chunk at a time once the identity ids
+are known (``split.split_stream``); manifests over ``MANIFEST_CHUNK_ROWS`` rows are written by an external sort
+(``manifests.stream.write_table_sorted``). What is still a list in the driver: docs/scale.md, "Not done".
+``funnel`` gives the report's labels for a stage's rows in and out.
 
 Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
 

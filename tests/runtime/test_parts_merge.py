@@ -154,3 +154,18 @@ def test_merge_peak_memory_is_a_fraction_of_the_list(tmp_path):
     assert [r["candidate_id"] for r in whole] == sorted(f"c{k:06d}" for k in range(n))
     assert merged.max_held <= 6 * 200
     assert streaming_peak < 0.25 * list_peak, (streaming_peak, list_peak)
+
+
+def test_columns_that_do_not_round_trip_stay_in_the_json_and_are_still_read(tmp_path):
+    """A named column with ints and floats mixed stays in each row's JSON; read_columns and pick decode it there."""
+    rows = [{"id": f"r{i}", "v": i if i % 2 else i + 0.5, "w": float(i)} for i in range(6)]
+    write_part(tmp_path / "00000.parquet", rows[:3], key=("id",), columns=("v", "w"))
+    write_part(tmp_path / "00001.parquet", rows[3:], key=("id",), columns=("v", "w"))
+    assert set(pq.read_schema(tmp_path / "00000.parquet").names) == {"_row", "id", "w"}
+    merged = MergedRows([tmp_path / "00000.parquet", tmp_path / "00001.parquet"], key=("id",))
+    tables = list(merged.read_columns(["id", "v", "w"]))
+    assert [v for t in tables for v in t.column("v").to_pylist()] == [r["v"] for r in rows]
+    assert [type(r["v"]) for r in merged] == [float, int] * 3  # the rows keep their own types
+    assert list(merged.pick("id", {"r1", "r4"})) == [rows[1], rows[4]]
+    assert list(merged.pick("v", {1, 3})) == [rows[1], rows[3]]  # v is not a Parquet column: rows are decoded
+    assert list(merged.without("w")) == [{"id": r["id"], "v": r["v"]} for r in rows]

@@ -331,7 +331,8 @@ class MergedRows:
 
     def read_columns(self, names: Sequence[str]) -> Iterator[pa.Table]:
         """Only ``names``, one table per part in rank order (not merged: sort by the key when order matters). A
-        column a part keeps inside its JSON is decoded from there for that part."""
+        column a part keeps inside its JSON is decoded from there for that part (as one Arrow column: ints mixed
+        with floats read as floats there; the rows themselves keep their types)."""
         for path in self.paths:
             parquet = _open(path)
             _, columns = _part_info(path, parquet)

@@ -75,8 +75,8 @@ def test_cluster_reads_only_candidate_id_and_embedding(tmp_path, monkeypatch):
     # The rows handed on are read without the embedding column.
     groups = []
     real_group = pq.ParquetFile.read_row_group
-    monkeypatch.setattr(pq.ParquetFile, "read_row_group",
-                        lambda self, i, columns=None, **kw: groups.append(columns) or real_group(self, i, columns, **kw))
+    monkeypatch.setattr(pq.ParquetFile, "read_row_group", lambda self, i, columns=None, **kw:
+                        groups.append(columns) or real_group(self, i, columns, **kw))
     slim = list(result.rows.without("embedding"))
     assert groups and all("embedding" not in columns and "_row" in columns for columns in groups)
     assert slim == [{k: v for k, v in r.items() if k != "embedding"} for r in rows]

@@ -75,7 +75,8 @@ def test_merge_equals_the_old_concatenation_sorted_by_key(tmp_path):
 
 
 def test_planning_hashes_stream_and_equal_the_list_hashes():
-    rows = [{"id": i, "v": np.arange(3) * i, "s": "é" * i, "f": i / 3, "n": None, "l": [1, {"b": 2}]} for i in range(17)]
+    rows = [{"id": i, "v": np.arange(3) * i, "s": "é" * i, "f": i / 3, "n": None, "l": [1, {"b": 2}]}
+            for i in range(17)]
     total, per_rank, n = plan_hashes(iter(rows), 4)
     assert n == 17 and total == stable_hash(rows)
     assert per_rank == [stable_hash(rows[r::4]) for r in range(4)]

@@ -215,8 +215,6 @@ def embedding_columns(rows) -> tuple[list[str], "np.ndarray"]:
 def slim_rows(rows) -> list[dict]:
     """The identity stage's rows as ``candidate_id`` + ``select.SELECT_COLUMNS`` only, in candidate order, read as
     columns (a part that keeps one of them in its JSON is decoded for it)."""
-    from .select import SELECT_COLUMNS
-
     slim = [row for table in rows.read_columns(["candidate_id", *SELECT_COLUMNS]) for row in table.to_pylist()]
     slim.sort(key=lambda r: r["candidate_id"])
     return slim

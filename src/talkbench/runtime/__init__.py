@@ -5,5 +5,5 @@ from .executors import EXECUTORS, make_executor
 from .parts import MergedRows
 from .step import Filter, Step, StepContext
 
-__all__ = ["EXECUTORS", "Executor", "Filter", "LocalExecutor", "MergedRows", "StageResult", "Step", "StepContext", "make_executor",
-           "run_rank", "stable_hash"]
+__all__ = ["EXECUTORS", "Executor", "Filter", "LocalExecutor", "MergedRows", "StageResult", "Step", "StepContext",
+           "make_executor", "run_rank", "stable_hash"]

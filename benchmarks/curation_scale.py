@@ -22,6 +22,14 @@ exponent of the total time fitted over the sizes run (log time vs log n).
     python benchmarks/curation_scale.py --sizes 10000 100000 1000000
     python benchmarks/curation_scale.py --exact-check 20000   # k-NN graph vs exact linkage, same embeddings
     python benchmarks/curation_scale.py --spread v1           # the first calibration
+    python benchmarks/curation_scale.py --merge 100000        # the driver between identity and cluster (below)
+
+``--merge N``: the driver's side of the per-video → global boundary. N synthetic candidate rows shaped like the real
+identity stage's (45 fields, 12 face samples, a 128-d float64 embedding; ~7 per video) are written by the executor
+as rank parts (one rank per video, 1,024 ranks), then, each in a fresh process, the driver merges them and runs the
+``cluster`` and ``select`` stages: ``stream`` (the stage's lazy k-way merge, the embedding matrix read from two
+columns, rows handed on without embeddings) against ``lists`` (every row read into one list of dicts first, as the
+executor's merge did before). ``--src DIR`` runs it on another source tree (e.g. an older checkout: its ``lists``).
 
 The load average (1-minute, from os.getloadavg) is printed before and after each size: on a shared machine wall
 time depends on it, CPU seconds much less.
@@ -42,7 +50,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+SRC = sys.argv[sys.argv.index("--src") + 1] if "--src" in sys.argv else str(ROOT / "src")
+sys.path.insert(0, SRC)
 
 THRESHOLD = 0.07  # identity.DEFAULT_THRESHOLDS["dlib"]
 CHUNK = 100_000
@@ -173,6 +182,123 @@ def run_one(n: int, seed: int = 0, spread: str = "dlib") -> dict:
             "nprobe": stats.nprobe, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)], "spread": spread}
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# --merge: the driver between the identity stage (per video, on the executor) and the global stages
+# ----------------------------------------------------------------------------------------------------------------
+
+PER_VIDEO = 7
+
+
+def _videos(n: int) -> list[dict]:
+    v = max(1, n // PER_VIDEO)
+    return [{"video": i, "first": i * n // v, "stop": (i + 1) * n // v} for i in range(v)]
+
+
+def _candidate_step(n: int):
+    from talkbench.runtime import Step
+
+    class CandidateRows(Step):
+        """One video → its candidates as the identity stage outputs them (fields of a real demo row)."""
+
+        def run(self, rows, rank=0, world_size=1):
+            from talkbench.curation.scale import synthetic_candidates
+
+            if getattr(self, "_lazy_emb", None) is None:
+                self._lazy_emb = synthetic_candidates(n, seed=0).embeddings
+            for video in rows:
+                for i in range(video["first"], video["stop"]):
+                    e = np.asarray(self._lazy_emb[i], dtype=np.float64)
+                    e = e / np.linalg.norm(e)
+                    k = i - video["first"]
+                    src = f"v{video['video']:06d}"
+                    yield {"source_id": src, "segment_index": 0, "path": f"media/normalised/{src}/0.mp4",
+                           "abs_path": f"/data/run/media/normalised/{src}/0.mp4", "fps": 25.0, "n_frames": 250,
+                           "has_audio": True, "source_label": "speaker", "width": 1280, "height": 720,
+                           "segment_start": 0.0, "out_dir": "/data/run", "shot_index": k, "shot_start_frame": 0,
+                           "shot_end_frame": 250, "n_shots": PER_VIDEO, "candidate_id": f"{src}/0/{k}/0",
+                           "track_id": 0, "start_frame": 0, "end_frame": 200, "start_s": 0.0, "end_s": 8.0,
+                           "frame_width": 1280, "frame_height": 720,
+                           "samples": [{"frame": f * 16, "box": [321.05 + f, 208.23, 648.43, 535.6], "score": 0.91,
+                                        "landmarks5": [[421.43 + f, 312.4], [540.1, 310.2], [480.0, 380.5],
+                                                       [430.2, 440.1], [530.7, 438.9]]} for f in range(12)],
+                           "crop_x0": 157, "crop_y0": 41, "crop_size": 652, "crop_margin": 0.4,
+                           "crop_padded": False, "face_size_median": 325.3, "face_size_min": 313.8,
+                           "face_size_max": 331.9, "second_face_ratio": 0.0, "sharpness": 175.0 + i % 97,
+                           "yaw_max": float(i % 13), "yaw_mean": 0.78, "pitch_max": 11.9, "pitch_mean": 10.7,
+                           "roll_max": 6.4, "roll_mean": 2.5, "detector_backend": "mediapipe",
+                           "detector_model": "blazeface_full_range_sparse+face_mesh_468",
+                           "embedding": [float(x) for x in e], "identity_backend": "dlib",
+                           "identity_model": "dlib_face_recognition_resnet_model_v1"}
+
+    CandidateRows.__qualname__ = CandidateRows.__name__ = "CandidateRows"
+    return CandidateRows()
+
+
+def _identity_stage(n: int, folder: Path):
+    """The identity stage's result: runs the ranks the first time, only merges afterwards."""
+    import inspect
+
+    from talkbench.runtime import make_executor
+
+    executor = make_executor("local", quiet=True)
+    options = {}
+    if "key" in inspect.signature(executor.run).parameters:  # not in an older source tree (--src)
+        from talkbench.curation.stages import STAGES
+
+        identity = next(stage for stage in STAGES if stage.name == "identity")
+        options = {"key": identity.key, "columns": identity.columns}
+    return executor.run([_candidate_step(n)], _videos(n), folder / "identity", config={"bench": n}, **options)
+
+
+def merge_driver(n: int, folder: Path, mode: str) -> dict:
+    """In a fresh process: merge the identity stage, then cluster and select, as the pipeline's driver does."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from talkbench.curation import stages
+    from talkbench.curation.config import CurationConfig
+
+    run = SimpleNamespace(identity_backend="dlib", config=CurationConfig())
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = _identity_stage(n, folder)
+    rows = list(result.rows) if mode == "lists" else result.rows
+    merged_at = time.perf_counter() - t0
+    identified, rejections, counters = stages._cluster(run, rows)
+    clustered_at = time.perf_counter() - t0
+    digest = hashlib.sha256(json.dumps([(r["candidate_id"], r["identity_id"], r["identity_score"])
+                                        for r in identified]).encode()).hexdigest()[:16]
+    selected, _, _ = stages._select(run, identified)
+    return {"n": n, "mode": mode, "src": SRC, "skipped_ranks": result.skipped_ranks,
+            "merge_s": round(merged_at, 1), "cluster_s": round(clustered_at - merged_at, 1),
+            "total_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
+            "identities": counters["identities"], "selected": len(selected), "clusters_sha256": digest,
+            "base_rss_gib": round(base, 3),
+            "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3),
+            "load": [round(load0, 1), round(os.getloadavg()[0], 1)]}
+
+
+def merge_bench(n: int, folder: Path, modes: list[str], timeout: float) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    src = ["--src", SRC] if SRC != str(ROOT / "src") else []
+    subprocess.run([sys.executable, __file__, "--merge-make", str(n), "--dir", str(folder), *src], check=True,
+                   timeout=timeout)
+    print(f"identity stage parts for {n:,} candidates written in {time.perf_counter() - t0:.1f} s "
+          f"({sum(p.stat().st_size for p in (folder / 'identity' / 'output').iterdir()) / 2**20:.0f} MiB)")
+    print("| n | driver | merge s | cluster s | total s | CPU s | RSS after imports | peak RSS | identities | "
+          "selected | clusters sha256 | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for mode in modes:
+        proc = subprocess.run([sys.executable, __file__, "--merge-driver", str(n), "--dir", str(folder), "--mode", mode,
+                               *src], capture_output=True, text=True, timeout=timeout, check=True)
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"| {n:,} | {mode} | {r['merge_s']} | {r['cluster_s']} | {r['total_s']} | {r['cpu_s']} | "
+              f"{r['base_rss_gib']:.2f} GiB | {r['peak_rss_gib']:.2f} GiB | {r['identities']:,} | {r['selected']:,} | "
+              f"{r['clusters_sha256']} | {r['load'][0]} / {r['load'][1]} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -182,7 +308,28 @@ def main() -> None:
     ap.add_argument("--spread", choices=["dlib", "v1"], default="dlib",
                     help="embedding spread: dlib (measured bulk, default) or v1 (the first, tail-only calibration)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--merge", type=int, metavar="N", help="only the driver between identity and cluster at N rows")
+    ap.add_argument("--modes", nargs="+", choices=["stream", "lists"], default=["lists", "stream"])
+    ap.add_argument("--dir", help="folder for --merge's stage outputs (default: a temporary one)")
+    ap.add_argument("--src", help="source tree to import talkbench from (default: this checkout's src)")
+    ap.add_argument("--merge-make", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--merge-driver", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--mode", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.merge_make:
+        result = _identity_stage(args.merge_make, Path(args.dir))
+        print(f"ranks skipped: {result.skipped_ranks}", file=sys.stderr)
+        return
+    if args.merge_driver:
+        print(json.dumps(merge_driver(args.merge_driver, Path(args.dir), args.mode)))
+        return
+    if args.merge:
+        if args.dir:
+            merge_bench(args.merge, Path(args.dir), args.modes, args.timeout)
+        else:
+            with tempfile.TemporaryDirectory(prefix="talkbench-merge-") as folder:
+                merge_bench(args.merge, Path(folder), args.modes, args.timeout)
+        return
     if args.exact_check:
         exact_check(args.exact_check, spread=args.spread)
         return

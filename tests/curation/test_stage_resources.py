@@ -14,7 +14,7 @@ class CapturingExecutor(Executor):
         super().__init__()
         self.seen: list[tuple[str, dict | None]] = []
 
-    def run(self, steps, rows, logging_dir, *, config=None, description="", resources=None):
+    def run(self, steps, rows, logging_dir, *, config=None, description="", resources=None, key=(), columns=()):
         self.seen.append((description, resources))
         return StageResult([], [], {})
 

@@ -11,7 +11,11 @@ import pytest
 import numpy as np
 
 from talkbench.errors import MissingDependencyError, StepOutputError
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from talkbench.runtime import Filter, Step, make_executor
+from talkbench.runtime.parts import read_part, read_rejections
 
 
 class Square(Step):
@@ -81,8 +85,10 @@ def test_per_rank_files_and_completion_markers(tmp_path):
     assert sorted(p.name for p in (d / "completions").iterdir()) == [f"{r:05d}" for r in range(4)]
     stats = json.loads((d / "00001.json").read_text())
     assert (stats["rank"], stats["world_size"], stats["rows_in"]) == (1, 4, 3)  # rows[1::4]
-    shard = json.loads((d / "output" / "00001.json").read_text())
-    assert [r["id"] for r in shard["rows"]] == [i for i in (1, 5, 9) if _rows()[i]["x"] % 2 == 0]
+    shard = read_part(d / "output" / "00001.parquet")
+    assert [r["id"] for r in shard] == [i for i in (1, 5, 9) if _rows()[i]["x"] % 2 == 0]
+    assert [r["item_id"] for r in read_rejections(d / "output" / "00001.rejections.parquet")] == [
+        f"r{i}" for i in (1, 5, 9) if _rows()[i]["x"] % 2]
     assert json.loads((d / "summary.json").read_text()) == result.stats
     assert json.loads((d / "stage.json").read_text())["world_size"] == 4
 
@@ -157,7 +163,7 @@ class Marker:
         return open, (self.path, "w")
 
 
-@pytest.mark.parametrize("name", ["00000.pkl", "00000.json"])
+@pytest.mark.parametrize("name", ["00000.pkl", "00000.parquet"])
 def test_a_planted_pickle_is_refused_with_one_line_and_never_run(tmp_path, name):
     first = _run(tmp_path, "s", 1, tasks=2)
     marker = tmp_path / "pwned"
@@ -166,11 +172,11 @@ def test_a_planted_pickle_is_refused_with_one_line_and_never_run(tmp_path, name)
         _run(tmp_path, "s", 1, tasks=2)
     message = str(info.value)
     assert "\n" not in message and name in message
-    assert ("pickled step outputs are refused" if name.endswith(".pkl") else "not a talkbench step output") in message
+    assert ("pickled step outputs are refused" if name.endswith(".pkl") else "unreadable Parquet") in message
     assert not marker.exists()
     # The saved output is data: once the planted file is gone, the same run merges the same rows again.
     (tmp_path / "s" / "output" / name).unlink()
-    if name.endswith(".json"):
+    if name.endswith(".parquet"):
         (tmp_path / "s" / "completions" / "00000").unlink()
     assert _run(tmp_path, "s", 1, tasks=2).rows == first.rows
     assert not marker.exists()
@@ -178,11 +184,13 @@ def test_a_planted_pickle_is_refused_with_one_line_and_never_run(tmp_path, name)
 
 def test_outputs_are_validated_on_read(tmp_path):
     _run(tmp_path, "s", 1, tasks=2)
-    path = tmp_path / "s" / "output" / "00001.json"
-    payload = json.loads(path.read_text())
-    payload["rejections"] = [{"stage": "x"}]
-    path.write_text(json.dumps(payload))
+    path = tmp_path / "s" / "output" / "00001.rejections.parquet"
+    pq.write_table(pa.table({"stage": ["x"]}).replace_schema_metadata(pq.read_schema(path).metadata), path)
     with pytest.raises(StepOutputError, match="rejections must be objects with the keys"):
+        _run(tmp_path, "s", 1, tasks=2)
+    path = tmp_path / "s" / "output" / "00000.parquet"
+    pq.write_table(pa.table({"_row": ["[1]"]}), path)  # no talkbench metadata: refused before any row is read
+    with pytest.raises(StepOutputError, match="not a talkbench step output"):
         _run(tmp_path, "s", 1, tasks=2)
 
 
@@ -219,7 +227,7 @@ def test_curate_refuses_a_planted_pickle_in_its_run_folder_with_one_line(tmp_pat
     assert main(args) == 1  # every source failed: a non-zero exit (issue 11.11), the run folder is still written
     assert "no usable video" in capsys.readouterr().err
     output = tmp_path / "out" / "stats" / "acquire" / "output"
-    assert sorted(p.name for p in output.iterdir()) == ["00000.json"]
+    assert sorted(p.name for p in output.iterdir()) == ["00000.parquet", "00000.rejections.parquet"]
     marker = tmp_path / "pwned"
     (output / "00000.pkl").write_bytes(pickle.dumps(Marker(marker)))
     capsys.readouterr()

@@ -421,8 +421,6 @@ def reject_invalid(rows: list[dict], rejections: list | None, stage: str = "clus
 
     Without a ``rejections`` list a bad embedding is an error (``MediaError``), never a silent drop.
     """
-    import json
-
     from ..errors import MediaError
 
     if not rows:
@@ -437,9 +435,14 @@ def reject_invalid(rows: list[dict], rejections: list | None, stage: str = "clus
         first = rows[min(bad)]["candidate_id"]
         raise MediaError(f"{len(bad)} candidate(s) have an unusable embedding ({bad[min(bad)]}), first {first!r}; "
                          "pass a rejections list to record them")
-    for i in sorted(bad):
-        row = rows[i]
-        rejections.append({"stage": stage, "item_id": str(row["candidate_id"]), "source_id": row.get("source_id"),
-                           "reason": bad[i], "value": None, "threshold": None,
-                           "detail": json.dumps({"backend": row.get("identity_backend")}, sort_keys=True)})
+    rejections += [invalid_rejection(rows[i], bad[i], stage) for i in sorted(bad)]
     return [rows[i] for i in good]
+
+
+def invalid_rejection(row: dict, reason: str, stage: str = "cluster") -> dict:
+    """The rejection row of a candidate whose embedding cannot be clustered."""
+    import json
+
+    return {"stage": stage, "item_id": str(row["candidate_id"]), "source_id": row.get("source_id"),
+            "reason": reason, "value": None, "threshold": None,
+            "detail": json.dumps({"backend": row.get("identity_backend")}, sort_keys=True)}

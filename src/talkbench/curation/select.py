@@ -19,6 +19,11 @@ import numpy as np
 from .config import SelectConfig
 
 
+# The fields selection reads (with candidate_id and identity_id): the cluster stage hands on only these, read as
+# columns from the identity stage's parts, and the select stage reads the whole rows of the clips it keeps.
+SELECT_COLUMNS = ("source_id", "start_s", "end_s", "yaw_max", "pitch_max", "roll_max", "sharpness")
+
+
 def quality(row: dict, sharpness_ref: float | None) -> float:
     """A positive weight: duration × frontalness × relative sharpness (each in a bounded range)."""
     duration = max(0.0, float(row["end_s"]) - float(row["start_s"]))

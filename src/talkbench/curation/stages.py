@@ -7,13 +7,15 @@
 
 A :class:`Stage` either runs steps on the executor (``steps``, with ``resume`` naming the configuration its completed
 ranks depend on, under ``DIR/stats/<name>/``) or runs in process (``apply``: clustering, selection and the split,
-the global stages). ``cluster`` clusters on columns (the candidate ids and the embedding matrix, not the row dicts)
-and hands its rows on grouped by identity; ``select`` reads them one identity at a time (``select.select_stream``);
-``split`` labels one chunk at a time once the identity ids are known (``split.split_stream``); manifests over
-``MANIFEST_CHUNK_ROWS`` rows are written by an external sort (``manifests.stream.write_table_sorted``). The lists
-passed between stages are still whole (see docs/scale.md). Rows are sorted by id between stages so ranks, resume
-markers and manifests do not depend on the executor. ``funnel`` gives the report's labels for a stage's rows in and
-out.
+the global stages). An executor stage's output stays in its rank part files, each sorted by the stage's ``key``;
+the next stage gets the lazy k-way merge of them (``runtime.MergedRows``), so rows arrive sorted by id between
+stages and ranks, resume markers and manifests do not depend on the executor. ``cluster`` reads the candidate ids
+and the embedding matrix as columns of the identity parts (never the row dicts) and hands on slim rows (the columns
+selection reads) grouped by identity; ``select`` reads them one identity at a time (``select.select_stream``) and
+then the whole rows of the clips it keeps from the parts; ``split`` labels one chunk at a time once the identity ids
+are known (``split.split_stream``); manifests over ``MANIFEST_CHUNK_ROWS`` rows are written by an external sort
+(``manifests.stream.write_table_sorted``). What is still a list in the driver: docs/scale.md, "Not done".
+``funnel`` gives the report's labels for a stage's rows in and out.
 
 Adding a stage is one function (or Step) plus one ``Stage(...)`` entry here.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +43,7 @@ from ..runtime import Executor, Step
 from .clip_pipeline import clip_id_for, clip_row, segment_rows
 from .config import PIPELINE_VERSION, CurationConfig
 from .download import OutputWriteError
+from .select import SELECT_COLUMNS
 
 
 @dataclass
@@ -54,6 +58,9 @@ class Run:
     # each intermediate list of candidates alive to the end of the run (several copies of n rows).
     outputs: dict[str, list[dict]] = field(default_factory=dict)
     keep: tuple[str, ...] = ("acquire",)
+    # Set by ``cluster`` when it hands on slim rows (the select columns): the identity stage's rows, from which
+    # ``select`` reads the whole rows of the clips it keeps.
+    full_rows: object = None
 
     @cached_property
     def cfg(self) -> dict:
@@ -88,10 +95,10 @@ class Stage:
     funnel: tuple[str | None, str | None] = (None, None)  # report labels of the rows in and out (None: not shown)
     note: Callable[[dict], str] | None = None  # a report sentence from the stage's summary.json
     resources: dict = field(default_factory=dict)  # what one rank of an executor stage needs (Ray task options)
-
-
-def _sorted_by(*keys: str):
-    return lambda run, rows: sorted(rows, key=lambda r: tuple(r[k] for k in keys))
+    # An executor stage's output order: each rank's part is sorted by ``key`` and the merge is a k-way merge by it
+    # (the rows a stable sort of the ranks' concatenation gives); ``columns`` are stored as Parquet columns too.
+    key: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -163,26 +170,102 @@ def _embed_steps(run: Run) -> list[Step]:
     return [EmbedStep(run.identity_backend)]
 
 
-def _cluster(run: Run, rows: list[dict]):
+def embedding_columns(rows) -> tuple[list[str], "np.ndarray"]:
+    """(candidate ids sorted, their embeddings as one float64 matrix in that order) from the identity stage's parts,
+    reading only the ``candidate_id`` and ``embedding`` columns (``MergedRows.read_columns``), never the row dicts.
+
+    float64, not float32: the embedders give float64 unit vectors, and clustering float32 copies would change the
+    identity scores in their last digits (the manifests would no longer be byte-identical).
+    """
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from ..errors import MediaError
+
+    ids: list[str] = []
+    parts: list[np.ndarray] = []
+    dims: set[int] = set()
+    for table in rows.read_columns(["candidate_id", "embedding"]):
+        if table.num_rows == 0:
+            continue
+        emb = table.column("embedding").combine_chunks()
+        if emb.null_count:
+            raise MediaError(f"{emb.null_count} candidate(s) reached clustering without an embedding")
+        lengths = pc.list_value_length(emb).to_numpy()
+        dims.update(int(d) for d in np.unique(lengths))
+        if len(dims) != 1:
+            raise MediaError(f"embeddings of different lengths {sorted(dims)}; one identity backend per run")
+        values = emb.flatten().to_numpy(zero_copy_only=False)
+        parts.append(np.asarray(values, dtype=np.float64).reshape(len(emb), -1))
+        ids += table.column("candidate_id").to_pylist()
+    if not ids:
+        return [], np.zeros((0, 0))
+    # The parts are in rank order; the rows go in candidate order (the k-way merge's), filled part by part.
+    order = sorted(range(len(ids)), key=ids.__getitem__)
+    where = np.empty(len(ids), dtype=np.int64)
+    where[order] = np.arange(len(ids))
+    matrix = np.empty((len(ids), dims.pop()), dtype=np.float64)
+    start = 0
+    for part in parts:
+        matrix[where[start:start + len(part)]] = part
+        start += len(part)
+    return [ids[i] for i in order], matrix
+
+
+def slim_rows(rows) -> list[dict]:
+    """The identity stage's rows as ``candidate_id`` + ``select.SELECT_COLUMNS`` only, in candidate order, read as
+    columns (a part that keeps one of them in its JSON is decoded for it)."""
+    slim = [row for table in rows.read_columns(["candidate_id", *SELECT_COLUMNS]) for row in table.to_pylist()]
+    slim.sort(key=lambda r: r["candidate_id"])
+    return slim
+
+
+def _cluster(run: Run, rows):
     """``identity.assign_identities`` on columns: the same ids and scores (tests/curation/test_clustering.py), with
-    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size)."""
+    O(n) bookkeeping instead of one pass over the rows per identity (6k identities × 1M rows at VoxCeleb2 size).
+
+    From the identity stage's parts (``MergedRows``) the embedding matrix is built from two columns
+    (``embedding_columns``), and the rows handed on are slim: ``candidate_id``, the columns selection reads
+    (``select.SELECT_COLUMNS``, also Parquet columns of the parts) and the identity — no row's JSON is decoded.
+    ``select`` then reads the whole rows of the clips it keeps from the parts (``run.full_rows``), without their
+    embeddings: nothing after clustering uses them (n × 128 Python floats at 1M would be ~3 GB). A plain list of
+    rows (tests, benchmarks) takes the row-dict path and hands on whole rows (without embeddings).
+    """
     import numpy as np
 
-    from .clustering import reject_invalid
+    from .clustering import invalid_rejection, reject_invalid, split_invalid
     from .identity import threshold_for
     from .scale import assign_identities_columns
 
     threshold = threshold_for(run.identity_backend, run.config.identity.threshold)
     rejections: list[dict] = []  # NaN/zero embeddings (a corrupt crop) are recorded, never clustered
-    good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+    if hasattr(rows, "read_columns"):
+        cand, matrix = embedding_columns(rows)
+        good_index, bad = split_invalid(matrix) if cand else (np.zeros(0, dtype=np.int64), {})
+        good_ids, bad_ids = cand, set()
+        if bad:
+            bad_ids = {cand[i] for i in bad}
+            by_id = {row["candidate_id"]: row for row in rows.pick("candidate_id", bad_ids)}  # only the bad rows
+            rejections += [invalid_rejection(by_id[cand[i]], bad[i]) for i in sorted(bad)]
+            matrix, good_ids = matrix[good_index], [cand[i] for i in good_index]
+        # Slim rows (the columns selection reads) in candidate order; select reads the kept clips' whole rows.
+        good_rows = (row for row in slim_rows(rows) if row["candidate_id"] not in bad_ids)
+        run.full_rows = rows.without("embedding")
+    else:
+        good = reject_invalid(sorted(rows, key=lambda r: r["candidate_id"]), rejections)
+        good_ids = [r["candidate_id"] for r in good]
+        matrix = np.array([r["embedding"] for r in good], dtype=np.float64)
+        good_rows = ({k: v for k, v in row.items() if k != "embedding"} for row in good)
     identified = []
-    if good:
-        ids, scores = assign_identities_columns([r["candidate_id"] for r in good],
-                                                np.array([r["embedding"] for r in good], dtype=np.float64),
-                                                threshold)
+    if good_ids:
+        ids, scores = assign_identities_columns(good_ids, matrix, threshold)
+        del matrix
+        for i, row in enumerate(good_rows):
+            if row["candidate_id"] != good_ids[i]:
+                raise RuntimeError(f"cluster: row {i} is {row['candidate_id']!r}, expected {good_ids[i]!r}")
+            identified.append({**row, "identity_id": ids[i], "identity_score": float(scores[i])})  # no embedding
         # Grouped by identity (then candidate), the order select_stream reads them in.
-        order = sorted(range(len(good)), key=lambda i: (ids[i], good[i]["candidate_id"]))
-        identified = [{**good[i], "identity_id": ids[i], "identity_score": float(scores[i])} for i in order]
+        identified.sort(key=lambda r: (r["identity_id"], r["candidate_id"]))
     return identified, rejections, {"identities": len({r["identity_id"] for r in identified}),
                             "threshold_x1000": int(round(threshold * 1000))}
 
@@ -198,8 +281,10 @@ STAGE_CHUNK_ROWS = 100_000
 
 
 def _chunks(rows, size: int = STAGE_CHUNK_ROWS):
-    for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+    """Lists of ``size`` rows from any iterable (a list, or an executor stage's lazy ``MergedRows``)."""
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
 
 
 def _select(run: Run, rows: list[dict]):
@@ -213,6 +298,11 @@ def _select(run: Run, rows: list[dict]):
     for chosen, rejected in select_stream(_chunks(rows), run.config.select):
         selected += chosen
         rejections += rejected
+    full = getattr(run, "full_rows", None)
+    if full is not None:  # cluster handed on slim rows: the kept clips' whole rows, with their identity
+        whole = {r["candidate_id"]: r for r in full.pick("candidate_id", {r["candidate_id"] for r in selected})}
+        selected = [{**whole[r["candidate_id"]], "identity_id": r["identity_id"],
+                     "identity_score": r["identity_score"]} for r in selected]
     return selected, rejections, {"identities": len({r["identity_id"] for r in selected})}
 
 
@@ -250,19 +340,20 @@ STAGES: list[Stage] = [
           resources={"num_cpus": 1, "memory": GiB // 2}),
     Stage("scenes", steps=_scene_steps, prepare=lambda run, videos: segment_rows(videos, run.out_dir),
           resume=lambda run: {"scenes": run.cfg["scenes"], "min_duration": run.cfg["filters"]["min_duration"]},
-          finish=_sorted_by("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
+          key=("source_id", "segment_index", "shot_index"), funnel=("segments", "shots"),
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("faces", steps=_face_steps, resume=lambda run: {"faces": run.cfg["faces"]},
-          finish=_sorted_by("candidate_id"), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
+          key=("candidate_id",), funnel=(None, "tracks"), resources={"num_cpus": 1, "memory": 2 * GiB}),
     Stage("filters", steps=_filter_steps, resume=_filter_resume,
-          finish=_sorted_by("candidate_id"), funnel=(None, "passed filters"),
+          key=("candidate_id",), funnel=(None, "passed filters"),
           resources={"num_cpus": 1, "memory": 2 * GiB}),
-    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"),
+    Stage("identity", steps=_embed_steps, funnel=(None, "embedded"), key=("candidate_id",),
+          columns=("embedding", *SELECT_COLUMNS),
           resume=lambda run: {"identity": run.cfg["identity"], "backend": run.identity_backend},
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("cluster", apply=_cluster, note=_cluster_note),
     Stage("select", apply=_select, finish=_with_clip_ids, funnel=(None, "selected")),
-    Stage("export", steps=_export_steps, finish=_sorted_by("clip_id"),
+    Stage("export", steps=_export_steps, key=("clip_id",),
           resume=lambda run: {"export": run.cfg["export"], "config_hash": run.config_hash},
           resources={"num_cpus": 1, "memory": GiB}),
     Stage("split", apply=_split, finish=_write_clips),
@@ -289,7 +380,7 @@ def run_stage(stage: Stage, run: Run, rows: list[dict]) -> list[dict]:
     if stage.steps is not None:
         result = run.executor.run(stage.steps(run), rows, run.stats / stage.name,
                                   config=stage.resume(run) if stage.resume else None, description=stage.name,
-                                  resources=stage.resources)
+                                  resources=stage.resources, key=stage.key, columns=stage.columns)
         out, rejections = result.rows, result.rejections
     else:
         out, rejections, counters = stage.apply(run, rows)

@@ -6,10 +6,14 @@ Layout of ``logging_dir`` (one folder per stage):
                            or world size restarts the stage, a changed shard reruns only that rank
     {rank:05d}.json        per-rank stats: rows in/out, drops by reason, seconds per step
     completions/{rank:05d} written atomically after the rank's output; completed ranks are skipped on rerun
-    output/{rank:05d}.json the rank's output rows and rejections (JSON: data that cannot run code, validated on read)
+    output/{rank:05d}.parquet             the rank's output rows, sorted by the stage's key (``parts.py``: each row
+                                          as JSON, data that cannot run code, plus the key and named columns)
+    output/{rank:05d}.rejections.parquet  the rank's dropped rows with their reasons
 
-Rank ``r`` of ``world_size`` gets ``rows[r::world_size]``. Outputs are merged in rank order and the caller sorts
-them by key before writing a manifest, so the result does not depend on the executor or the number of workers.
+Rank ``r`` of ``world_size`` gets ``rows[r::world_size]``. The outputs stay in storage: ``merge`` returns a lazy
+k-way merge of the parts by the stage's key (``parts.MergedRows``, about one row group per part in memory), the
+rows a stable sort of the rank-order concatenation gives, so the result does not depend on the executor or the
+number of workers. Without a key the merge is the rank-order concatenation, read a part at a time.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 
 from ..errors import StepOutputError
 from ..manifests.io import atomic_write_text
+from .parts import PART_FORMAT, MergedRows, iter_rejections, write_part, write_rejections
 from .step import Step, StepContext
 
 MAX_TASKS = 1024
@@ -33,7 +38,7 @@ MAX_TASKS = 1024
 
 @dataclass
 class StageResult:
-    rows: list[dict]
+    rows: MergedRows | list[dict]  # lazy: iterate it (more than once), or list() it
     rejections: list[dict]
     stats: dict = field(default_factory=dict)
     skipped_ranks: int = 0
@@ -43,76 +48,52 @@ def stable_hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Rank outputs: JSON, never pickle. A run folder can come from anywhere, and loading a pickle runs code.
-# ----------------------------------------------------------------------------------------------------------------
-
-OUTPUT_FORMAT = "talkbench-step-output/1"
-_ARRAY_TAG = "__ndarray__"
-_REJECTION_KEYS = {"stage", "item_id", "source_id", "reason", "value", "threshold", "detail"}
-
-
-def _plain(value):
-    """A JSON-ready copy of a row value: numpy scalars become Python numbers, arrays a tagged list."""
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, dict):
-        bad = [k for k in value if not isinstance(k, str)]
-        if bad:
-            raise TypeError(f"step output keys must be strings, got {bad[0]!r}")
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return {_ARRAY_TAG: {"dtype": value.dtype.str, "shape": list(value.shape), "data": value.ravel().tolist()}}
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"step output values must be JSON data or numeric arrays, got {type(value).__name__}")
-
-
-def _from_json(obj: dict):
-    if _ARRAY_TAG not in obj:
-        return obj
-    spec = obj[_ARRAY_TAG]
-    dtype = np.dtype(spec["dtype"])
-    if dtype.kind not in "biuf":
-        raise ValueError(f"array dtype {spec['dtype']!r} is not numeric")
-    return np.asarray(spec["data"], dtype=dtype).reshape(spec["shape"])
-
-
-def write_output(path: Path, rows: list[dict], rejections: list[dict]) -> None:
-    payload = {"format": OUTPUT_FORMAT, "rows": _plain(rows), "rejections": _plain(rejections)}
-    atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
-
-
-def read_output(path: Path) -> tuple[list[dict], list[dict]]:
-    """A rank's (rows, rejections), checked against the format; anything else is refused with one line."""
-    def bad(why: str) -> StepOutputError:
-        return StepOutputError(f"{path}: not a talkbench step output ({why}); delete {path.parent.parent} and rerun")
-
-    try:
-        payload = json.loads(path.read_bytes(), object_hook=_from_json)
-    except FileNotFoundError as exc:
-        raise bad("missing") from exc
-    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-        raise bad(f"unreadable JSON: {str(exc)[:80]}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != OUTPUT_FORMAT:
-        raise bad(f"expected format {OUTPUT_FORMAT!r}")
-    rows, rejections = payload.get("rows"), payload.get("rejections")
-    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-        raise bad("rows must be a list of objects")
-    if not isinstance(rejections, list) or not all(isinstance(r, dict) and set(r) == _REJECTION_KEYS
-                                                   for r in rejections):
-        raise bad(f"rejections must be objects with the keys {sorted(_REJECTION_KEYS)}")
-    return rows, rejections
-
-
 def refuse_pickles(logging_dir: Path) -> None:
     """Earlier versions wrote ``output/*.pkl``; such a file is never loaded (it could run code), and the stage stops."""
     found = sorted((logging_dir / "output").glob("*.pkl")) if (logging_dir / "output").is_dir() else []
     if found:
         raise StepOutputError(f"{found[0]}: pickled step outputs are refused (loading one can run code); "
                               f"delete {logging_dir} and rerun")
+
+
+def part_path(logging_dir: Path, rank: int) -> Path:
+    return Path(logging_dir) / "output" / f"{rank:05d}.parquet"
+
+
+def rejections_path(logging_dir: Path, rank: int) -> Path:
+    return Path(logging_dir) / "output" / f"{rank:05d}.rejections.parquet"
+
+
+def plan_hashes(rows: Iterable[dict], world_size: int) -> tuple[str, list[str], int]:
+    """``stable_hash(rows)`` and ``stable_hash(rows[r::world_size])`` for every rank, in one pass over ``rows``
+    (an iterable: nothing is kept), and the number of rows. The same digests as hashing the lists."""
+    total = hashlib.sha256(b"[")
+    per_rank = [hashlib.sha256(b"[") for _ in range(world_size)]
+    seen = [0] * world_size
+    n = 0
+    for n, row in enumerate(rows, 1):
+        text = json.dumps(row, sort_keys=True, default=str).encode()
+        total.update(b", " + text if n > 1 else text)
+        r = (n - 1) % world_size
+        per_rank[r].update(b", " + text if seen[r] else text)
+        seen[r] += 1
+    total.update(b"]")
+    for h in per_rank:
+        h.update(b"]")
+    return total.hexdigest(), [h.hexdigest() for h in per_rank], n
+
+
+def shards_for(rows: Iterable[dict], world_size: int, ranks: Sequence[int]) -> dict[int, list[dict]]:
+    """``{r: rows[r::world_size]}`` for ``ranks`` only, in one pass over ``rows``."""
+    wanted = set(ranks)
+    shards: dict[int, list[dict]] = {r: [] for r in ranks}
+    if not wanted:
+        return shards
+    for i, row in enumerate(rows):
+        r = i % world_size
+        if r in wanted:
+            shards[r].append(row)
+    return shards
 
 
 def _counted(rows: Iterable[dict], ctx: StepContext, clock: list) -> Iterator[dict]:
@@ -130,8 +111,10 @@ def _counted(rows: Iterable[dict], ctx: StepContext, clock: list) -> Iterator[di
         yield row
 
 
-def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int, logging_dir: str) -> dict:
-    """Run every step over one shard and persist its output, stats and completion marker. Module-level so it pickles."""
+def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int, logging_dir: str,
+             key: Sequence[str] | None = None, columns: Sequence[str] = ()) -> dict:
+    """Run every step over one shard and persist its output (a part file sorted by ``key``, ``columns`` stored as
+    Parquet columns), stats and completion marker. Module-level so it pickles."""
     logging_dir = Path(logging_dir)
     started = time.perf_counter()
     contexts = []
@@ -166,7 +149,8 @@ def run_rank(steps: Sequence[Step], rows: list[dict], rank: int, world_size: int
         # a step may leave a short note for the progress bar (bench: the clip's first metric)
         "note": next((c.note for c in reversed(contexts) if getattr(c, "note", None)), None),
     }
-    write_output(logging_dir / "output" / f"{rank:05d}.json", out, rejections)
+    write_part(part_path(logging_dir, rank), out, key=key, columns=columns)
+    write_rejections(rejections_path(logging_dir, rank), rejections)
     atomic_write_text(logging_dir / f"{rank:05d}.json", json.dumps(stats, indent=1, sort_keys=True))
     atomic_write_text(logging_dir / "completions" / f"{rank:05d}", "done\n")
     return stats
@@ -186,18 +170,31 @@ class Executor:
         # One rank per row (capped) makes resume fine-grained and does not depend on the worker count.
         return max(1, min(n_rows, self.tasks or MAX_TASKS))
 
-    def run(self, steps: Sequence[Step], rows: list[dict], logging_dir: str | Path, *, config: dict | None = None,
-            description: str = "", resources: dict | None = None) -> StageResult:
+    def run(self, steps: Sequence[Step], rows: Iterable[dict], logging_dir: str | Path, *, config: dict | None = None,
+            description: str = "", resources: dict | None = None, key: Sequence[str] | None = None,
+            columns: Sequence[str] = ()) -> StageResult:
         """Run the pending ranks and merge. ``resources``: what one rank of this stage needs (``num_cpus``,
-        ``num_gpus``, ``memory`` in bytes); executors that schedule tasks (Ray) ask for it, the local one ignores it."""
+        ``num_gpus``, ``memory`` in bytes); executors that schedule tasks (Ray) ask for it, the local one ignores it.
+
+        ``rows``: a list, or any iterable with ``len`` that can be iterated twice (a previous stage's ``MergedRows``):
+        one pass hashes the ranks' inputs, a second collects the rows of the ranks that still have to run, so a
+        rerun of a finished stage holds no rows. ``key``: the columns the output is sorted by (the merge is a k-way
+        merge of the parts by it; rank order without one). ``columns``: columns to store as Parquet columns besides
+        the key ones, for ``MergedRows.read_columns``.
+        """
         logging_dir = Path(logging_dir)
         refuse_pickles(logging_dir)
+        if not hasattr(rows, "__len__"):
+            rows = list(rows)
         world_size = self.world_size_for(len(rows))
+        input_hash, rank_hashes, _ = plan_hashes(rows, world_size)
+        key, columns = list(key or ()), list(columns or ())
         plan = {
             "world_size": world_size,
-            "input_hash": stable_hash(rows),
+            "input_hash": input_hash,
             "config_hash": stable_hash(config if config is not None else [type(s).__name__ for s in steps]),
-            "rank_hashes": [stable_hash(rows[r::world_size]) for r in range(world_size)],
+            "rank_hashes": rank_hashes,
+            "output": {"format": PART_FORMAT, "key": key, "columns": columns},
         }
         stage_file = logging_dir / "stage.json"
         if stage_file.exists():
@@ -208,6 +205,7 @@ class Executor:
             if previous != plan:
                 same_layout = (isinstance(previous, dict) and previous.get("world_size") == world_size
                                and previous.get("config_hash") == plan["config_hash"]
+                               and previous.get("output") == plan["output"]
                                and len(previous.get("rank_hashes") or []) == world_size)
                 # Same config and world size: only the ranks whose input rows changed are stale. Otherwise the old
                 # ranks describe another job.
@@ -217,11 +215,12 @@ class Executor:
         logging_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(stage_file, json.dumps(plan, sort_keys=True))
         pending = [r for r in range(world_size) if not (logging_dir / "completions" / f"{r:05d}").exists()]
-        shards = {r: rows[r::world_size] for r in pending}
         if pending:
+            shards = shards_for(rows, world_size, pending)
             self.run_ranks(steps, shards, world_size, logging_dir, description or logging_dir.name,
-                           resources=resources)
-        return self.merge(logging_dir, world_size, skipped=world_size - len(pending))
+                           resources=resources, key=key, columns=columns)
+            del shards
+        return self.merge(logging_dir, world_size, skipped=world_size - len(pending), key=key)
 
     @staticmethod
     def _forget(logging_dir: Path, ranks: list[int] | None) -> None:
@@ -233,21 +232,24 @@ class Executor:
                 f.unlink()
             return
         for r in ranks:
-            for f in (logging_dir / "completions" / f"{r:05d}", logging_dir / "output" / f"{r:05d}.json",
-                      logging_dir / f"{r:05d}.json"):
+            for f in (logging_dir / "completions" / f"{r:05d}", part_path(logging_dir, r),
+                      rejections_path(logging_dir, r), logging_dir / f"{r:05d}.json"):
                 f.unlink(missing_ok=True)
 
     def run_ranks(self, steps, shards: dict[int, list[dict]], world_size: int, logging_dir: Path, description: str,
-                  resources: dict | None = None):
+                  resources: dict | None = None, key: Sequence[str] | None = None, columns: Sequence[str] = ()):
         raise NotImplementedError
 
-    def merge(self, logging_dir: Path, world_size: int, skipped: int = 0) -> StageResult:
-        rows, rejections, per_rank = [], [], []
-        for rank in range(world_size):
-            rank_rows, rank_rejections = read_output(logging_dir / "output" / f"{rank:05d}.json")
-            rows.extend(rank_rows)
-            rejections.extend(rank_rejections)
-            per_rank.append(json.loads((logging_dir / f"{rank:05d}.json").read_text()))
+    def merge(self, logging_dir: Path, world_size: int, skipped: int = 0,
+              key: Sequence[str] | None = None) -> StageResult:
+        """The stage's rows as a lazy merge over the rank parts (:class:`MergedRows`: about one row group per part
+        in memory), its rejections (a list, read rank by rank) and summed stats. Every part's footer and format is
+        checked here, so a foreign file stops the stage before any row is used."""
+        logging_dir = Path(logging_dir)
+        rows = MergedRows([part_path(logging_dir, r) for r in range(world_size)], key=key)
+        len(rows)  # opens every part: format and footer checked now
+        rejections = list(iter_rejections(rejections_path(logging_dir, r) for r in range(world_size)))
+        per_rank = [json.loads((logging_dir / f"{rank:05d}.json").read_text()) for rank in range(world_size)]
         stats = summarise_stats(per_rank)
         atomic_write_text(logging_dir / "summary.json", json.dumps(stats, indent=1, sort_keys=True))
         return StageResult(rows, rejections, stats, skipped)
@@ -294,18 +296,18 @@ class LocalExecutor(Executor):
 
     name = "local"
 
-    def run_ranks(self, steps, shards, world_size, logging_dir, description, resources=None):
+    def run_ranks(self, steps, shards, world_size, logging_dir, description, resources=None, key=None, columns=()):
         with self.progress(len(shards), description) as bar:
             if self.workers == 1:
                 for rank, shard in shards.items():
-                    _advance(bar, run_rank(steps, shard, rank, world_size, str(logging_dir)))
+                    _advance(bar, run_rank(steps, shard, rank, world_size, str(logging_dir), key, columns))
                 return
             import multiprocessing as mp
             from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
             # spawn, not fork: torch, onnxruntime and mediapipe hold threads that fork would copy in a bad state.
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn")) as pool:
-                futures = [pool.submit(run_rank, steps, shard, rank, world_size, str(logging_dir))
+                futures = [pool.submit(run_rank, steps, shard, rank, world_size, str(logging_dir), key, columns)
                            for rank, shard in shards.items()]
                 not_done = set(futures)
                 while not_done:

@@ -64,7 +64,7 @@ class RayExecutor(Executor):
         self.max_retries = int(max_retries)
         require("ray", "pip install 'talkbench[ray]'")
 
-    def run_ranks(self, steps, shards, world_size, logging_dir, description, resources=None):
+    def run_ranks(self, steps, shards, world_size, logging_dir, description, resources=None, key=None, columns=()):
         import ray
 
         if not ray.is_initialized():
@@ -83,7 +83,8 @@ class RayExecutor(Executor):
         check_feasible(options, ray.cluster_resources(), description)
         remote = ray.remote(run_rank).options(**options)
         steps_ref = ray.put(list(steps))
-        refs = [remote.remote(steps_ref, shard, rank, world_size, str(logging_dir)) for rank, shard in shards.items()]
+        refs = [remote.remote(steps_ref, shard, rank, world_size, str(logging_dir), key, columns)
+                for rank, shard in shards.items()]
         with self.progress(len(refs), description) as bar:
             pending = refs
             while pending:

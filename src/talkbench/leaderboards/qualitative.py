@@ -61,7 +61,11 @@ document.querySelectorAll('tr.clip-row').forEach(row => {
   // the method's video (the one with sound) leads: a seek moves the others, and drift over 0.1 s is corrected
   const vs = videos(row), lead = row.querySelector('video.lead') || vs[0];
   const rest = vs.filter(v => v !== lead);
-  lead.addEventListener('seeked', () => rest.forEach(v => { v.currentTime = lead.currentTime; }));
+  // 'seeking' fires as soon as the lead is asked to move (its currentTime is already the target), so the others start
+  // at once instead of after the lead's decode; 'seeked' repeats it in case the lead moved again meanwhile
+  const follow = () => rest.forEach(v => { if (v.currentTime !== lead.currentTime) v.currentTime = lead.currentTime; });
+  lead.addEventListener('seeking', follow);
+  lead.addEventListener('seeked', follow);
   lead.addEventListener('timeupdate', () => rest.forEach(v => {
     if (!lead.paused && Math.abs(v.currentTime - lead.currentTime) > 0.1) v.currentTime = lead.currentTime; }));
   lead.addEventListener('ended', () => { vs.forEach(v => { v.pause(); v.currentTime = 0; }); setState(row, false); });

@@ -273,12 +273,16 @@ class MergedRows:
         """The same rows without the fields ``names`` (their Parquet columns are not even read)."""
         return MergedRows(self.paths, self.key, (*self.drop, *names))
 
-    def _groups(self, path: Path) -> Iterator[list[dict]]:
+    def _layout(self, path: Path) -> tuple[list[str], int, list[str]]:
+        """A part's named columns, its row-group count and the columns to read (the JSON plus those not dropped)."""
         parquet = _open(path)
         _, columns = _part_info(path, parquet)
         n_groups = parquet.num_row_groups
         parquet.close()
-        wanted = [_ROW, *(name for name in columns if name not in self.drop)]
+        return columns, n_groups, [_ROW, *(name for name in columns if name not in self.drop)]
+
+    def _groups(self, path: Path) -> Iterator[list[dict]]:
+        columns, n_groups, wanted = self._layout(path)
         for i in range(n_groups):
             # reopened per group: a merge over 1,024 parts does not hold 1,024 open files
             with pq.ParquetFile(path) as handle:
@@ -311,11 +315,7 @@ class MergedRows:
         """The rows whose ``column`` is in ``values``, in rank order (not merged). Where ``column`` is a Parquet
         column only those rows' JSON is decoded; the others are never turned into dicts."""
         for path in self.paths:
-            parquet = _open(path)
-            _, columns = _part_info(path, parquet)
-            n_groups = parquet.num_row_groups
-            parquet.close()
-            wanted = [_ROW, *(name for name in columns if name not in self.drop)]
+            columns, n_groups, wanted = self._layout(path)
             for i in range(n_groups):
                 with pq.ParquetFile(path) as handle:
                     if column in columns:

@@ -30,7 +30,7 @@ RECIPE = {
     "stage1": {"preset": "tiny-mouth", "max_steps": 600, "batch_size": 4, "lr": 2e-3, "perceptual": "none-l1-pyramid",
                "near_pairs": 0.5, "seed": 0, "weights": {"gan": 0.0, "aam": 0.0, "triplet": 0.0, "club": 0.0,
                                                          "mouth": 30.0}},
-    "stage2": {"preset": "tiny-talk", "window": 50, "max_steps": 300, "batch_size": 8, "lr": 1e-3, "mouth_weight": 1.0,
+    "stage2": {"preset": "tiny-talk", "window": 50, "max_steps": 600, "batch_size": 8, "lr": 1e-3, "mouth_weight": 5.0,
                "seed": 0},
 }
 KEEP = {"motion": ("ema", "cfg", "step", "manifest_sha"),
@@ -48,10 +48,24 @@ def keep_inference_weights(src: Path, dst: Path) -> str:
     return sha256_file(dst)
 
 
-def build(out: Path, data: Path | None = None, work: Path | None = None, recipe: dict = RECIPE) -> dict:
-    """Train both stages into ``out`` (stage1.pt, a2m.pt, recipe.json) and return the recipe record."""
+def build(out: Path, data: Path | None = None, work: Path | None = None, recipe: dict = RECIPE,
+          threads: int = 1) -> dict:
+    """Train both stages into ``out`` (stage1.pt, a2m.pt, recipe.json) with ``threads`` torch threads (restored
+    afterwards) and return the recipe record."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _build(out, data, work, recipe)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _build(out: Path, data: Path | None, work: Path | None, recipe: dict) -> dict:
+    import torch
+
     from talkbench.cli.main import main as talkbench
-    from talkbench.media import sha256_file
     from talkbench.models.data import manifest_sha256
     from talkbench.models.train_motion import LossWeights, TrainConfig
     from talkbench.models.train_motion import main as train_motion
@@ -87,10 +101,8 @@ def build(out: Path, data: Path | None = None, work: Path | None = None, recipe:
     assert talkbench(stage2_cmd) == 0
     t3 = time.perf_counter()
     a2m_sha = keep_inference_weights(work / "a2m" / "last.pt", out / "a2m.pt")
-    import torch
-
     record = {"recipe": recipe, "stage1_sha256": stage1_sha, "a2m_sha256": a2m_sha,
-              "manifest_sha256": manifest_sha256(manifest), "clips_sha256": sha256_file(manifest),
+              "manifest_sha256": manifest_sha256(manifest),
               "stage2_command": "talkbench " + " ".join(stage2_cmd),
               "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
               "seconds": {"stage1": round(t1 - t0, 1), "extract": round(t2 - t1, 1), "stage2": round(t3 - t2, 1)}}
@@ -103,14 +115,12 @@ def _cli(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for stage1.pt, a2m.pt, recipe.json")
     p.add_argument("--data", type=Path, help="an already curated demo (DATA with clips.parquet); default: curate one")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new temporary folder, removed at the end)")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (recorded)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; 1 is the fastest on a busy "
+                                                          "2-core box)")
     a = p.parse_args(argv)
-    import torch
-
-    torch.set_num_threads(a.threads)
     work = a.work or Path(tempfile.mkdtemp(prefix="speech-learning-"))
     try:
-        record = build(a.out, a.data, work)
+        record = build(a.out, a.data, work, threads=a.threads)
     finally:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -36,7 +36,8 @@ class EpsDenoiser(nn.Module):
         # x_norm = (x - data_mean) / data_scale; set from training data so x₀ clipping to [-1, 1] is meaningful.
         self.register_buffer("data_mean", torch.zeros(dim))
         self.register_buffer("data_scale", torch.ones(dim))
-        # Optional stretch of one direction u of the normalised space by a gain g (``fit_stretch``): x ↦ x + (g−1)(x·u)u.
+        # Optional stretch of one direction u of the normalised space by a gain g (``fit_stretch``):
+        # x ↦ x + (g−1)(x·u)u.
         # A direction that carries a small but conditioned part of the data (the mouth of motion codes dominated by
         # head motion) otherwise sits below the noise at every step but the last few, so the network never learns it.
         self.stretched = stretch

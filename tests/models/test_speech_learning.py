@@ -196,8 +196,8 @@ def test_rendered_mouth_follows_held_out_speech(demo_curated):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TALKBENCH_RUN_SLOW"), reason="re-trains both stages (7.9 min of CPU at load 10); "
-                                                                        "TALKBENCH_RUN_SLOW=1 runs it")
+@pytest.mark.skipif(not os.environ.get("TALKBENCH_RUN_SLOW"),
+                    reason="re-trains both stages (7.9 min on the 2-core box at load 10); TALKBENCH_RUN_SLOW=1 runs it")
 def test_retrained_checkpoints_follow_held_out_speech(demo_curated, tmp_path):
     """The script's recipe, re-run from the curated demo, meets the same thresholds."""
     spec = importlib.util.spec_from_file_location("train_learning_fixture", SCRIPT)

@@ -371,7 +371,3 @@ def param_table(cfg: Audio2MotionConfig) -> list[tuple[str, int]]:
 def motion_frames(n_audio_frames: int, frames_per_video_frame: int) -> int:
     return int(np.floor(n_audio_frames / frames_per_video_frame))
 
-
-# EXPERIMENT PRESETS (removed before commit)
-PRESETS["x-notf"] = replace(PRESETS["tiny-talk"], teacher_forcing=False)
-PRESETS["x-plain-stretch"] = replace(PRESETS["tiny-mouth"], mouth_stretch=True)

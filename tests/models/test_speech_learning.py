@@ -46,10 +46,18 @@ DDIM_STEPS, GUIDANCE, SEED = 20, 4.0, 0  # `generate speech --steps 20 --guidanc
 # clip's ours above its reversed and other by MIN_GAP (smallest 0.188), and on average by MIN_MEAN_GAP (0.293, 0.305).
 MIN_OURS, MIN_GAP, MIN_MEAN_GAP = 0.11, 0.12, 0.2
 
-NOT_MET = ("not reached: stage 2 now follows held-out speech in the codes (test_stage2_mouth_follows_held_out_speech), "
-           "but stage 1 (tiny-mouth, 600 CPU steps) does not draw the codes' mouth consistently: moving a portrait's "
-           "code along the train mouth direction with the envelope renders a lip gap at r = -0.91 … +0.96 depending on "
-           "the portrait, and self-reenacting the held-out clips gives 0.28 / 0.06 / 0.28; see docs/speech.md")
+# The rendered target (the issue's measure) is NOT met with these checkpoints. Rendered lip gap against the envelope,
+# per held-out clip, guidance 4: ours 0.170 / -0.120 / 0.179, reversed 0.051 / -0.228 / 0.152, other
+# 0.207 / -0.149 / 0.105, static 0 (guidance 8: ours 0.069 / -0.027 / 0.075). Stage 1 is what fails now:
+# - rendering the portrait's code plus ONLY the generated mouth component (a still head) gives ours
+#   -0.127 / -0.074 / -0.247: the train mouth direction closes the astronaut's mouth;
+# - moving a portrait's code along it in step with the envelope renders a lip gap at r = -0.84 … +0.82 depending on
+#   the portrait (train portraits too);
+# - self-reenacting the held-out clips with their own encoded codes gives 0.281 / 0.062 / 0.277 (at 1200 steps
+#   -0.21 / -0.18 / -0.18).
+NOT_MET = ("not reached: stage 2 follows held-out speech in the codes (test_stage2_mouth_follows_held_out_speech), "
+           "but stage 1 (tiny-mouth, 600 CPU steps) does not draw the codes' mouth consistently on a portrait (rendered "
+           "ours 0.076 mean vs reversed -0.008, other 0.054); see the figures above and docs/speech.md")
 
 
 def held_out(data: Path) -> list[dict]:

@@ -370,4 +370,3 @@ def param_table(cfg: Audio2MotionConfig) -> list[tuple[str, int]]:
 
 def motion_frames(n_audio_frames: int, frames_per_video_frame: int) -> int:
     return int(np.floor(n_audio_frames / frames_per_video_frame))
-

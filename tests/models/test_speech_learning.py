@@ -56,8 +56,8 @@ MIN_OURS, MIN_GAP, MIN_MEAN_GAP = 0.11, 0.12, 0.2
 # - self-reenacting the held-out clips with their own encoded codes gives 0.281 / 0.062 / 0.277 (at 1200 steps
 #   -0.21 / -0.18 / -0.18).
 NOT_MET = ("not reached: stage 2 follows held-out speech in the codes (test_stage2_mouth_follows_held_out_speech), "
-           "but stage 1 (tiny-mouth, 600 CPU steps) does not draw the codes' mouth consistently on a portrait (rendered "
-           "ours 0.076 mean vs reversed -0.008, other 0.054); see the figures above and docs/speech.md")
+           "but stage 1 (tiny-mouth, 600 CPU steps) does not draw the codes' mouth consistently on a portrait "
+           "(rendered ours 0.076 mean vs reversed -0.008, other 0.054); see the figures above and docs/speech.md")
 
 
 def held_out(data: Path) -> list[dict]:

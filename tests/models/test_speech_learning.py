@@ -40,8 +40,9 @@ DDIM_STEPS, GUIDANCE, SEED = 20, 4.0, 0  # `generate speech --steps 20 --guidanc
 #   other speech         0.037 / -0.265 / 0.046    -0.052 / -0.176 / -0.036    -0.091 / -0.097 / -0.065
 # The probe on the clips' own encoded codes against their real lip gap: 0.482 / 0.283 / 0.339; against the envelope:
 # 0.336 / 0.289 / 0.295, which is about as well as a mouth read from codes can follow the envelope here.
-# AniTalker's recipe on the same stage 1 (`tiny-mouth`, 600 steps, guidance 8): ours 0.069 / -0.238 / -0.001, reversed
-# 0.002 / -0.086 / -0.044, other -0.127 / 0.031 / -0.106 — no learning; this test fails on it.
+# AniTalker's recipe on the same stage 1 (preset `tiny-mouth`, 600 steps, read with this probe; guidance 4): ours
+# 0.116 / -0.220 / 0.035, reversed 0.105 / -0.143 / -0.006, other -0.056 / -0.059 / -0.029 — no learning, and
+# check_codes fails on it (guidance 8: ours 0.069 / -0.238 / -0.001).
 # Thresholds, about 2/3 of the smallest measured value: every clip's ours above MIN_OURS (smallest 0.171), every
 # clip's ours above its reversed and other by MIN_GAP (smallest 0.188), and on average by MIN_MEAN_GAP (0.293, 0.305).
 MIN_OURS, MIN_GAP, MIN_MEAN_GAP = 0.11, 0.12, 0.2

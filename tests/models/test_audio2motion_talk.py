@@ -168,3 +168,16 @@ def test_targets_carry_the_lip_gap():
     tg = targets_from_landmarks(mesh, 256, 256)
     assert tg["lip_gap"].shape == (2, 1) and np.all(tg["lip_gap"] > 0.05)
     np.testing.assert_allclose(tg["lip_gap"][0], tg["lip_gap"][1], rtol=0.1)  # mirror: the same mouth
+
+
+@pytest.mark.parametrize("change, pattern", [({"mouth_weight": -1.0}, "mouth_weight must be >= 0"),
+                                             ({"hint_random": 1.5}, r"hint_random must be in \[0, 1\]")])
+def test_bad_training_options_are_refused_before_any_folder(tmp_path, change, pattern):
+    from talkbench.errors import ConfigError
+    from talkbench.models.train_audio2motion import TrainConfig, main
+
+    cfg = TrainConfig(manifest=str(tmp_path / "clips.parquet"), motion_checkpoint=str(tmp_path / "s1.pt"),
+                      out=str(tmp_path / "run"), preset="tiny-talk", **change)
+    with pytest.raises(ConfigError, match=pattern):
+        main(cfg)
+    assert not (tmp_path / "run").exists()

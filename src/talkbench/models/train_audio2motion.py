@@ -130,7 +130,8 @@ class SpeechMotionWindows(Dataset):
         missing = [c["clip_id"] for c in self.clips if c["lip_gap"] is None]
         if missing:
             raise ManifestError(f"the targets file has no lip_gap for clips {missing[:3]} (written by an older "
-                                "extract-targets); re-run talkbench extract-targets to use --mouth-weight")
+                                "extract-targets); re-run talkbench extract-targets to use --mouth-weight or a "
+                                "mouth_stretch preset (tiny-talk)")
         codes = torch.cat([(z := normalize(c["motion"]).double()) - z.mean(0) for c in self.clips])
         gap = torch.cat([c["lip_gap"].double() - c["lip_gap"].double().mean() for c in self.clips])
         w = torch.linalg.lstsq(codes, gap[:, None]).solution[:, 0]
@@ -200,9 +201,12 @@ def _read_inputs(cfg: TrainConfig, motion_sha: str) -> tuple[dict, dict]:
 
 def main(cfg: TrainConfig) -> dict:
     check_train_config(cfg)  # before any folder exists: positive counts, no silent overwrite of a run
+    if cfg.mouth_weight < 0:
+        raise ConfigError(f"mouth_weight must be >= 0, got {cfg.mouth_weight}")
+    if not 0 <= cfg.hint_random <= 1:
+        raise ConfigError(f"hint_random must be in [0, 1], got {cfg.hint_random}")
     rank, world, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed + rank)
     model_cfg = get_config(cfg.preset)
     if cfg.window is not None:  # an architecture key: stored in the checkpoint's cfg like the others
@@ -211,8 +215,6 @@ def main(cfg: TrainConfig) -> dict:
 
     motion_sha, motion_model_cfg = check_motion_checkpoint(cfg.motion_checkpoint, model_cfg)
     latents, targets = _read_inputs(cfg, motion_sha)
-    if not 0 <= cfg.hint_random <= 1:
-        raise ConfigError(f"hint_random must be in [0, 1], got {cfg.hint_random}")
     data = SpeechMotionWindows(cfg.manifest, latents, targets, model_cfg.window, seed=cfg.seed,
                                hint_random=cfg.hint_random)
     manifest_sha = manifest_sha256(cfg.manifest)
@@ -226,8 +228,6 @@ def main(cfg: TrainConfig) -> dict:
         model.net.adapter.fit_standardization({k: v.to(device)
                                                for k, v in data.all_targets(model.net.adapter.names).items()})
     loss_kw: dict = {}
-    if cfg.mouth_weight < 0:
-        raise ConfigError(f"mouth_weight must be >= 0, got {cfg.mouth_weight}")
     if cfg.mouth_weight > 0 or model_cfg.mouth_stretch:
         # the probe in the per-dimension-normalised space (before any stretch: fit_stretch is called below)
         direction, probe_r = data.mouth_direction(lambda x: model.diffusion.normalize(x.to(device)).cpu())
@@ -240,6 +240,7 @@ def main(cfg: TrainConfig) -> dict:
             loss_kw = {"weight_direction": direction.to(device), "direction_weight": cfg.mouth_weight}
     if model_cfg.front_end == "mfcc":
         model.net.front_end.fit(torch.cat([c["audio"] for c in data.clips]).to(device))
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused input leaves no folder behind
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 

@@ -114,6 +114,8 @@ PRESETS: dict[str, Audio2MotionConfig] = {
 }
 # tiny on the stage-1 "tiny-mouth" preset (the standardised motion code): same network, another stage-1 it reads
 PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_preset="tiny-mouth")
+# tiny-mouth with the options that let stage 2 learn a small mouth under large head motion (issue 10, docs/speech.md):
+# on the demo's held-out speech its generated codes follow the envelope (test_speech_learning.py); tiny-mouth's do not
 PRESETS["tiny-talk"] = replace(PRESETS["tiny-mouth"], teacher_forcing=True, standardize_targets=True,
                                mouth_stretch=True)
 

@@ -6,7 +6,8 @@ AniTalker's definitions (68-point landmarks, 3DDFA pose) adapted to MediaPipe Fa
 - scale: ‖midpoint(inner brow ends) − chin‖ ÷ image height — mesh 55 / 285 stand for landmarks 21 / 22, mesh 152
   for landmark 8;
 - lip_gap (not an adapter target): the inner-lip gap over the inter-ocular distance (``faces.points.lip_gap``), read by
-  the audio→motion trainer's ``--mouth-weight`` to find the mouth direction of the motion codes.
+  the audio→motion trainer to find the mouth direction of the motion codes (``--mouth-weight``, the ``mouth_stretch``
+  presets such as tiny-talk).
 Frames without a face are filled by linear interpolation from their neighbours and counted; a clip without any face
 is refused. Landmarks and pose come from the shared ``talkbench.faces`` module.
 """

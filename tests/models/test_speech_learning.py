@@ -1,127 +1,217 @@
-"""Speech-driven ``ours`` learns the demo's audio→mouth relationship, end to end on the curated talking demo.
+"""Speech-driven ``ours`` learns the demo's audio→mouth relationship (issue 10), on held-out speech.
 
 The demo portraits open their jaw with the espeak-ng speech envelope (``talkbench.demo.open_mouth``). Tiny stage-1 and
-stage-2 models are trained on the curated train split (person_b, person_c) with the commands a user types; on the
-held-out identity (the astronaut) the mouth opening of the video ``ours`` generates — the inner-lip gap over the
-inter-ocular distance from the shared face module — must follow the speech envelope: clearly better than ``static``
-(a constant mouth: correlation 0 by definition) and than ``ours`` driven by the same speech time-reversed.
+stage-2 models are trained on the curated train split (person_b, person_c) by ``scripts/train_learning_fixture.py``
+with the commands a user types; the resulting checkpoints are committed in ``tests/data/speech_learning/`` (stage1.pt,
+a2m.pt, and recipe.json with the recipe, seeds and hashes), so CI only generates. The held-out material is the
+astronaut's three test clips (two of them carry the same stretch of speech, so "other speech" is a clip whose speech
+differs). Three tests:
+
+1. STAGE 2 (runs in CI, met): the motion codes stage 2 generates for held-out speech carry a mouth that follows that
+   speech. The mouth is read from the codes with the probe stored in the checkpoint (the least-squares direction from
+   the train clips' codes to their lip gap; on the held-out clips' own encoded codes it follows the real lip gap, which
+   is checked too). Its correlation with the envelope must be clearly above the same for time-reversed speech and for
+   other speech (and above 0, static's value).
+2. RENDERED (the issue's target; skipped: NOT met, see ``NOT_MET``): the lip gap of the video, from the shared face
+   module. Stage 1 does not draw the codes' mouth consistently on any portrait, so the rendered signal is noise.
+3. Re-training (``TALKBENCH_RUN_SLOW=1``): the script's recipe from the curated demo meets test 1's thresholds.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-# The best recipe measured (issue 10, session 2), not the `demo run` one: stage 1 on the "tiny-mouth" preset (the
-# standardised motion code) with the mouth-region L1 and near-in-time pairs; stage 2 on its latents.
-MOTION_PRESET, MOTION_STEPS, MOTION_BATCH, MOTION_LR = "tiny-mouth", 600, 4, 2e-3
-MOUTH_WEIGHT, NEAR_PAIRS = 30.0, 0.5
-A2M_STEPS, WINDOW, DDIM_STEPS = 600, 50, 20
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "speech_learning"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "train_learning_fixture.py"
+DDIM_STEPS, GUIDANCE, SEED = 20, 4.0, 0  # `generate speech --steps 20 --guidance 4 --seed 0`
 
-# What "clearly above" means here: ours must reach a correlation of 0.3 with the envelope and beat static (0) and
-# ours-on-reversed-speech by 0.2. NOT YET MET. Measured on the 2-core CPU box (under load 6-11), per held-out clip
-# (the astronaut's three clips; ground truth 0.883 / 0.908 / 0.899):
-# - the `demo run` recipe (plain tiny, 20 steps; stage 2 150 steps): ours 0.063 / -0.060 / -0.031, reversed
-#   0.116 / -0.014 / 0.058. Plain tiny's motion code does not change between frames (std over a clip 0.003 against
-#   |alpha| 0.17 at init, 0.0009 after 300 steps), so its renders stay at `static` (rendered lip-gap spread 0.5-1 %
-#   of the truth's, also after 300 steps with the mouth L1);
-# - stage 1 alone, this recipe (600 steps, 180 s): self-reenacting the held-out clips, the rendered lip gap follows
-#   the envelope at 0.281 / 0.060 / 0.277 (spread 6-12 % of the truth's); at 300 steps (mouth weight 10) -0.07 /
-#   -0.06 / 0.02. Its codes carry the mouth: a linear probe to the lip gap gives 0.73-0.86 on train clips, 0.25-0.50
-#   held out;
-# - stage 2 is what fails: on those codes, 150 steps (19 s) give ours 0.158 / -0.153 / 0.230 against reversed
-#   0.145 / -0.295 / 0.274 in the rendered video; in latent space (the probe on generated codes) 600 steps give ours
-#   0.148 / -0.249 / 0.097, reversed 0.143 / -0.248 / 0.085, other speech 0.084 / -0.255 / 0.147 — and on the train
-#   clips' own speech -0.04 … 0.05 (guidance 3: the same; 300 steps with hint and identity zeroed, so windows
-#   cannot be memorised from them: train 0.03 vs reversed 0.03). Stage 2 does not tie the mouth direction of the
-#   codes to the speech, even on the speech it trained on. The likely reason: the envelope explains 1 % of the
-#   within-clip variance of the (per-dimension standardised) train codes — best single dimension |r| 0.18 — the
-#   rest is head motion that speech cannot predict, so the speech term is ~1 % of the diffusion loss.
-MIN_CORR, MIN_GAP = 0.3, 0.2
-NOT_MET = ("not reached: stage 1 (tiny-mouth, 600 CPU steps) renders held-out mouths at r = 0.21 with the envelope, "
-           "but stage 2 (600 steps) does not follow the speech (ours 0.00, reversed -0.01 in latent space): the envelope "
-           "explains 1 % of the codes' within-clip variance; issue 10, see the measured figures above")
+# Measured on the committed checkpoints (2-core CPU box, torch 2.13 CPU; generation is seeded, so these repeat), per
+# held-out clip (2469d45e / a9db6c66 / b07aebee), correlation with the clip's envelope of the mouth that the probe
+# reads from the generated codes:
+#                        guidance 1                guidance 4 (tested)         guidance 8
+#   ours                 0.128 / -0.168 / 0.109    0.242 / 0.171 / 0.238       0.290 / 0.296 / 0.297
+#   reversed speech      0.037 / -0.307 / 0.035    -0.074 / -0.204 / 0.050     -0.221 / -0.137 / 0.063
+#   other speech         0.037 / -0.265 / 0.046    -0.052 / -0.176 / -0.036    -0.091 / -0.097 / -0.065
+# The probe on the clips' own encoded codes against their real lip gap: 0.482 / 0.283 / 0.339; against the envelope:
+# 0.336 / 0.289 / 0.295, which is about as well as a mouth read from codes can follow the envelope here.
+# AniTalker's recipe on the same stage 1 (preset `tiny-mouth`, 600 steps, read with this probe; guidance 4): ours
+# 0.116 / -0.220 / 0.035, reversed 0.105 / -0.143 / -0.006, other -0.056 / -0.059 / -0.029 — no learning, and
+# check_codes fails on it (guidance 8: ours 0.069 / -0.238 / -0.001).
+# Thresholds, about 2/3 of the smallest measured value: every clip's ours above MIN_OURS (smallest 0.171), every
+# clip's ours above its reversed and other by MIN_GAP (smallest 0.188), and on average by MIN_MEAN_GAP (0.293, 0.305).
+MIN_OURS, MIN_GAP, MIN_MEAN_GAP = 0.11, 0.12, 0.2
+
+# The rendered target (the issue's measure) is NOT met with these checkpoints. Rendered lip gap against the envelope,
+# per held-out clip, guidance 4: ours 0.170 / -0.120 / 0.179, reversed 0.051 / -0.228 / 0.152, other
+# 0.207 / -0.149 / 0.105, static 0 (guidance 8: ours 0.069 / -0.027 / 0.075). Stage 1 is what fails now:
+# - rendering the portrait's code plus ONLY the generated mouth component (a still head) gives ours
+#   -0.127 / -0.074 / -0.247: the train mouth direction closes the astronaut's mouth;
+# - moving a portrait's code along it in step with the envelope renders a lip gap at r = -0.84 … +0.82 depending on
+#   the portrait (train portraits too);
+# - self-reenacting the held-out clips with their own encoded codes gives 0.281 / 0.062 / 0.277 (at 1200 steps
+#   -0.21 / -0.18 / -0.18).
+NOT_MET = ("not reached: stage 2 follows held-out speech in the codes (test_stage2_mouth_follows_held_out_speech), "
+           "but stage 1 (tiny-mouth, 600 CPU steps) does not draw the codes' mouth consistently on a portrait "
+           "(rendered ours 0.076 mean vs reversed -0.008, other 0.054); see the figures above and docs/speech.md")
 
 
-def mouth_envelope_corr(frames: np.ndarray, envelope: np.ndarray) -> float:
-    """Pearson correlation of the lip gap (÷ inter-ocular, Face Mesh) of ``frames`` with ``envelope``; a mouth that
-    never moves (static) has no correlation: 0. Frames without a face are left out."""
+def held_out(data: Path) -> list[dict]:
+    """The held-out clips with speech, each with its audio, envelope, first frame and an ``other`` clip index whose
+    speech differs (envelope correlation < 0.5)."""
+    from talkbench.demo import speech_envelope
+    from talkbench.manifests import read_table
+    from talkbench.media import read_audio, read_frames
+
+    rows = [r for r in read_table(data / "clips.parquet", "clips").to_pylist()
+            if r["split"] == "test" and r["has_audio"]]
+    assert rows, "the curated demo has no held-out clip with speech"
+    clips = []
+    for r in rows:
+        audio = read_audio(data / r["path"], 16000)
+        clips.append({"clip_id": r["clip_id"], "path": data / r["path"], "audio": audio,
+                      "envelope": speech_envelope(audio), "portrait": read_frames(data / r["path"])[0]})
+    for k, c in enumerate(clips):
+        n = min(len(x["envelope"]) for x in clips)
+        differ = [j for j, x in enumerate(clips) if j != k
+                  and np.corrcoef(x["envelope"][:n], c["envelope"][:n])[0, 1] < 0.5]
+        assert differ, "no held-out clip with other speech"
+        c["other"] = differ[0]
+    return clips
+
+
+def corr(signal: np.ndarray, envelope: np.ndarray) -> float:
+    k = min(len(signal), len(envelope))
+    s, e = np.asarray(signal[:k], np.float64), envelope[:k]
+    ok = ~np.isnan(s)
+    assert ok.mean() > 0.9, f"signal missing in {1 - ok.mean():.0%} of the frames"
+    return 0.0 if np.std(s[ok]) < 1e-9 else float(np.corrcoef(s[ok], e[ok])[0, 1])
+
+
+def load(stage2: Path, stage1: Path):
+    """(stage 2, stage 1, mouth probe): the probe maps motion codes (T, 20) to the checkpoint's mouth direction of the
+    per-dimension-normalised codes (T,), the lip gap up to scale and offset."""
+    import torch
+
+    from talkbench.models import checkpoints
+    from talkbench.models.speech import load_models
+
+    model, renderer, _ = load_models(stage2, stage1)
+    u = torch.tensor(checkpoints.load(stage2)["cfg"]["mouth_direction"]["direction"])
+
+    def probe(motion):
+        x = (motion - model.diffusion.data_mean) / model.diffusion.data_scale  # before the stretch (u is its axis)
+        return (x @ u).numpy()
+    return model, renderer, probe
+
+
+def code_correlations(stage2: Path, stage1: Path, data: Path) -> dict[str, list[float]]:
+    """Per held-out clip: the probe's mouth on the generated codes against the clip's envelope for its own speech,
+    the same reversed, other speech; and the probe on the clip's own encoded codes against its real lip gap."""
     from talkbench.faces.detect import mesh_landmarks
     from talkbench.faces.points import lip_gap
+    from talkbench.media import read_frames
+    from talkbench.models.speech import PortraitRenderer, speech_motion
 
-    gap = lip_gap(mesh_landmarks(frames))
-    k = min(len(gap), len(envelope))
-    gap, env = gap[:k], envelope[:k]
-    ok = ~np.isnan(gap)
-    assert ok.mean() > 0.9, f"face found in only {ok.mean():.0%} of the generated frames"
-    if np.std(gap[ok]) < 1e-9:
-        return 0.0
-    return float(np.corrcoef(gap[ok], env[ok])[0, 1])
+    import torch
+
+    model, renderer, probe = load(stage2, stage1)
+    clips = held_out(data)
+    out = {"ours": [], "reversed": [], "other": [], "probe_vs_real_gap": []}
+    for c in clips:
+        src = PortraitRenderer(renderer, c["portrait"]).source
+
+        def mouth(speech):
+            motion = speech_motion(model, speech, src.alpha.float(), src.identity.float(), steps=DDIM_STEPS,
+                                   guidance=GUIDANCE, seed=SEED)["motion"][0]
+            return probe(motion)
+
+        out["ours"].append(corr(mouth(c["audio"]), c["envelope"]))
+        out["reversed"].append(corr(mouth(c["audio"][::-1].copy()), c["envelope"]))
+        out["other"].append(corr(mouth(clips[c["other"]]["audio"]), c["envelope"]))
+        frames = read_frames(c["path"])
+        real = probe(torch.from_numpy(renderer.encode(frames)["motion"]).float())
+        out["probe_vs_real_gap"].append(corr(lip_gap(mesh_landmarks(frames)), real))
+    return out
 
 
-@pytest.fixture(scope="module")
-def trained(demo_curated, tmp_path_factory):
-    """Stage 1 + stage 2 trained on the demo's train split (the recipe above); latents and targets are written
-    outside the fixture. Frames are generated at the portrait's size (256 px: the 64 px model's flow warps the full-size
-    portrait), where MediaPipe Face Mesh finds the face in every frame."""
-    from talkbench.cli.main import main
-    from talkbench.models.train_motion import LossWeights, TrainConfig
-    from talkbench.models.train_motion import main as train_motion
+def check_codes(c: dict[str, list[float]]) -> None:
+    print("held-out, mouth of the generated codes vs the envelope:", {k: np.round(v, 3).tolist() for k, v in c.items()})
+    ours, rev, other = (np.array(c[k]) for k in ("ours", "reversed", "other"))
+    assert np.all(np.array(c["probe_vs_real_gap"]) > 0.2), c  # the probe reads the mouth of held-out codes
+    assert np.all(ours > MIN_OURS), c  # static (a constant mouth) has 0
+    assert np.all(ours - rev > MIN_GAP) and np.all(ours - other > MIN_GAP), c
+    assert (ours - rev).mean() > MIN_MEAN_GAP and (ours - other).mean() > MIN_MEAN_GAP, c
 
+
+def test_committed_checkpoints_match_their_recipe():
+    """The committed files are the ones recipe.json describes, and stage 2 names that stage 1 (a mismatched pair is
+    refused: test_speech.py)."""
+    from talkbench.media import sha256_file
+    from talkbench.models import checkpoints
+
+    record = json.loads((FIXTURE / "recipe.json").read_text())
+    assert sha256_file(FIXTURE / "stage1.pt") == record["stage1_sha256"]
+    assert sha256_file(FIXTURE / "a2m.pt") == record["a2m_sha256"]
+    a2m = checkpoints.load(FIXTURE / "a2m.pt")
+    assert a2m["motion_checkpoint_sha"] == record["stage1_sha256"]
+    model = a2m["cfg"]["model"]
+    assert model["mouth_stretch"] and model["teacher_forcing"] and model["standardize_targets"]
+    assert a2m["cfg"]["train"]["mouth_weight"] == record["recipe"]["stage2"]["mouth_weight"]
+
+
+def test_stage2_mouth_follows_held_out_speech(demo_curated):
     _, data = demo_curated
-    root = tmp_path_factory.mktemp("speech-learning")
-    manifest = data / "clips.parquet"
-    stage1, stage2 = root / "motion", root / "a2m"
-    lat, tg = root / "motion_latents.parquet", root / "motion_targets.parquet"
-    train_motion(TrainConfig(manifest=str(manifest), out=str(stage1), preset=MOTION_PRESET, max_steps=MOTION_STEPS,
-                             batch_size=MOTION_BATCH, lr=MOTION_LR, device="cpu", perceptual="none-l1-pyramid",
-                             num_workers=0, near_pairs=NEAR_PAIRS, image_every=10 ** 6, ckpt_every=MOTION_STEPS,
-                             weights=LossWeights(gan=0.0, aam=0.0, triplet=0.0, club=0.0, mouth=MOUTH_WEIGHT)))
-    assert main(["extract-motion", "--manifest", str(manifest), "--checkpoint", str(stage1 / "last.pt"),
-                 "--split", "train", "--out", str(lat)]) == 0
-    assert main(["extract-targets", "--manifest", str(manifest), "--split", "train", "--out", str(tg)]) == 0
-    assert main(["train", "audio2motion", "--manifest", str(manifest), "--motion-checkpoint", str(stage1 / "last.pt"),
-                 "--latents", str(lat), "--targets", str(tg), "--preset", MOTION_PRESET, "--window", str(WINDOW),
-                 "--max-steps", str(A2M_STEPS), "--batch-size", "8", "--lr", "1e-3", "--device", "cpu", "--quiet",
-                 "--out", str(stage2)]) == 0
-    return {"manifest": manifest, "stage1": stage1 / "last.pt", "stage2": stage2 / "last.pt", "data": data}
+    check_codes(code_correlations(FIXTURE / "a2m.pt", FIXTURE / "stage1.pt", data))
 
 
-def held_out_clips(manifest):
-    from talkbench.manifests import read_table
+def rendered_correlations(stage2: Path, stage1: Path, data: Path) -> dict[str, list[float]]:
+    """Per held-out clip: the lip gap of the rendered video (shared face module) against the clip's envelope, for
+    ours (own speech), reversed, other speech, and static (the portrait repeated: 0)."""
+    from talkbench.faces.detect import mesh_landmarks
+    from talkbench.faces.points import lip_gap
+    from talkbench.models.speech import speech_frames
 
-    return [r for r in read_table(manifest, "clips").to_pylist() if r["split"] == "test" and r["has_audio"]]
+    model, renderer, _ = load(stage2, stage1)
+    clips = held_out(data)
+    out = {"ours": [], "reversed": [], "other": [], "static": []}
+    for c in clips:
+        def gap(speech):
+            frames = np.concatenate(list(speech_frames(model, renderer, c["portrait"], speech, steps=DDIM_STEPS,
+                                                       guidance=GUIDANCE, seed=SEED)))
+            return lip_gap(mesh_landmarks(frames))
+
+        out["ours"].append(corr(gap(c["audio"]), c["envelope"]))
+        out["reversed"].append(corr(gap(c["audio"][::-1].copy()), c["envelope"]))
+        out["other"].append(corr(gap(clips[c["other"]]["audio"]), c["envelope"]))
+        static = np.repeat(lip_gap(mesh_landmarks(c["portrait"][None])), len(c["envelope"]))
+        out["static"].append(corr(static, c["envelope"]))
+    return out
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason=NOT_MET)  # the target, written down; not run in CI while it cannot pass (minutes of training)
-def test_ours_mouth_follows_held_out_speech(trained):
-    from talkbench.demo import speech_envelope
-    from talkbench.media import read_audio, read_frames
-    from talkbench.models.speech import load_models, speech_frames
+@pytest.mark.skipif(not os.environ.get("TALKBENCH_RUN_NOT_MET"), reason=NOT_MET)  # the issue's target, written down
+def test_rendered_mouth_follows_held_out_speech(demo_curated):
+    _, data = demo_curated
+    out = rendered_correlations(FIXTURE / "a2m.pt", FIXTURE / "stage1.pt", data)
+    print("held-out, rendered lip gap vs the envelope:", {k: np.round(v, 3).tolist() for k, v in out.items()})
+    m = {k: float(np.mean(v)) for k, v in out.items()}
+    assert m["ours"] > 0.3 and m["ours"] - max(m["static"], m["reversed"], m["other"]) > 0.2, out
 
-    model, renderer, _ = load_models(trained["stage2"], trained["stage1"])
-    clips = held_out_clips(trained["manifest"])
-    assert clips, "the curated demo has no held-out clip with speech"
-    ours, reversed_, other, static = [], [], [], []
-    for k, clip in enumerate(clips):
-        path = trained["data"] / clip["path"]
-        audio = read_audio(path, 16000)
-        portrait = read_frames(path)[0]
-        env = speech_envelope(audio)
 
-        def generate(speech):
-            return np.concatenate(list(speech_frames(model, renderer, portrait, speech, steps=DDIM_STEPS)))
-
-        ours.append(mouth_envelope_corr(generate(audio), env))
-        reversed_.append(mouth_envelope_corr(generate(audio[::-1].copy()), env))
-        other_clip = clips[(k + 1) % len(clips)]  # another held-out clip's speech, measured against this envelope
-        other.append(mouth_envelope_corr(generate(read_audio(trained["data"] / other_clip["path"], 16000)), env))
-        static.append(mouth_envelope_corr(np.repeat(portrait[None], len(env), 0), env))
-    print(f"held-out mouth/envelope correlation: ours {np.round(ours, 3)}, reversed speech {np.round(reversed_, 3)}, "
-          f"other speech {np.round(other, 3)}, static {np.round(static, 3)}")
-    ours_m, rev_m, other_m, static_m = np.mean(ours), np.mean(reversed_), np.mean(other), np.mean(static)
-    assert ours_m > MIN_CORR, (ours, reversed_, other, static)
-    assert ours_m - static_m > MIN_GAP, (ours, static)
-    assert ours_m - rev_m > MIN_GAP and ours_m - other_m > MIN_GAP, (ours, reversed_, other)
-
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("TALKBENCH_RUN_SLOW"),
+                    reason="re-trains both stages (7.9 min on the 2-core box at load 10); TALKBENCH_RUN_SLOW=1 runs it")
+def test_retrained_checkpoints_follow_held_out_speech(demo_curated, tmp_path):
+    """The script's recipe, re-run from the curated demo, meets the same thresholds."""
+    spec = importlib.util.spec_from_file_location("train_learning_fixture", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    _, data = demo_curated
+    script.build(tmp_path / "out", data, tmp_path / "work")
+    check_codes(code_correlations(tmp_path / "out" / "a2m.pt", tmp_path / "out" / "stage1.pt", data))

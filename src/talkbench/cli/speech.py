@@ -27,6 +27,10 @@ def train_audio2motion(
     batch_size: Optional[int] = typer.Option(None, help="windows per step and per GPU [default: TrainConfig]"),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate [default: TrainConfig, AniTalker's 1e-4]"),
     window: Optional[int] = typer.Option(None, help="frames per window [default: the preset's, 125]"),
+    mouth_weight: Optional[float] = typer.Option(None, help="extra ε-loss weight along the codes' mouth direction "
+                                                            "(a probe to the targets' lip gap) [default: 0, off]"),
+    hint_random: Optional[float] = typer.Option(None, help="probability that a window's hint is a random frame of its "
+                                                           "clip, not the one before it [default: 0]"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda [default: auto]"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the decoder"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUT/last.pt (same architecture required)"),
@@ -46,7 +50,8 @@ def train_audio2motion(
     get_config(preset)  # fail on a bad preset before reading any data
     # defaults live once, in TrainConfig: only the options given on the command line are passed
     given = {"max_steps": max_steps, "batch_size": batch_size, "lr": lr, "window": window, "device": device,
-             "seed": seed, "log_every": log_every, "ckpt_every": ckpt_every}
+             "mouth_weight": mouth_weight, "hint_random": hint_random, "seed": seed, "log_every": log_every,
+             "ckpt_every": ckpt_every}
     cfg = TrainConfig(manifest=str(manifest), motion_checkpoint=str(motion_checkpoint), out=str(out), preset=preset,
                       latents=str(latents) if latents else None, targets=str(targets) if targets else None,
                       compile=compile, resume=resume, progress=not quiet,

@@ -64,6 +64,22 @@ class Audio2MotionConfig:
     # std ×30 too large) and generated motion did not follow the speech (corr. 0.07, 300 steps: 0.03); "v" with the
     # ε MSE: corr. 0.00; "v" with the v MSE: 0.18 against −0.08 for reversed speech after 150 steps.
     output: str = "eps"
+    # Beyond AniTalker, for material whose head motion dwarfs the mouth (issue 10). teacher_forcing: in training the
+    # adapter's encoders see the TARGET pose/location/scale (FastSpeech 2's variance adaptor), not the adapter's own
+    # predictions (AniTalker), so the denoiser learns head motion from the adapter and the speech feature is left to
+    # explain the rest — the mouth. standardize_targets: the adapter's predictors and encoders work in units
+    # standardised per dimension with the train split's mean/std (buffers in the checkpoint), so a 4° roll (0.044 after
+    # ÷ 90) is not a near-zero input; its losses are then MSEs in standardised units. Given controls and returned
+    # predictions stay in AniTalker's units (pose ÷ 90, location and scale as fractions of the image).
+    teacher_forcing: bool = False
+    standardize_targets: bool = False
+    # mouth_stretch: the diffusion's normalisation also stretches the mouth direction of the codes (a least-squares
+    # probe from the train codes to the lip gap) so that it spans [-1, 1] like every other dimension
+    # (``EpsDenoiser.fit_stretch``; the direction and gain are buffers in the checkpoint). Without it, the mouth part of
+    # the tiny-mouth codes has a spread of 0.03 in normalised units against 0.67 per dimension: below the noise of
+    # every diffusion step but the last ~20 of 1000, so the network never ties it to the speech. Needs the targets'
+    # lip_gap column.
+    mouth_stretch: bool = False
 
     def __post_init__(self):
         if self.front_end not in FRONT_ENDS:
@@ -98,6 +114,10 @@ PRESETS: dict[str, Audio2MotionConfig] = {
 }
 # tiny on the stage-1 "tiny-mouth" preset (the standardised motion code): same network, another stage-1 it reads
 PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_preset="tiny-mouth")
+# tiny-mouth with the options that let stage 2 learn a small mouth under large head motion (issue 10, docs/speech.md):
+# on the demo's held-out speech its generated codes follow the envelope (test_speech_learning.py); tiny-mouth's do not
+PRESETS["tiny-talk"] = replace(PRESETS["tiny-mouth"], teacher_forcing=True, standardize_targets=True,
+                               mouth_stretch=True)
 
 
 def get_config(preset: str) -> Audio2MotionConfig:
@@ -129,16 +149,50 @@ class VarianceAdapter(nn.Module):
         h, n = cfg.lstm_hidden, cfg.lstm_layers
         self.predictors = nn.ModuleDict({a: LSTMHead(cfg.speech_dim, ATTRIBUTES[a], h, n) for a in self.names})
         self.encoders = nn.ModuleDict({a: LSTMHead(ATTRIBUTES[a], cfg.speech_dim, h, n) for a in self.names})
+        self.standardized = cfg.standardize_targets
+        if self.standardized:  # per-dimension train statistics of each attribute (fit_standardization)
+            for a in self.names:
+                self.register_buffer(f"{a}_mean", torch.zeros(ATTRIBUTES[a]))
+                self.register_buffer(f"{a}_std", torch.ones(ATTRIBUTES[a]))
 
-    def forward(self, x: torch.Tensor, given: dict | None = None, control=()) -> tuple[torch.Tensor, dict]:
+    @torch.no_grad()
+    def fit_standardization(self, targets: dict[str, torch.Tensor], min_std: float = 1e-3) -> None:
+        """Mean and std per dimension of each attribute's (N, k) train values; ``min_std`` keeps a constant
+        dimension finite."""
+        if not self.standardized:
+            raise ValueError("this adapter was built with standardize_targets=False")
+        for a in self.names:
+            v = targets[a].float().reshape(-1, ATTRIBUTES[a])
+            getattr(self, f"{a}_mean").copy_(v.mean(0)), getattr(self, f"{a}_std").copy_(v.std(0).clamp_min(min_std))
+
+    def standardize(self, name: str, v: torch.Tensor) -> torch.Tensor:
+        """AniTalker units → the units the predictors and encoders work in (identity without standardisation)."""
+        if not self.standardized:
+            return v
+        return (v - getattr(self, f"{name}_mean").to(v.dtype)) / getattr(self, f"{name}_std").to(v.dtype)
+
+    def unstandardize(self, name: str, v: torch.Tensor) -> torch.Tensor:
+        if not self.standardized:
+            return v
+        return v * getattr(self, f"{name}_std").to(v.dtype) + getattr(self, f"{name}_mean").to(v.dtype)
+
+    def forward(self, x: torch.Tensor, given: dict | None = None, control=(),
+                teacher: dict | None = None) -> tuple[torch.Tensor, dict]:
         """x (B, T, S). ``control``: attribute names (or True for all) whose ``given`` (B, T, k) values replace
-        the predictions; the encoders see the predictions otherwise (also in training, as AniTalker)."""
+        the predictions; ``teacher``: (B, T, k) targets the encoders see instead of the predictions (training with
+        ``teacher_forcing``); otherwise the encoders see the predictions (also in training, as AniTalker). Returns the
+        adapted feature and the predictions in AniTalker's units."""
         control = set(self.names) if control is True else set(control or ())
         preds = {}
         for name in self.names:
-            pred = self.predictors[name](x)  # (B, T, k)
-            preds[name] = pred
-            value = given[name].to(x.dtype) if name in control else pred
+            pred = self.predictors[name](x)  # (B, T, k), standardised units when standardized
+            preds[name] = self.unstandardize(name, pred)
+            if name in control:
+                value = self.standardize(name, given[name].to(x.dtype))
+            elif teacher is not None:
+                value = self.standardize(name, teacher[name].to(x.dtype))
+            else:
+                value = pred
             x = x + self.encoders[name](value)
         return x, preds
 
@@ -166,11 +220,12 @@ class Audio2MotionNet(nn.Module):
         self.decoder = Conformer(ConformerConfig(d, cfg.heads, d, cfg.decoder_blocks, cfg.kernel, cfg.dropout))
         self.out_proj = nn.Linear(d, cfg.motion_dim)
 
-    def encode_speech(self, audio: torch.Tensor, drop: torch.Tensor, given: dict | None = None, control=()):
+    def encode_speech(self, audio: torch.Tensor, drop: torch.Tensor, given: dict | None = None, control=(),
+                      teacher: dict | None = None):
         """Speech features after the variance adapter (B, T, S) and the adapter's predictions."""
         x = self.front_end(audio)  # (B, T, S)
         x = torch.where(drop[:, None, None], self.null_speech.to(x.dtype).expand_as(x), x)
-        return self.adapter(x, given, control)
+        return self.adapter(x, given, control, teacher)
 
     def forward(self, x_t: torch.Tensor, c_noise: torch.Tensor, cond: dict, drop: torch.Tensor):
         """x_t (B, T, 20), c_noise (B,), cond: {hint (B, 20), identity (B, I)} and either audio (B, F·T, C) (+ given,
@@ -178,7 +233,8 @@ class Audio2MotionNet(nn.Module):
         if "speech" in cond:
             speech, preds = torch.where(drop[:, None, None], cond["speech_null"], cond["speech"]), {}
         else:
-            speech, preds = self.encode_speech(cond["audio"], drop, cond.get("given"), cond.get("control", ()))
+            speech, preds = self.encode_speech(cond["audio"], drop, cond.get("given"), cond.get("control", ()),
+                                               cond.get("teacher"))
         b, t, _ = x_t.shape
         h = torch.cat([
             speech.to(x_t.dtype),  # (B, T, S)
@@ -196,26 +252,34 @@ class Audio2Motion(nn.Module):
         self.cfg = cfg
         self.net = Audio2MotionNet(cfg)
         self.diffusion = EpsDenoiser(self.net, cfg.motion_dim, cfg.num_steps, cfg.t_scale, cfg.cond_drop_prob,
-                                     cfg.output)
+                                     cfg.output, stretch=cfg.mouth_stretch)
 
     @property
     def frames_per_video_frame(self) -> int:
         return self.net.front_end.frames_per_video_frame
 
-    def losses(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    def losses(self, batch: dict, generator: torch.Generator | None = None,
+               weight_direction: torch.Tensor | None = None, direction_weight: float = 0.0) -> dict[str, torch.Tensor]:
         """The four MSEs (ε, location, scale, pose; unweighted sum = ``total``). batch: motion (B, T, 20),
-        hint (B, 20), identity (B, I), audio (B, F·T, C), and the targets location/scale (B, T, 1), pose (B, T, 3)."""
+        hint (B, 20), identity (B, I), audio (B, F·T, C), and the targets location/scale (B, T, 1), pose (B, T, 3).
+        With ``teacher_forcing`` the adapter's encoders see those targets; with ``standardize_targets`` the three
+        adapter MSEs are in standardised units. ``weight_direction``/``direction_weight``: an extra weight on the ε
+        error along one direction of the normalised motion (``EpsDenoiser.loss``; the trainer's ``--mouth-weight``)."""
+        adapter = self.net.adapter
         cond = {"audio": batch["audio"], "hint": self.diffusion.normalize(batch["hint"]),
                 "identity": batch["identity"]}
-        eps_loss, preds = self.diffusion.loss(batch["motion"], cond, generator)
+        if self.cfg.teacher_forcing:
+            cond["teacher"] = {name: batch[name] for name in adapter.names}
+        eps_loss, preds = self.diffusion.loss(batch["motion"], cond, generator, weight_direction, direction_weight)
         out = {"eps": eps_loss}
-        for name in self.net.adapter.names:
-            out[name] = (preds[name].float() - batch[name].float()).pow(2).mean()
+        for name in adapter.names:
+            diff = adapter.standardize(name, preds[name].float()) - adapter.standardize(name, batch[name].float())
+            out[name] = diff.pow(2).mean()
         out["total"] = sum(out.values())
         return out
 
-    def forward(self, batch: dict) -> dict[str, torch.Tensor]:
-        return self.losses(batch)
+    def forward(self, batch: dict, **loss_kw) -> dict[str, torch.Tensor]:
+        return self.losses(batch, **loss_kw)
 
     # --- generation --------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -55,6 +55,16 @@ class TrainConfig:
     resume: bool = False
     progress: bool = True
     window: int | None = None  # frames per training/generation window; None = the preset's (125, AniTalker)
+    # > 0: extra weight w on the ε error along the mouth direction of the normalised motion codes — the unit vector of
+    # a least-squares probe from the train clips' codes to their lip gap (both centred per clip; the targets' lip_gap
+    # column), stored in the checkpoint's cfg["mouth_direction"]. The error along it then counts 1 + w·20 times a
+    # direction orthogonal to it (``EpsDenoiser.loss``). 0 (default): AniTalker's plain ε MSE.
+    mouth_weight: float = 0.0
+    # Probability that a window's hint is a random frame of its clip instead of the frame just before it. Generation
+    # hints the first window with the portrait's own code, which is not the frame before the speech; and on a small
+    # train set the previous frame tells the network where in which clip the window is, so the window's motion —
+    # mouth included — can be recalled without the speech. 0 (default): AniTalker's previous-frame hint.
+    hint_random: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -69,12 +79,12 @@ class SpeechMotionWindows(Dataset):
     """Sample i → a window of ``window`` frames and its hint frame from one train clip, drawn from i alone."""
 
     def __init__(self, manifest: str | Path, latents: dict[str, dict], targets: dict[str, dict], window: int,
-                 seed: int = 0):
+                 seed: int = 0, hint_random: float = 0.0):
         from .. import media
         from .audio_features import MFCC_PER_FRAME, mfcc_features
 
         manifest = Path(manifest)
-        self.window, self.seed = window, seed
+        self.window, self.seed, self.hint_random = window, seed, hint_random
         self.clips, self.skipped = [], {}
         for row in load_train_clips(manifest):  # train split only; the test split is never read
             cid = row["clip_id"]
@@ -89,6 +99,7 @@ class SpeechMotionWindows(Dataset):
             mfcc = mfcc_features(audio)
             lat, tg = latents[cid], targets[cid]
             n = min(len(mfcc) // MFCC_PER_FRAME, len(lat["motion"]), len(tg["location"]))
+            gap = tg.get("lip_gap")
             if n < window + 1:
                 self.skipped[cid] = f"{n} frames < window {window} + hint"
                 continue
@@ -98,7 +109,8 @@ class SpeechMotionWindows(Dataset):
                 "identity": torch.tensor(lat["identity"], dtype=torch.float32),
                 "pose": torch.tensor(tg["pose"][:n], dtype=torch.float32),
                 "location": torch.tensor(tg["location"][:n], dtype=torch.float32)[:, None],
-                "scale": torch.tensor(tg["scale"][:n], dtype=torch.float32)[:, None]})
+                "scale": torch.tensor(tg["scale"][:n], dtype=torch.float32)[:, None],
+                "lip_gap": None if gap is None else torch.tensor(gap[:n], dtype=torch.float32)})
         if not self.clips:
             raise ManifestError(f"{manifest}: no train clip is longer than {window + 1} frames ({self.skipped})")
 
@@ -108,12 +120,33 @@ class SpeechMotionWindows(Dataset):
     def all_motion(self) -> torch.Tensor:
         return torch.cat([c["motion"] for c in self.clips])
 
+    def all_targets(self, names) -> dict[str, torch.Tensor]:
+        return {name: torch.cat([c[name] for c in self.clips]) for name in names}
+
+    def mouth_direction(self, normalize) -> tuple[torch.Tensor, float]:
+        """(unit (D,) vector, train r): the least-squares probe from the normalised motion codes to the lip gap, both
+        centred per clip (so identity offsets do not enter), and its correlation with the lip gap on the train
+        frames."""
+        missing = [c["clip_id"] for c in self.clips if c["lip_gap"] is None]
+        if missing:
+            raise ManifestError(f"the targets file has no lip_gap for clips {missing[:3]} (written by an older "
+                                "extract-targets); re-run talkbench extract-targets to use --mouth-weight or a "
+                                "mouth_stretch preset (tiny-talk)")
+        codes = torch.cat([(z := normalize(c["motion"]).double()) - z.mean(0) for c in self.clips])
+        gap = torch.cat([c["lip_gap"].double() - c["lip_gap"].double().mean() for c in self.clips])
+        w = torch.linalg.lstsq(codes, gap[:, None]).solution[:, 0]
+        r = float(torch.corrcoef(torch.stack([codes @ w, gap]))[0, 1])
+        return (w / w.norm()).float(), r
+
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, int(index)])
         clip = self.clips[int(rng.integers(len(self.clips)))]
         w = self.window
         s = int(rng.integers(1, clip["n"] - w + 1))  # window [s, s + w), hint frame s - 1
-        return {"motion": clip["motion"][s:s + w], "hint": clip["motion"][s - 1], "identity": clip["identity"],
+        h = s - 1
+        if self.hint_random and rng.random() < self.hint_random:
+            h = int(rng.integers(clip["n"]))
+        return {"motion": clip["motion"][s:s + w], "hint": clip["motion"][h], "identity": clip["identity"],
                 "audio": clip["audio"][4 * s: 4 * (s + w)], "pose": clip["pose"][s:s + w],
                 "location": clip["location"][s:s + w], "scale": clip["scale"][s:s + w]}
 
@@ -168,9 +201,12 @@ def _read_inputs(cfg: TrainConfig, motion_sha: str) -> tuple[dict, dict]:
 
 def main(cfg: TrainConfig) -> dict:
     check_train_config(cfg)  # before any folder exists: positive counts, no silent overwrite of a run
+    if cfg.mouth_weight < 0:
+        raise ConfigError(f"mouth_weight must be >= 0, got {cfg.mouth_weight}")
+    if not 0 <= cfg.hint_random <= 1:
+        raise ConfigError(f"hint_random must be in [0, 1], got {cfg.hint_random}")
     rank, world, device = setup_distributed(cfg.device)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed + rank)
     model_cfg = get_config(cfg.preset)
     if cfg.window is not None:  # an architecture key: stored in the checkpoint's cfg like the others
@@ -179,7 +215,8 @@ def main(cfg: TrainConfig) -> dict:
 
     motion_sha, motion_model_cfg = check_motion_checkpoint(cfg.motion_checkpoint, model_cfg)
     latents, targets = _read_inputs(cfg, motion_sha)
-    data = SpeechMotionWindows(cfg.manifest, latents, targets, model_cfg.window, seed=cfg.seed)
+    data = SpeechMotionWindows(cfg.manifest, latents, targets, model_cfg.window, seed=cfg.seed,
+                               hint_random=cfg.hint_random)
     manifest_sha = manifest_sha256(cfg.manifest)
     full_cfg = {"model": model_cfg.to_dict(), "train": asdict(cfg), "family": "audio2motion",
                 "motion_checkpoint_sha": motion_sha, "motion_model": motion_model_cfg,
@@ -187,8 +224,23 @@ def main(cfg: TrainConfig) -> dict:
 
     model = Audio2Motion(model_cfg).to(device)
     model.diffusion.fit_normalization(data.all_motion().to(device))  # data units → [-1, 1]; saved as buffers
+    if model_cfg.standardize_targets:  # the adapter's train statistics; saved as buffers
+        model.net.adapter.fit_standardization({k: v.to(device)
+                                               for k, v in data.all_targets(model.net.adapter.names).items()})
+    loss_kw: dict = {}
+    if cfg.mouth_weight > 0 or model_cfg.mouth_stretch:
+        # the probe in the per-dimension-normalised space (before any stretch: fit_stretch is called below)
+        direction, probe_r = data.mouth_direction(lambda x: model.diffusion.normalize(x.to(device)).cpu())
+        full_cfg["mouth_direction"] = {"direction": direction.tolist(), "train_r": probe_r,
+                                       "weight": cfg.mouth_weight}
+        if model_cfg.mouth_stretch:
+            proj = model.diffusion.normalize(data.all_motion().to(device)) @ direction.to(device)
+            full_cfg["mouth_direction"]["gain"] = model.diffusion.fit_stretch(direction.to(device), proj)
+        if cfg.mouth_weight > 0:
+            loss_kw = {"weight_direction": direction.to(device), "direction_weight": cfg.mouth_weight}
     if model_cfg.front_end == "mfcc":
         model.net.front_end.fit(torch.cat([c["audio"] for c in data.clips]).to(device))
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused input leaves no folder behind
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
@@ -240,7 +292,7 @@ def main(cfg: TrainConfig) -> dict:
     for step, batch in enumerate(loader, start=start):
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         with autocast():
-            losses = train_model(batch)  # forward() is losses(): DDP's hooks see it
+            losses = train_model(batch, **loss_kw)  # forward() is losses(): DDP's hooks see it
         opt.zero_grad(set_to_none=True)
         losses["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -300,10 +352,13 @@ def _cli():  # torchrun entry point: same flags as `talkbench train audio2motion
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--mouth-weight", type=float, default=0.0)
+    p.add_argument("--hint-random", type=float, default=0.0)
     a = p.parse_args()
     main(TrainConfig(manifest=a.manifest, motion_checkpoint=a.motion_checkpoint, out=a.out, preset=a.preset,
                      latents=a.latents, targets=a.targets, max_steps=a.max_steps, batch_size=a.batch_size,
-                     device=a.device, compile=a.compile, resume=a.resume))
+                     device=a.device, compile=a.compile, resume=a.resume, mouth_weight=a.mouth_weight,
+                     hint_random=a.hint_random))
 
 
 if __name__ == "__main__":

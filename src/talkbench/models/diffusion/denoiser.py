@@ -24,7 +24,7 @@ OUTPUTS = ("eps", "v")  # what the network's output means; the wrapper turns eit
 
 class EpsDenoiser(nn.Module):
     def __init__(self, net: nn.Module, dim: int, num_steps: int = 1000, t_scale: float = 1.0,
-                 cond_drop_prob: float = 0.0, output: str = "eps"):
+                 cond_drop_prob: float = 0.0, output: str = "eps", stretch: bool = False):
         super().__init__()
         if output not in OUTPUTS:
             raise ValueError(f"unknown network output {output!r}; choose from {sorted(OUTPUTS)}")
@@ -36,13 +36,41 @@ class EpsDenoiser(nn.Module):
         # x_norm = (x - data_mean) / data_scale; set from training data so x₀ clipping to [-1, 1] is meaningful.
         self.register_buffer("data_mean", torch.zeros(dim))
         self.register_buffer("data_scale", torch.ones(dim))
+        # Optional stretch of one direction u of the normalised space by a gain g (``fit_stretch``):
+        # x ↦ x + (g−1)(x·u)u.
+        # A direction that carries a small but conditioned part of the data (the mouth of motion codes dominated by
+        # head motion) otherwise sits below the noise at every step but the last few, so the network never learns it.
+        self.stretched = stretch
+        if stretch:
+            self.register_buffer("stretch_dir", torch.zeros(dim))  # unit vector; zeros = identity
+            self.register_buffer("stretch_gain", torch.ones(()))
 
     # --- normalisation ---------------------------------------------------------------------------------------
+    def _stretch(self, x: torch.Tensor, gain) -> torch.Tensor:
+        u = self.stretch_dir.to(x.dtype)
+        return x + (gain - 1) * (x @ u)[..., None] * u
+
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.data_mean) / self.data_scale
+        x = (x - self.data_mean) / self.data_scale
+        return self._stretch(x, self.stretch_gain.to(x.dtype)) if self.stretched else x
 
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stretched:
+            x = self._stretch(x, 1 / self.stretch_gain.to(x.dtype))
         return x * self.data_scale + self.data_mean
+
+    @torch.no_grad()
+    def fit_stretch(self, direction: torch.Tensor, projections: torch.Tensor, quantile: float = 0.999) -> float:
+        """Stretch the normalised space along ``direction`` (D,) so that the |deviation| quantile of ``projections``
+        (N,) — the per-dimension-normalised data projected on it — becomes 1, as ``fit_normalization`` makes it for
+        each dimension. Returns the gain (≥ 1: a direction is never shrunk)."""
+        if not self.stretched:
+            raise ValueError("this denoiser was built with stretch=False")
+        u = direction.float() / direction.float().norm()
+        dev = (projections.float() - projections.float().mean()).abs()
+        gain = float(1 / torch.quantile(dev, quantile).clamp_min(1e-6))
+        self.stretch_dir.copy_(u), self.stretch_gain.fill_(max(gain, 1.0))
+        return float(self.stretch_gain)
 
     @torch.no_grad()
     def fit_normalization(self, samples: torch.Tensor, quantile: float = 0.999) -> None:
@@ -66,15 +94,22 @@ class EpsDenoiser(nn.Module):
             out = (1 - ac).sqrt() * x_t.to(out.dtype) + ac.sqrt() * out
         return out, extras
 
-    def loss(self, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None):
-        """(ε MSE, extras) for clean data x0 (B, T, D) in data units."""
+    def loss(self, x0: torch.Tensor, cond: dict, generator: torch.Generator | None = None,
+             weight_direction: torch.Tensor | None = None, direction_weight: float = 0.0):
+        """(ε MSE, extras) for clean data x0 (B, T, D) in data units. ``weight_direction`` (D,), a unit vector in the
+        normalised space, and ``direction_weight`` w add w · mean((ε̂ − ε)·u)² to the MSE: the error along u counts
+        1 + w·D times as much as along any direction orthogonal to it (a small-variance direction the condition
+        explains — the mouth — is not drowned by the rest)."""
         b = x0.shape[0]
         x0 = self.normalize(x0)
         t = torch.randint(0, self.schedule.num_steps, (b,), device=x0.device, generator=generator)
         noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         drop = torch.rand(b, device=x0.device, generator=generator) < self.cond_drop_prob
         eps, extras = self.eps(q_sample(self.schedule, x0, t, noise), t, cond, drop)
-        err = (eps.float() - noise.float()).pow(2)
+        diff = eps.float() - noise.float()
+        err = diff.pow(2).mean(-1)  # (B, ...) mean over the D dimensions
+        if weight_direction is not None and direction_weight:
+            err = err + direction_weight * (diff @ weight_direction.to(diff)).pow(2)
         if self.output == "v":  # MSE on v = the ε MSE / ᾱ_t: the high-noise steps, where only the condition
             # tells x₀, are not down-weighted to nothing (Salimans & Ho 2022)
             err = err / self.schedule.alphas_cumprod.to(err.device)[t].float().view(-1, *([1] * (err.ndim - 1)))

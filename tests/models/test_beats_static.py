@@ -22,7 +22,7 @@ from talkbench.models.inference import ReenactModel
 from talkbench.models.train_motion import LossWeights, TrainConfig, main
 
 SIZE = 256  # the talkbench-v1-256 protocol's frame size
-CROP = 700  # side of the centred square crop of the 960×720 demo frame: the face box (300 px) is ~110 px at 256 px
+CROP = 700  # side of the square around the face: the face box (300 px) is ~110 px at 256 px
 SECONDS = 2.0
 TRAIN = [("person_b", "sway"), ("person_b", "zoom"), ("person_c", "sway"), ("person_c", "nod")]
 TEST = [("astronaut", "sway"), ("astronaut", "zoom"), ("astronaut", "nod")]
@@ -43,10 +43,10 @@ def clip(name: str, kind: str) -> np.ndarray:
         pytest.skip("insightface's t1.jpg is not installed")
     import cv2
 
-    frames = demo.render_portrait(name, kind, SECONDS)[0]  # (T, 720, 960, 3), face centred
-    y0, x0 = (demo.HEIGHT - CROP) // 2, (demo.WIDTH - CROP) // 2
-    return np.stack([cv2.resize(f[y0:y0 + CROP, x0:x0 + CROP], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                     for f in frames])
+    # rendered straight onto the CROP × CROP square around the face: the same pixels as the centred crop of a larger
+    # frame (the portrait is warped from the photo; the canvas only sets where the output stops)
+    frames = demo.render_portrait(name, kind, SECONDS, size=(CROP, CROP))[0]
+    return np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def scores(videos: np.ndarray, truths: np.ndarray) -> tuple[float, float]:

@@ -19,10 +19,8 @@ def talking_astronaut(n: int = 8) -> np.ndarray:
     """(n, 256, 256, 3): the demo's astronaut swaying, the jaw opening from closed to fully open."""
     import cv2
 
-    frames = demo.render_portrait("astronaut", "sway", n / demo.FPS, opening=np.linspace(0, 1, n))[0]
-    y0, x0 = (demo.HEIGHT - CROP) // 2, (demo.WIDTH - CROP) // 2
-    return np.stack([cv2.resize(f[y0:y0 + CROP, x0:x0 + CROP], (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-                     for f in frames])
+    frames = demo.render_portrait("astronaut", "sway", n / demo.FPS, size=(CROP, CROP), opening=np.linspace(0, 1, n))[0]
+    return np.stack([cv2.resize(f, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for f in frames])
 
 
 def test_tiny_mouth_motion_code_is_standardised_and_others_are_not():

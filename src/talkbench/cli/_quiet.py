@@ -17,12 +17,14 @@ import sys
 import threading
 
 # I/W lines in glog/absl format ("W0000 00:00:1795.636175   29876 file.cc:114] ..."), absl's preamble and TFLite's
-# delegate notice. E/F lines (errors, fatal) pass through.
+# delegate notice. E/F lines (errors, fatal) pass through. TFLite writes its notice in three calls ("INFO: ", the
+# message, the newline), so two worker processes starting at once can interleave them into "INFO: INFO: Created …"
+# and a bare "Created …" line (seen in a CI-like run): the prefix is optional and may repeat.
 NOISE = re.compile(
     rb"^(?:[IW]\d{4} \d\d:\d\d:[\d.]+ +\d+ [\w./-]+:\d+\] "
     rb"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-    rb"|INFO: Created TensorFlow Lite (?:XNNPACK )?delegate"
-    rb"|INFO: Initialized TensorFlow Lite runtime)")
+    rb"|(?:INFO: )*Created TensorFlow Lite (?:XNNPACK )?delegate"
+    rb"|(?:INFO: )*Initialized TensorFlow Lite runtime)")
 
 _state: dict = {}
 

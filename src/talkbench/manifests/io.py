@@ -6,7 +6,7 @@ import os
 import tempfile
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -66,6 +66,13 @@ def _sort_key(value):
     return (value is not None, value if value is not None else 0)
 
 
+def rows_key(keys: Sequence[str]):
+    """The sort key of a row dict for the columns ``keys``: the manifests' order (None first). One home for it: the
+    manifests, their external sort and the executor's part files sort with it."""
+    keys = tuple(keys)
+    return lambda row: tuple(_sort_key(row.get(k)) for k in keys)
+
+
 def to_table(rows: Iterable[Mapping] | pa.Table, name: str) -> pa.Table:
     """Build a table with the exact schema of ``name``, rows sorted by its key columns; unknown columns are refused."""
     schema = table_schema(name)
@@ -78,7 +85,7 @@ def to_table(rows: Iterable[Mapping] | pa.Table, name: str) -> pa.Table:
         if extra:
             raise ManifestError(f"{name}: row {i} has columns not in the schema: {sorted(extra)}")
     keys = SORT_KEYS[name]
-    rows.sort(key=lambda r: tuple(_sort_key(r.get(k)) for k in keys))
+    rows.sort(key=rows_key(keys))
     columns = {}
     for field in schema:
         values = [row.get(field.name) for row in rows]

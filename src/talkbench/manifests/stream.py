@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import ManifestError, ManifestWriteError
-from .io import META_TABLE, META_VERSION, _sort_key, to_table
+from .io import META_TABLE, META_VERSION, _sort_key, rows_key, to_table
 from .schemas import SCHEMA_VERSION, SORT_KEYS, table_schema
 
 
@@ -91,8 +91,7 @@ def write_table_chunks(chunks: Iterable[Iterable[Mapping] | pa.Table], path: str
 
 
 def _key_fn(name: str):
-    keys = SORT_KEYS[name]
-    return lambda row: tuple(_sort_key(row.get(k)) for k in keys)
+    return rows_key(SORT_KEYS[name])
 
 
 def _read_run(path: Path, batch_rows: int) -> Iterator[dict]:

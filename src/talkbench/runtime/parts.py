@@ -22,7 +22,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -31,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import StepOutputError
+from ..manifests.io import atomic_write_bytes, rows_key
 
 PART_FORMAT = "talkbench-step-part/1"
 ROW_GROUP_ROWS = 1000  # rows per row group of a part: the merge holds about one group per part
@@ -77,10 +77,7 @@ def from_json(obj: dict):
     return np.asarray(spec["data"], dtype=dtype).reshape(spec["shape"])
 
 
-def sort_key(names: Sequence[str]):
-    """The key of a row for ``names``: None sorts first (as in the manifests)."""
-    names = tuple(names)
-    return lambda row: tuple((row.get(k) is not None, row.get(k) if row.get(k) is not None else 0) for k in names)
+sort_key = rows_key  # the key of a row for its key columns: the manifests' order (None first)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -120,17 +117,9 @@ def _typed_column(values: list) -> tuple[pa.Array, dict] | None:
 
 
 def _atomic_parquet(table: pa.Table, path: Path, row_group_rows: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, row_group_size=max(1, row_group_rows), compression="zstd")
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    sink = pa.BufferOutputStream()  # a rank's output is in memory already; the manifests' atomic write places it
+    pq.write_table(table, sink, row_group_size=max(1, row_group_rows), compression="zstd")
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 
 def write_part(path: str | os.PathLike, rows: list[dict], key: Sequence[str] | None = None,

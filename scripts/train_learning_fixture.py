@@ -33,6 +33,14 @@ RECIPE = {
     "stage2": {"preset": "tiny-talk", "window": 50, "max_steps": 600, "batch_size": 8, "lr": 1e-3, "mouth_weight": 5.0,
                "seed": 0},
 }
+# The head-turn checkpoints of the directed-generation test (issue 16, tests/data/head_turns): the demo made with
+# --head-turns, stage 1 "tiny-turn" (the coarse flow) for 1500 steps, stage 2 "tiny-turn" (relative to the hint).
+TURN_RECIPE = {
+    "demo": ["--head-turns"],
+    "stage1": {**RECIPE["stage1"], "preset": "tiny-turn", "max_steps": 1500},
+    "stage2": {**RECIPE["stage2"], "preset": "tiny-turn"},
+}
+RECIPES = {"speech": RECIPE, "turn": TURN_RECIPE}
 KEEP = {"motion": ("ema", "cfg", "step", "manifest_sha"),
         "audio2motion": ("ema", "cfg", "step", "manifest_sha", "motion_checkpoint_sha")}
 
@@ -75,7 +83,7 @@ def _build(out: Path, data: Path | None, work: Path | None, recipe: dict) -> dic
     t0 = time.perf_counter()
     if data is None:
         data = work / "data"
-        assert talkbench(["demo", "make", str(work / "demo")]) == 0
+        assert talkbench(["demo", "make", str(work / "demo"), *recipe.get("demo", [])]) == 0
         assert talkbench(["curate", "build-manifest", str(work / "demo" / "sources.csv"), "--out", str(data),
                           "--quiet"]) == 0
     manifest = data / "clips.parquet"
@@ -113,6 +121,8 @@ def _build(out: Path, data: Path | None, work: Path | None, recipe: dict) -> dic
 def _cli(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for stage1.pt, a2m.pt, recipe.json")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="speech",
+                   help="speech: tests/data/speech_learning (issue 10); turn: tests/data/head_turns (issue 16)")
     p.add_argument("--data", type=Path, help="an already curated demo (DATA with clips.parquet); default: curate one")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new temporary folder, removed at the end)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; 1 is the fastest on a busy "
@@ -120,7 +130,7 @@ def _cli(argv=None) -> int:
     a = p.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="speech-learning-"))
     try:
-        record = build(a.out, a.data, work, threads=a.threads)
+        record = build(a.out, a.data, work, recipe=RECIPES[a.recipe], threads=a.threads)
     finally:
         if a.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -104,15 +104,29 @@ MOTIONS = {
 }
 
 
-def motion_at(kind: str, t: float) -> dict:
+# Out-of-plane head turns of the talking clips (yaw, pitch amplitudes in degrees; periods in seconds). The face is
+# treated as a sphere and rotated (:func:`turn_head`); the face module reads about 0.55 of the applied angle (a photo
+# has no back of the head: on the astronaut, +-20 deg applied reads +-11 deg of yaw, +11 deg of pitch change).
+TURNS = {"sway": (18.0, 14.0), "zoom": (14.0, 18.0)}
+TURN_PERIODS = (2.6, 1.8)
+HEAD_RADIUS = 0.75  # the sphere's radius, fraction of the face box side
+
+
+def motion_at(kind: str, t: float, turn: bool = False) -> dict:
     """Known head motion at time t: offsets from the frame centre, scale factor, in-plane rotation (degrees, CCW)."""
     if kind == "roll_ramp":  # turns from 0° to 75° over the clip's first 3 s, then holds
         return {"dx": 0.0, "dy": 0.0, "scale": 1.0, "rotation": 75.0 * min(1.0, t / 3.0)}
     if kind not in MOTIONS:
         raise ValueError(f"unknown demo motion {kind!r}; choose from {sorted([*MOTIONS, 'roll_ramp'])}")
     ax, ay, az, ar = MOTIONS[kind]
-    return {"dx": ax * math.sin(2 * math.pi * t / 2.0), "dy": ay * math.sin(2 * math.pi * t / 3.0),
-            "scale": 1.0 + az * math.sin(2 * math.pi * t / 2.5), "rotation": ar * math.sin(2 * math.pi * t / 2.2)}
+    motion = {"dx": ax * math.sin(2 * math.pi * t / 2.0), "dy": ay * math.sin(2 * math.pi * t / 3.0),
+              "scale": 1.0 + az * math.sin(2 * math.pi * t / 2.5), "rotation": ar * math.sin(2 * math.pi * t / 2.2)}
+    if turn:  # "Known head motion ... with turn": yaw and pitch as well (only the kinds in TURNS turn)
+        if kind not in TURNS:
+            raise ValueError(f"demo motion {kind!r} has no head turn; choose from {sorted(TURNS)}")
+        (yaw, pitch), (py, pp) = TURNS[kind], TURN_PERIODS
+        motion.update(yaw=yaw * math.sin(2 * math.pi * t / py), pitch=pitch * math.sin(2 * math.pi * t / pp))
+    return motion
 
 
 # ----------------------------------------------------------------------------------------------- talking
@@ -161,14 +175,46 @@ def open_mouth(photo: np.ndarray, portrait: Portrait, opening: float) -> np.ndar
     return out
 
 
+def turn_head(photo: np.ndarray, portrait: Portrait, yaw: float, pitch: float) -> np.ndarray:
+    """The photo with the head turned out of plane by ``yaw`` / ``pitch`` degrees: the face is a sphere of radius
+    ``HEAD_RADIUS`` × the face box about the box centre, rotated (yaw about the vertical axis, then pitch about the
+    horizontal one) and seen from the front; the map blends back to the identity outside the face (``cv2.remap`` of a
+    region around it; nothing is pasted)."""
+    import cv2
+
+    if not yaw and not pitch:
+        return photo
+    cx, cy = portrait.centre
+    radius = HEAD_RADIUS * portrait.size
+    x0, x1 = int(max(0, cx - 1.7 * radius)), int(min(photo.shape[1], cx + 1.7 * radius))
+    y0, y1 = int(max(0, cy - 1.7 * radius)), int(min(photo.shape[0], cy + 1.7 * radius))
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    u, v = (xs - cx) / radius, (ys - cy) / radius
+    z = np.sqrt(np.clip(1 - u * u - v * v, 0, 1))
+    a, b = math.radians(yaw), math.radians(pitch)
+    # the visible point (u, v, z) of the turned sphere came from the photo's point rotated back
+    su = u * math.cos(a) - z * math.sin(a)
+    sz = u * math.sin(a) + z * math.cos(a)
+    sv = v * math.cos(b) + sz * math.sin(b)
+    w = np.exp(-6.0 * np.clip(u * u + v * v - 0.5, 0, None))  # 1 on the face, ~0 from 1.5 radii out
+    map_x = (cx + radius * (w * su + (1 - w) * u)).astype(np.float32)
+    map_y = (cy + radius * (w * sv + (1 - w) * v)).astype(np.float32)
+    out = photo.copy()
+    out[y0:y1, x0:x1] = cv2.remap(photo, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    return out
+
+
 def render_frame(photo: np.ndarray, portrait: Portrait, motion: dict, face_size: float, size: tuple[int, int],
                  centre: tuple[float, float] | None = None) -> np.ndarray:
     """One frame: the photo scaled so the face box is ``face_size``, rotated about the face, face at ``centre``;
-    with ``motion["opening"]`` (0..1) the jaw is dropped first (:func:`open_mouth`)."""
+    with ``motion["opening"]`` (0..1) the jaw is dropped first (:func:`open_mouth`), then with ``motion["yaw"]`` /
+    ``motion["pitch"]`` the head turns out of plane (:func:`turn_head`)."""
     import cv2
 
     if motion.get("opening"):
         photo = open_mouth(photo, portrait, motion["opening"])
+    if motion.get("yaw") or motion.get("pitch"):
+        photo = turn_head(photo, portrait, motion.get("yaw", 0.0), motion.get("pitch", 0.0))
 
     w, h = size
     cx, cy = centre or (w / 2, h / 2)
@@ -180,15 +226,16 @@ def render_frame(photo: np.ndarray, portrait: Portrait, motion: dict, face_size:
 
 def render_portrait(name: str, kind: str, seconds: float, face_size: float = FACE_SIZE,
                     size: tuple[int, int] = (WIDTH, HEIGHT), t0: float = 0.0,
-                    opening: np.ndarray | None = None) -> tuple[np.ndarray, list[dict]]:
+                    opening: np.ndarray | None = None, turn: bool = False) -> tuple[np.ndarray, list[dict]]:
     """(T, H, W, 3) frames of one animated portrait, and the motion applied to each frame; ``opening`` (T,) in
-    [0, 1] makes it talk (the speech envelope, :func:`speech_envelope`)."""
+    [0, 1] makes it talk (the speech envelope, :func:`speech_envelope`); ``turn`` adds the kind's yaw and pitch
+    (``TURNS``)."""
     photo = load_photo(name)
     if photo is None:
         raise MissingDependencyError(f"portrait {name!r} needs insightface's t1.jpg; install it with: "
                                      "pip install --no-deps insightface")
     n = int(round(seconds * FPS))
-    motions = [motion_at(kind, t0 + i / FPS) for i in range(n)]
+    motions = [motion_at(kind, t0 + i / FPS, turn) for i in range(n)]
     if opening is not None:
         if len(opening) < n:
             raise ValueError(f"opening has {len(opening)} values for {n} frames")
@@ -264,8 +311,10 @@ def _plan(have_t1: bool) -> list[DemoVideo]:
 DEMO_CONFIG = "curate.yaml"  # written beside sources.csv: the demo's curation settings (its split)
 
 
-def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
-    """Write the demo videos, ``motion.json`` and ``sources.csv`` into ``out_dir``; returns the sources.csv path."""
+def make_demo(out_dir: str | Path, seconds: float = 3.0, head_turns: bool = False) -> Path:
+    """Write the demo videos, ``motion.json`` and ``sources.csv`` into ``out_dir``; returns the sources.csv path.
+    ``head_turns``: the talking portraits also turn their heads (``TURNS``: yaw and pitch), the material nod and shake
+    can be learnt from (off by default: the default material is what the pinned demo figures are measured on)."""
     from .media import read_frames, write_video
 
     out = Path(out_dir)
@@ -282,10 +331,10 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
         return voice[name][start: start + int(round(secs * AUDIO_RATE))]
 
     def talking(name: str, kind: str, secs: float, face_size: float = FACE_SIZE, t0: float = 0.0,
-                speech_t0: float = 0.0) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
+                speech_t0: float = 0.0, turn: bool = False) -> tuple[np.ndarray, list[dict], np.ndarray, np.ndarray]:
         sound = audio(name, secs, speech_t0)
         env = speech_envelope(sound)
-        frames, motions = render_portrait(name, kind, secs, face_size, t0=t0, opening=env)
+        frames, motions = render_portrait(name, kind, secs, face_size, t0=t0, opening=env, turn=turn)
         return frames, motions, sound, env
 
     def save_envelope(path: Path, env: np.ndarray) -> None:
@@ -298,7 +347,8 @@ def make_demo(out_dir: str | Path, seconds: float = 3.0) -> Path:
         if item.expect == "keep" and item.identity:
             kind = stem.rsplit("_", 1)[1]
             # the two clips of a person speak different parts of the utterance, so the train split hears more speech
-            frames, motions, sound, env = talking(item.identity, kind, seconds, speech_t0=SPEECH_OFFSETS[kind])
+            frames, motions, sound, env = talking(item.identity, kind, seconds, speech_t0=SPEECH_OFFSETS[kind],
+                                                  turn=head_turns)
             write_video(path, frames, FPS, audio=sound)
             save_envelope(path, env)
             motion_log[item.file] = {"portrait": item.identity, "face_size": FACE_SIZE, "motion": motions}

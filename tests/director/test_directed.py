@@ -121,6 +121,27 @@ def test_without_the_decoder_mask_padding_would_leak(model, planned, runs, monke
     assert (leaky["motion"] - runs["seq"]["motion"]).abs().max() > 1e-3
 
 
+def test_pose_steer_adds_the_plan_pose_change_through_the_map(model, planned, runs, monkeypatch):
+    """With a pose→code map in the checkpoint, the codes move by (planned − predicted pose) @ map, exactly; where the
+    plan leaves the head alone nothing changes; without the map (or with pose_steer off) nothing is added."""
+    from talkbench.models.directed import directed_motion
+
+    samples, plan = planned
+    assert runs["par"]["pose_steer"] is None  # a checkpoint from before the map: the adapter path only
+    matrix = np.random.default_rng(0).normal(size=(3, 20))
+    monkeypatch.setattr(model, "pose_to_motion", {"matrix": matrix.tolist(), "r2": 0.5}, raising=False)
+    steered = directed_motion(model, samples, plan, HINT, IDENTITY, small_cfg(), batched=True)
+    off = directed_motion(model, samples, plan, HINT, IDENTITY, small_cfg(pose_steer=False), batched=True)
+    assert steered["pose_steer"] == {"r2": 0.5} and off["pose_steer"] is None
+    torch.testing.assert_close(off["motion"], runs["par"]["motion"])
+    planned_pose = np.stack([steered["tracks"][k] for k in ("yaw", "pitch", "roll")], 1)
+    predicted = np.stack([runs["neutral"]["tracks"][k] for k in ("yaw", "pitch", "roll")], 1)  # head "none"
+    expected = torch.from_numpy((planned_pose - predicted) / 90.0 @ matrix).float()
+    torch.testing.assert_close(steered["motion"] - off["motion"], expected, rtol=1e-4, atol=1e-5)
+    moved = expected.abs().amax(1) > 1e-6
+    assert 0 < moved.sum() < len(moved)  # the nod's span only
+
+
 def test_the_plan_drives_the_variance_adapter_pose(runs, planned):
     """The blueprint's head tracks are the plan's: pitch oscillates on the span of "hello" only."""
     from talkbench.metrics.instruction import adherence

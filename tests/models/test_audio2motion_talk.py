@@ -117,6 +117,38 @@ def test_direction_weight_adds_the_error_along_the_direction():
 def test_new_buffers_follow_to_meta():
     m = model().to("meta")
     assert m.diffusion.stretch_dir.device.type == "meta" and m.net.adapter.location_std.device.type == "meta"
+    r = model(relative=True).to("meta")
+    assert r.hint_mean.device.type == "meta" and r.hint_scale.device.type == "meta"
+
+
+def test_relative_models_the_motion_minus_the_hint():
+    """``relative`` (the tiny-turn preset): the diffusion is fitted on within-clip differences and the hint on the
+    codes; generated motion is the hint plus a sample, so x0 clipping keeps it within the train clips' range of
+    motion around ANY hint, where the absolute model returns to the codes' overall range."""
+    assert PRESETS["tiny-turn"].relative and PRESETS["tiny-turn"].motion_preset == "tiny-turn"
+    assert not PRESETS["tiny-talk"].relative  # the committed tiny-talk checkpoints keep their meaning
+    g = torch.Generator().manual_seed(0)
+    # three clips: identity offsets of ±5, motion within a clip of about ±0.3
+    clips = [off + 0.1 * torch.randn(40, 20, generator=g) for off in (-5.0, 0.0, 5.0)]
+    rel, ab = model(relative=True), model()
+    diffs = rel.fit_normalization(clips)
+    ab.fit_normalization(clips)
+    assert float(rel.hint_scale.min()) > 4 and float(rel.diffusion.data_scale.max()) < 1  # codes vs differences
+    assert float(ab.diffusion.data_scale.min()) > 4
+    assert diffs.shape == (3 * 40 * 8, 20)
+    hint = torch.full((1, 20), 30.0)  # far outside every clip
+    audio = torch.randn(1, 4 * TALK.window, 39, generator=g)
+    ident = torch.zeros(1, TALK.identity_dim)
+    out_rel = rel.generate(audio, hint, ident, steps=4)["motion"]
+    out_ab = ab.generate(audio, hint, ident, steps=4)["motion"]
+    lo, hi = rel.diffusion.data_mean - rel.diffusion.data_scale, rel.diffusion.data_mean + rel.diffusion.data_scale
+    assert bool(((out_rel - hint >= lo - 1e-4) & (out_rel - hint <= hi + 1e-4)).all())  # around the hint
+    assert float((out_ab - hint).abs().min()) > 10  # the absolute model cannot leave the codes' range
+    x = torch.randn(2, 5, 20, generator=g)
+    h = torch.randn(2, 20, generator=g)
+    torch.testing.assert_close(rel.from_diffusion(rel.to_diffusion(x, h), h), x)
+    torch.testing.assert_close(rel.to_diffusion(x, h), x - h[:, None])
+    torch.testing.assert_close(ab.to_diffusion(x, h), x)
 
 
 def test_mouth_direction_finds_a_planted_direction_and_hint_random_moves_the_hint():

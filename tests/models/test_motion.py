@@ -28,7 +28,8 @@ def test_tiny_is_small_and_presets_are_a_registry():
     rows = dict(param_table(PRESETS["tiny"]))
     assert 2e5 < rows["generator total"] < 1e6
     assert rows["discriminator"] < 2e5
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny', 'tiny-mouth'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny', 'tiny-mouth', "
+                                         r"'tiny-turn'\]"):
         get_config("huge")
     with pytest.raises(ValueError, match="power of two"):
         MotionConfig(size=100)
@@ -53,6 +54,32 @@ def test_tiny_shapes_and_relative_driving():
         assert torch.equal(rel, enc.alpha[:1])
         # the HAL weights are a softmax over every stage: stem, one per resblock (64→4 px: 4), final conv
         assert gen.encoder.hal.logits.numel() == 1 + 4 + 1
+
+
+def test_coarse_flow_is_static_at_init_and_follows_the_code_change():
+    """tiny-turn's coarse flow: zero at init (the untrained renderer returns the source), zero when the driver's code
+    equals the source's, linear in the change, and moving the image once trained; without the source code it
+    refuses."""
+    from talkbench.models.motion import CoarseFlow
+
+    torch.manual_seed(0)
+    gen = MotionGenerator(PRESETS["tiny-turn"]).eval()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        src, drv = gen.encoder(x[:1]), gen.encoder(x[1:])
+        assert torch.allclose(gen.render(src.w, drv.alpha, src.feats, src.alpha), x[:1], atol=1e-5)
+        gen.synthesis.coarse.coef.weight.normal_(0, 0.05)
+        same = gen.render(src.w, src.alpha, src.feats, src.alpha)
+        moved = gen.render(src.w, drv.alpha, src.feats, src.alpha)
+        assert torch.allclose(same, x[:1], atol=1e-5)
+        assert (moved - x[:1]).abs().mean() > 1e-3
+        coarse = CoarseFlow(20)
+        coarse.coef.weight.normal_()
+        d = torch.randn(3, 20)
+        assert torch.allclose(coarse(2 * d, 16), 2 * coarse(d, 16), atol=1e-5)
+        assert coarse(torch.zeros(1, 20), 16).abs().max() == 0
+    with pytest.raises(ValueError, match="coarse flow: pass delta"):
+        gen.synthesis(src.w, src.feats)
 
 
 def test_direction_basis_is_orthonormal():

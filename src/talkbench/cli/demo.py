@@ -13,14 +13,17 @@ app = new_app("Demo material built from real media on this machine.")
 
 @app.command("make")
 def make(out_dir: Path = typer.Argument(..., help="Folder to write the demo videos and sources.csv into."),
-         seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds.")) -> None:
+         seconds: float = typer.Option(3.0, help="Length of each passing portrait video, in seconds."),
+         head_turns: bool = typer.Option(False, "--head-turns",
+                                         help="The talking portraits also turn their heads out of plane (yaw and "
+                                              "pitch), so nod and shake can be learnt from them.")) -> None:
     """Animate real portrait photos (with espeak-ng speech) plus failure cases, and write OUT_DIR/sources.csv.
 
     Then run: curate build-manifest OUT_DIR/sources.csv --config OUT_DIR/curate.yaml --out DIR
     """
     from ..demo import DEMO_CONFIG, make_demo
 
-    sources = make_demo(out_dir, seconds=seconds)
+    sources = make_demo(out_dir, seconds=seconds, head_turns=head_turns)
     console.print(f"wrote {sources}")
     console.print(f"next: curate build-manifest {sources} --config {sources.parent / DEMO_CONFIG} "
                   f"--out {Path(out_dir) / 'curated'}", markup=False)

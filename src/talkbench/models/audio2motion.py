@@ -80,6 +80,14 @@ class Audio2MotionConfig:
     # every diffusion step but the last ~20 of 1000, so the network never ties it to the speech. Needs the targets'
     # lip_gap column.
     mouth_stretch: bool = False
+    # relative: the diffusion models the motion MINUS the hint (the frame before the window; at generation the
+    # portrait's own code), normalised by that difference's spread; the hint itself reaches the network normalised by
+    # the codes' spread (``hint_mean``/``hint_scale`` buffers). AniTalker models the absolute codes, normalised by
+    # their spread over all clips, which between-identity offsets dominate: measured on the tiny-turn codes of the
+    # demo (turning heads), the generated codes then moved 0.6-1.2 rms from frame to frame against the real clips'
+    # 0.01-0.02, a jitter the tiny-turn renderer draws as a face torn apart. Relative, x0 clipping bounds the motion
+    # to the range the train clips move in.
+    relative: bool = False
 
     def __post_init__(self):
         if self.front_end not in FRONT_ENDS:
@@ -115,9 +123,13 @@ PRESETS: dict[str, Audio2MotionConfig] = {
 # tiny on the stage-1 "tiny-mouth" preset (the standardised motion code): same network, another stage-1 it reads
 PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_preset="tiny-mouth")
 # tiny-mouth with the options that let stage 2 learn a small mouth under large head motion (issue 10, docs/speech.md):
-# on the demo's held-out speech its generated codes follow the envelope (test_speech_learning.py); tiny-mouth's do not
+# on the demo's held-out speech its generated codes follow the envelope (test_speech_learning.py); tiny-mouth's do not.
 PRESETS["tiny-talk"] = replace(PRESETS["tiny-mouth"], teacher_forcing=True, standardize_targets=True,
                                mouth_stretch=True)
+# tiny-talk on the stage-1 "tiny-turn" preset (tiny-mouth + the coarse flow: the tiny renderer that draws head motion,
+# turns included), modelling the motion relative to the hint (``relative``): with a renderer that draws what the codes
+# say, the absolute codes' jitter tore the face apart (issue 16, docs/speech.md)
+PRESETS["tiny-turn"] = replace(PRESETS["tiny-talk"], motion_preset="tiny-turn", relative=True)
 
 
 def get_config(preset: str) -> Audio2MotionConfig:
@@ -253,6 +265,39 @@ class Audio2Motion(nn.Module):
         self.net = Audio2MotionNet(cfg)
         self.diffusion = EpsDenoiser(self.net, cfg.motion_dim, cfg.num_steps, cfg.t_scale, cfg.cond_drop_prob,
                                      cfg.output, stretch=cfg.mouth_stretch)
+        if cfg.relative:  # the hint's own normalisation (the diffusion's is the motion-minus-hint one)
+            self.register_buffer("hint_mean", torch.zeros(cfg.motion_dim))
+            self.register_buffer("hint_scale", torch.ones(cfg.motion_dim))
+
+    # --- what the diffusion models: the motion, or (relative) the motion minus the hint --------------------------
+    def norm_hint(self, hint: torch.Tensor) -> torch.Tensor:
+        """The hint (…, D) as the network reads it."""
+        if self.cfg.relative:
+            return (hint - self.hint_mean) / self.hint_scale
+        return self.diffusion.normalize(hint)
+
+    def to_diffusion(self, motion: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
+        """Motion (B, T, D) in data units → what the diffusion models (still in data units); hint (B, D)."""
+        return motion - hint[:, None] if self.cfg.relative else motion
+
+    def from_diffusion(self, x: torch.Tensor, hint: torch.Tensor) -> torch.Tensor:
+        return x + hint[:, None].to(x) if self.cfg.relative else x
+
+    @torch.no_grad()
+    def fit_normalization(self, clips: list[torch.Tensor], quantile: float = 0.999) -> torch.Tensor:
+        """Fit the diffusion's normalisation (and, relative, the hint's) from the train clips' codes (each (T, D));
+        returns the samples the diffusion's normalisation was fitted on (relative: every frame minus each of 8
+        frames of its clip, the differences a window can hold)."""
+        codes = torch.cat(clips)
+        if not self.cfg.relative:
+            self.diffusion.fit_normalization(codes, quantile)
+            return codes
+        mean = codes.float().mean(0)
+        self.hint_mean.copy_(mean)
+        self.hint_scale.copy_(torch.quantile((codes.float() - mean).abs(), quantile, dim=0).clamp_min(1e-3))
+        diffs = torch.cat([c - c[j] for c in clips for j in np.linspace(0, len(c) - 1, 8).round().astype(int)])
+        self.diffusion.fit_normalization(diffs, quantile)
+        return diffs
 
     @property
     def frames_per_video_frame(self) -> int:
@@ -266,11 +311,11 @@ class Audio2Motion(nn.Module):
         adapter MSEs are in standardised units. ``weight_direction``/``direction_weight``: an extra weight on the ε
         error along one direction of the normalised motion (``EpsDenoiser.loss``; the trainer's ``--mouth-weight``)."""
         adapter = self.net.adapter
-        cond = {"audio": batch["audio"], "hint": self.diffusion.normalize(batch["hint"]),
-                "identity": batch["identity"]}
+        cond = {"audio": batch["audio"], "hint": self.norm_hint(batch["hint"]), "identity": batch["identity"]}
         if self.cfg.teacher_forcing:
             cond["teacher"] = {name: batch[name] for name in adapter.names}
-        eps_loss, preds = self.diffusion.loss(batch["motion"], cond, generator, weight_direction, direction_weight)
+        eps_loss, preds = self.diffusion.loss(self.to_diffusion(batch["motion"], batch["hint"]), cond, generator,
+                                              weight_direction, direction_weight)
         out = {"eps": eps_loss}
         for name in adapter.names:
             diff = adapter.standardize(name, preds[name].float()) - adapter.standardize(name, batch[name].float())
@@ -289,10 +334,10 @@ class Audio2Motion(nn.Module):
         keep = torch.zeros(b, dtype=torch.bool, device=audio.device)
         speech, preds = self.net.encode_speech(audio, keep, given, control)
         null, _ = self.net.encode_speech(audio, ~keep, given, control) if guidance != 1.0 else (speech, None)
-        cond = {"speech": speech, "speech_null": null, "hint": self.diffusion.normalize(hint), "identity": identity}
+        cond = {"speech": speech, "speech_null": null, "hint": self.norm_hint(hint), "identity": identity}
         motion = self.diffusion.sample((b, t, self.cfg.motion_dim), cond, steps=steps, sampler=sampler,
                                        guidance=guidance, generator=generator)
-        return motion, preds
+        return self.from_diffusion(motion, hint), preds
 
     @torch.no_grad()
     def generate(self, audio: torch.Tensor, hint: torch.Tensor, identity: torch.Tensor, *, given: dict | None = None,

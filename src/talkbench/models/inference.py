@@ -126,7 +126,7 @@ class ReenactModel:
                     first = alpha[:1]
                 alpha = MotionGenerator.relative_alpha(src.alpha.float(), alpha, first)
                 feats = [f.expand(n, -1, -1, -1) for f in src.feats[:-1] + [full]]
-                out = self.gen.render(src.w.expand(n, -1), alpha, feats)  # (n, 3, S, S)
+                out = self.gen.render(src.w.expand(n, -1), alpha, feats, src.alpha.expand(n, -1))  # (n, 3, S, S)
             yield from tensor_to_frames(out, hw)
 
 

@@ -96,6 +96,7 @@ def load_models(checkpoint: str | Path, motion_checkpoint: str | Path, device: s
     model = Audio2Motion(cfg)
     model.load_state_dict(ckpt["ema"])
     model = model.to(device).eval().requires_grad_(False)
+    model.pose_to_motion = ckpt["cfg"].get("pose_to_motion")  # a plain dict (None before it was fitted in training)
     renderer = ReenactModel.from_checkpoint(motion_checkpoint, device=device)
     meta = {"step": int(ckpt["step"]), "checkpoint_sha": sha256_file(checkpoint), "motion_checkpoint_sha": motion_sha}
     return model, renderer, meta
@@ -167,7 +168,8 @@ class PortraitRenderer:
         n, src = len(alpha), self.source
         with self.renderer._autocast():
             feats = [f.expand(n, -1, -1, -1) for f in src.feats[:-1] + [self.full]]
-            img = self.renderer.gen.render(src.w.expand(n, -1), alpha.to(self.renderer.device), feats)
+            img = self.renderer.gen.render(src.w.expand(n, -1), alpha.to(self.renderer.device), feats,
+                                                src.alpha.expand(n, -1))
         return tensor_to_frames(img, self.hw)
 
     def frames(self, motion: torch.Tensor, batch_size: int = 16):

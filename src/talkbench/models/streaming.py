@@ -73,7 +73,7 @@ class StreamingReenactor(nn.Module):
         """Render from a motion code with the cached source (MotionGenerator.render with the cached basis)."""
         with self._autocast(alpha.device):
             latent = (self.w.float() + alpha @ self.basis.t()).to(self.w.dtype)  # (1, style_dim)
-            return self.gen.synthesis(latent, self.feats())  # (1, 3, S, S)
+            return self.gen.synthesis(latent, self.feats(), delta=alpha - self.alpha_source)  # (1, 3, S, S)
 
     def step(self, frame: torch.Tensor) -> torch.Tensor:
         """Pure per-frame work: driver frame (1, 3, S, S) -> rendered frame (1, 3, S, S). Graph-capturable."""

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 
 from ..errors import ConfigError, ManifestError, MediaError
 from . import checkpoints
-from .audio2motion import Audio2Motion, get_config
+from .audio2motion import VARIANCE, Audio2Motion, get_config
 from .data import StepSampler, load_train_clips, manifest_sha256
 from .run_folder import check_train_config
 from .train_motion import setup_distributed, update_ema
@@ -138,6 +138,16 @@ class SpeechMotionWindows(Dataset):
         r = float(torch.corrcoef(torch.stack([codes @ w, gap]))[0, 1])
         return (w / w.norm()).float(), r
 
+    def pose_to_motion(self) -> dict:
+        """The least-squares linear map from head pose (÷ 90, AniTalker's units) to motion codes, both centred per
+        clip: {"matrix": (3, D) rows, "r2": the share of the codes' within-clip variance it explains}. Directed
+        generation steers the codes with it (``DirectedConfig.pose_steer``)."""
+        pose = torch.cat([c["pose"].double() - c["pose"].double().mean(0) for c in self.clips])
+        codes = torch.cat([c["motion"].double() - c["motion"].double().mean(0) for c in self.clips])
+        a = torch.linalg.lstsq(pose, codes).solution  # (3, D)
+        r2 = 1 - float(((codes - pose @ a) ** 2).sum() / (codes ** 2).sum().clamp_min(1e-12))
+        return {"matrix": a.float().tolist(), "r2": round(r2, 4)}
+
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, int(index)])
         clip = self.clips[int(rng.integers(len(self.clips)))]
@@ -222,8 +232,11 @@ def main(cfg: TrainConfig) -> dict:
                 "motion_checkpoint_sha": motion_sha, "motion_model": motion_model_cfg,
                 "clips": [c["clip_id"] for c in data.clips], "skipped": data.skipped}
 
+    if "pose" in VARIANCE[model_cfg.variance]:
+        full_cfg["pose_to_motion"] = data.pose_to_motion()
     model = Audio2Motion(model_cfg).to(device)
-    model.diffusion.fit_normalization(data.all_motion().to(device))  # data units → [-1, 1]; saved as buffers
+    # data units → [-1, 1]; saved as buffers (relative presets: the motion minus the hint, and the hint)
+    fitted = model.fit_normalization([c["motion"].to(device) for c in data.clips])
     if model_cfg.standardize_targets:  # the adapter's train statistics; saved as buffers
         model.net.adapter.fit_standardization({k: v.to(device)
                                                for k, v in data.all_targets(model.net.adapter.names).items()})
@@ -234,7 +247,7 @@ def main(cfg: TrainConfig) -> dict:
         full_cfg["mouth_direction"] = {"direction": direction.tolist(), "train_r": probe_r,
                                        "weight": cfg.mouth_weight}
         if model_cfg.mouth_stretch:
-            proj = model.diffusion.normalize(data.all_motion().to(device)) @ direction.to(device)
+            proj = model.diffusion.normalize(fitted) @ direction.to(device)
             full_cfg["mouth_direction"]["gain"] = model.diffusion.fit_stretch(direction.to(device), proj)
         if cfg.mouth_weight > 0:
             loss_kw = {"weight_direction": direction.to(device), "direction_weight": cfg.mouth_weight}

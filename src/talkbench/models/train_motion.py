@@ -130,7 +130,7 @@ class GeneratorStep(nn.Module):
         images = [source, target] + ([other, aug] if other is not None else [])
         enc = self.gen.encoder(torch.cat(images))  # one pass over 4B (or 2B) images
         feats = [f[:b] for f in enc.feats]
-        recon = self.gen.render(enc.w[:b], enc.alpha[b:2 * b], feats)  # (B, 3, S, S)
+        recon = self.gen.render(enc.w[:b], enc.alpha[b:2 * b], feats, enc.alpha[:b])  # (B, 3, S, S)
         return recon, enc.identity, enc.motion
 
 

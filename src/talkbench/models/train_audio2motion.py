@@ -163,12 +163,15 @@ class SpeechMotionWindows(Dataset):
 
 def check_motion_checkpoint(motion_checkpoint: str | Path, model_cfg) -> tuple[str, dict]:
     """(sha256, stage-1 model config) of a motion checkpoint that matches the audio2motion preset."""
+    from .motion import MotionConfig
     from .motion import get_config as motion_config
 
     ckpt = checkpoints.load(motion_checkpoint)
     if ckpt.get("cfg", {}).get("family") != "motion":
         raise checkpoints.CheckpointError(f"{motion_checkpoint}: not a motion-model checkpoint")
-    found, wanted = ckpt["cfg"]["model"], motion_config(model_cfg.motion_preset).to_dict()
+    # a field added after the checkpoint was written (coarse_flow) takes its default, as when the model is built
+    found = MotionConfig.from_dict(ckpt["cfg"]["model"]).to_dict()
+    wanted = motion_config(model_cfg.motion_preset).to_dict()
     if found != wanted:
         raise ConfigError(f"{motion_checkpoint}: a stage-1 model of another preset (style_dim "
                           f"{found.get('style_dim')}, size {found.get('size')}); this audio2motion preset reads the "

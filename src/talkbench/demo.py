@@ -5,9 +5,9 @@ face box is about 300 px) are animated with a known head motion (translation, sc
 about the face centre, applied with ``cv2.warpAffine``) and get espeak-ng speech muxed in. They talk: the lower face
 is warped by a smooth displacement field (a jaw drop below the mouth line, ``cv2.remap``) whose size follows the
 speech envelope frame by frame, so the curated demo has an audio→motion relationship; the envelope and the applied
-opening of every talking video are stored beside it (``<video>.npz``). With ``head_turns`` (``demo make --head-turns``)
-the talking portraits also turn out of plane (yaw and pitch of a sphere-warped face, :func:`turn_head`). Beside them: videos built to
-fail one rule each (a small face, a face rolled past 60°, two equal faces, no audio, a shot shorter than the minimum
+opening of every talking video are stored beside it (``<video>.npz``). With ``head_turns`` (``demo make
+--head-turns``) the talking portraits also turn out of plane (yaw and pitch of a sphere-warped face,
+:func:`turn_head`). Beside them: videos built to fail one rule each (a small face, a face rolled past 60°, two equal faces, no audio, a shot shorter than the minimum
 inside a hard-cut video), Debian's Megamind.avi and a street scene with no usable face (vtest.avi).
 
 ``make_demo(out_dir)`` writes the videos, ``motion.json`` (the applied motion of every frame) and ``sources.csv``

@@ -7,8 +7,9 @@ is warped by a smooth displacement field (a jaw drop below the mouth line, ``cv2
 speech envelope frame by frame, so the curated demo has an audio→motion relationship; the envelope and the applied
 opening of every talking video are stored beside it (``<video>.npz``). With ``head_turns`` (``demo make
 --head-turns``) the talking portraits also turn out of plane (yaw and pitch of a sphere-warped face,
-:func:`turn_head`). Beside them: videos built to fail one rule each (a small face, a face rolled past 60°, two equal faces, no audio, a shot shorter than the minimum
-inside a hard-cut video), Debian's Megamind.avi and a street scene with no usable face (vtest.avi).
+:func:`turn_head`). Beside them: videos built to fail one rule each (a small face, a face rolled past 60°, two equal
+faces, no audio, a shot shorter than the minimum inside a hard-cut video), Debian's Megamind.avi and a street scene
+with no usable face (vtest.avi).
 
 ``make_demo(out_dir)`` writes the videos, ``motion.json`` (the applied motion of every frame) and ``sources.csv``
 (``url,start,end,identity``) for ``curate build-manifest``. The output is deterministic: the motion is a fixed

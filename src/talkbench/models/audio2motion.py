@@ -24,6 +24,7 @@ from torch import nn
 from .audio_features import FRONT_ENDS, HubertFrontEnd, MfccFrontEnd
 from .conformer import Conformer, ConformerConfig
 from .diffusion import EpsDenoiser
+from .diffusion.denoiser import centre_and_scale
 
 ATTRIBUTES = {"location": 1, "scale": 1, "pose": 3}  # adapter order: location → scale → pose (AniTalker)
 VARIANCE = {"full": ("location", "scale", "pose"), "pose": ("pose",), "none": ()}  # mfcc_full_control, *_pose_only,
@@ -292,9 +293,8 @@ class Audio2Motion(nn.Module):
         if not self.cfg.relative:
             self.diffusion.fit_normalization(codes, quantile)
             return codes
-        mean = codes.float().mean(0)
-        self.hint_mean.copy_(mean)
-        self.hint_scale.copy_(torch.quantile((codes.float() - mean).abs(), quantile, dim=0).clamp_min(1e-3))
+        mean, scale = centre_and_scale(codes, quantile)
+        self.hint_mean.copy_(mean), self.hint_scale.copy_(scale)
         diffs = torch.cat([c - c[j] for c in clips for j in np.linspace(0, len(c) - 1, 8).round().astype(int)])
         self.diffusion.fit_normalization(diffs, quantile)
         return diffs

@@ -169,7 +169,7 @@ class PortraitRenderer:
         with self.renderer._autocast():
             feats = [f.expand(n, -1, -1, -1) for f in src.feats[:-1] + [self.full]]
             img = self.renderer.gen.render(src.w.expand(n, -1), alpha.to(self.renderer.device), feats,
-                                                src.alpha.expand(n, -1))
+                                           src.alpha.expand(n, -1))
         return tensor_to_frames(img, self.hw)
 
     def frames(self, motion: torch.Tensor, batch_size: int = 16):

@@ -123,6 +123,12 @@ class SpeechMotionWindows(Dataset):
     def all_targets(self, names) -> dict[str, torch.Tensor]:
         return {name: torch.cat([c[name] for c in self.clips]) for name in names}
 
+    def centred(self, key: str, transform=None) -> torch.Tensor:
+        """Every clip's ``key`` (after ``transform``), centred per clip (identity offsets removed), concatenated
+        (float64)."""
+        parts = [(transform(c[key]) if transform else c[key]).double() for c in self.clips]
+        return torch.cat([x - x.mean(0) for x in parts])
+
     def mouth_direction(self, normalize) -> tuple[torch.Tensor, float]:
         """(unit (D,) vector, train r): the least-squares probe from the normalised motion codes to the lip gap, both
         centred per clip (so identity offsets do not enter), and its correlation with the lip gap on the train
@@ -132,8 +138,7 @@ class SpeechMotionWindows(Dataset):
             raise ManifestError(f"the targets file has no lip_gap for clips {missing[:3]} (written by an older "
                                 "extract-targets); re-run talkbench extract-targets to use --mouth-weight or a "
                                 "mouth_stretch preset (tiny-talk)")
-        codes = torch.cat([(z := normalize(c["motion"]).double()) - z.mean(0) for c in self.clips])
-        gap = torch.cat([c["lip_gap"].double() - c["lip_gap"].double().mean() for c in self.clips])
+        codes, gap = self.centred("motion", normalize), self.centred("lip_gap")
         w = torch.linalg.lstsq(codes, gap[:, None]).solution[:, 0]
         r = float(torch.corrcoef(torch.stack([codes @ w, gap]))[0, 1])
         return (w / w.norm()).float(), r
@@ -142,8 +147,7 @@ class SpeechMotionWindows(Dataset):
         """The least-squares linear map from head pose (÷ 90, AniTalker's units) to motion codes, both centred per
         clip: {"matrix": (3, D) rows, "r2": the share of the codes' within-clip variance it explains}. Directed
         generation steers the codes with it (``DirectedConfig.pose_steer``)."""
-        pose = torch.cat([c["pose"].double() - c["pose"].double().mean(0) for c in self.clips])
-        codes = torch.cat([c["motion"].double() - c["motion"].double().mean(0) for c in self.clips])
+        pose, codes = self.centred("pose"), self.centred("motion")
         a = torch.linalg.lstsq(pose, codes).solution  # (3, D)
         r2 = 1 - float(((codes - pose @ a) ** 2).sum() / (codes ** 2).sum().clamp_min(1e-12))
         return {"matrix": a.float().tolist(), "r2": round(r2, 4)}

@@ -22,6 +22,14 @@ from .schedules import linear_schedule, q_sample, strided_timesteps
 OUTPUTS = ("eps", "v")  # what the network's output means; the wrapper turns either into ε̂
 
 
+@torch.no_grad()
+def centre_and_scale(samples: torch.Tensor, quantile: float = 0.999) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension (mean, |deviation| quantile) of samples (N, D): (x - mean) / scale puts that quantile at 1."""
+    mean = samples.float().mean(0)
+    scale = torch.quantile((samples.float() - mean).abs(), quantile, dim=0).clamp_min(1e-3)  # constant dims stay finite
+    return mean, scale
+
+
 class EpsDenoiser(nn.Module):
     def __init__(self, net: nn.Module, dim: int, num_steps: int = 1000, t_scale: float = 1.0,
                  cond_drop_prob: float = 0.0, output: str = "eps", stretch: bool = False):
@@ -75,9 +83,7 @@ class EpsDenoiser(nn.Module):
     @torch.no_grad()
     def fit_normalization(self, samples: torch.Tensor, quantile: float = 0.999) -> None:
         """Centre each dimension and scale its |deviation| quantile to 1 (samples: (N, D))."""
-        mean = samples.float().mean(0)
-        dev = (samples.float() - mean).abs()
-        scale = torch.quantile(dev, quantile, dim=0).clamp_min(1e-3)  # a constant dimension stays finite
+        mean, scale = centre_and_scale(samples, quantile)
         self.data_mean.copy_(mean), self.data_scale.copy_(scale)
 
     # --- network call ----------------------------------------------------------------------------------------

@@ -40,7 +40,14 @@ TURN_RECIPE = {
     "stage1": {**RECIPE["stage1"], "preset": "tiny-turn", "max_steps": 1500},
     "stage2": {**RECIPE["stage2"], "preset": "tiny-turn"},
 }
-RECIPES = {"speech": RECIPE, "turn": TURN_RECIPE}
+# The rendered-mouth checkpoints of the speech learning test (issue 10, tests/data/speech_rendered): the default demo,
+# stage 1 "tiny-lips" (the coarse flow with a mouth window) for 1500 steps, stage 2 "tiny-lips" (its mouth direction is
+# the renderer's lip stretch).
+LIPS_RECIPE = {
+    "stage1": {**RECIPE["stage1"], "preset": "tiny-lips", "max_steps": 1500},
+    "stage2": {**RECIPE["stage2"], "preset": "tiny-lips"},
+}
+RECIPES = {"speech": RECIPE, "turn": TURN_RECIPE, "lips": LIPS_RECIPE}
 KEEP = {"motion": ("ema", "cfg", "step", "manifest_sha"),
         "audio2motion": ("ema", "cfg", "step", "manifest_sha", "motion_checkpoint_sha")}
 
@@ -122,7 +129,8 @@ def _cli(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="folder for stage1.pt, a2m.pt, recipe.json")
     p.add_argument("--recipe", choices=sorted(RECIPES), default="speech",
-                   help="speech: tests/data/speech_learning (issue 10); turn: tests/data/head_turns (issue 16)")
+                   help="speech: tests/data/speech_learning (issue 10); turn: tests/data/head_turns (issue 16); "
+                        "lips: tests/data/speech_rendered (issue 10)")
     p.add_argument("--data", type=Path, help="an already curated demo (DATA with clips.parquet); default: curate one")
     p.add_argument("--work", type=Path, help="scratch folder (default: a new temporary folder, removed at the end)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (recorded; 1 is the fastest on a busy "

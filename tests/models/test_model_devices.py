@@ -31,11 +31,12 @@ def training_modules():
     return {"generator": gen, "generator_step": GeneratorStep(gen, aam), "discriminator": Discriminator(cfg),
             "aam": aam, "club": CLUB(cfg.style_dim, cfg.style_dim, cfg.head_hidden),
             "perceptual": PyramidPerceptualLoss("none-l1-pyramid"),
-            "generator_turn": MotionGenerator(PRESETS["tiny-turn"])}
+            "generator_turn": MotionGenerator(PRESETS["tiny-turn"]),
+            "generator_lips": MotionGenerator(PRESETS["tiny-lips"])}
 
 
 @pytest.mark.parametrize("name", ["generator", "generator_step", "discriminator", "aam", "club", "perceptual",
-                                  "generator_turn"])
+                                  "generator_turn", "generator_lips"])
 def test_training_modules_carry_every_tensor(name):
     module = training_modules()[name]
     assert off_device(module, "cpu") == []

@@ -28,8 +28,8 @@ def test_tiny_is_small_and_presets_are_a_registry():
     rows = dict(param_table(PRESETS["tiny"]))
     assert 2e5 < rows["generator total"] < 1e6
     assert rows["discriminator"] < 2e5
-    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny', 'tiny-mouth', "
-                                         r"'tiny-turn'\]"):
+    with pytest.raises(ValueError, match=r"unknown preset 'huge'; choose from \['base', 'tiny', 'tiny-lips', "
+                                         r"'tiny-mouth', 'tiny-turn'\]"):
         get_config("huge")
     with pytest.raises(ValueError, match="power of two"):
         MotionConfig(size=100)
@@ -81,6 +81,31 @@ def test_coarse_flow_is_static_at_init_and_follows_the_code_change():
     with pytest.raises(ValueError, match="coarse flow: pass delta"):
         gen.synthesis(src.w, src.feats)
 
+
+def test_mouth_window_opens_the_lips_and_leaves_the_eyes():
+    """tiny-lips' coarse flow has three more fields, a window on a curated crop's mouth: a code change that drives
+    only its vertical stretch shifts the two lips apart (or together) about the lip line, and nothing at the eyes or
+    outside the face. A tiny-turn checkpoint (no mouth window) still builds with its nine fields."""
+    from talkbench.models.motion import MOUTH_CENTRE, CoarseFlow, MotionConfig, flow_basis
+
+    assert flow_basis(32).shape[0] == 9 and flow_basis(32, mouth=True).shape[0] == 12
+    torch.testing.assert_close(flow_basis(32, mouth=True)[:9], flow_basis(32))
+    assert MotionGenerator(PRESETS["tiny-lips"]).synthesis.coarse.coef.out_features == 24
+    old = {k: v for k, v in PRESETS["tiny-turn"].to_dict().items() if k != "coarse_mouth"}
+    assert MotionGenerator(MotionConfig.from_dict(old)).synthesis.coarse.coef.out_features == 18
+
+    coarse = CoarseFlow(20, mouth=True)
+    with torch.no_grad():
+        coarse.coef.weight.zero_()
+        coarse.coef.weight[2 * 12 - 1, 0] = 1.0  # y-flow of the last field (window × y about the mouth) ← code dim 0
+    flow = coarse(torch.eye(20)[:1], 65)[0, 1]  # (65, 65) vertical flow; grid index i ↔ (i - 32) / 32
+    at = lambda x, y: float(flow[round(32 + 32 * y), round(32 + 32 * x)])  # noqa: E731
+    mx, my = MOUTH_CENTRE
+    assert at(mx, my) == pytest.approx(0.0, abs=1e-6)  # the lip line stays
+    assert at(mx, my + 0.1) > 0.3 and at(mx, my - 0.1) < -0.3  # opposite shifts of the lower and the upper lip
+    peak = max(abs(at(mx, my + d)) for d in (0.1, 0.15, 0.2))
+    assert abs(at(mx, my - 0.4)) < 0.2 * peak  # the eyes (a curated crop's: 0.4 above the lips)
+    assert abs(at(mx, -0.4)) < 0.01 * peak and abs(at(0.9, my)) < 0.01 * peak  # the brow, and beside the face
 
 def test_direction_basis_is_orthonormal():
     gen = MotionGenerator(PRESETS["tiny"])

@@ -131,6 +131,10 @@ PRESETS["tiny-talk"] = replace(PRESETS["tiny-mouth"], teacher_forcing=True, stan
 # turns included), modelling the motion relative to the hint (``relative``): with a renderer that draws what the codes
 # say, the absolute codes' jitter tore the face apart (issue 16, docs/speech.md)
 PRESETS["tiny-turn"] = replace(PRESETS["tiny-talk"], motion_preset="tiny-turn", relative=True)
+# tiny-talk on the stage-1 "tiny-lips" preset (tiny-turn + the coarse flow's mouth window: the tiny renderer that
+# draws the mouth), modelling the absolute codes as tiny-talk does (issue 10's rendered learning test)
+PRESETS["tiny-lips"] = replace(PRESETS["tiny-talk"], motion_preset="tiny-lips")
+PRESETS["tiny-lips-rel"] = replace(PRESETS["tiny-lips"], relative=True)
 
 
 def get_config(preset: str) -> Audio2MotionConfig:

@@ -53,6 +53,9 @@ class MotionConfig:
     # whole latent (source appearance + driver motion) learnt a constant warp instead (3 px, worse than static).
     # Off in the paper preset (LIA has no such layer).
     coarse_flow: bool = False
+    # The coarse flow also gets a window on the mouth of a curated crop (``MOUTH_CENTRE``) times 1, x, y: a local shift
+    # and stretch there, the jaw drop and lip parting of speech, read from the code change like the head's fields.
+    coarse_mouth: bool = False
 
     def channels(self, res: int, disc: bool = False) -> int:
         base, cap = (self.disc_channel_base, self.disc_max_channels) if disc else (self.channel_base, self.max_channels)
@@ -88,6 +91,7 @@ PRESETS: dict[str, MotionConfig] = {
 PRESETS["tiny-mouth"] = replace(PRESETS["tiny"], motion_norm=True)
 # tiny-mouth with the coarse flow: the tiny renderer that moves and turns the head in CPU minutes (issues 10 and 16).
 PRESETS["tiny-turn"] = replace(PRESETS["tiny-mouth"], coarse_flow=True)
+PRESETS["tiny-lips"] = replace(PRESETS["tiny-turn"], coarse_mouth=True)
 
 
 def get_config(preset: str) -> MotionConfig:
@@ -187,29 +191,41 @@ class MotionDirections(nn.Module):
 
 
 WINDOW_SIGMA = 0.4  # the coarse flow's centred window, in the flow grid's [-1, 1] units (a curated face's half-width)
+# The mouth window (``coarse_mouth``): where the inner lips sit in a curated crop, in the same units (measured with the
+# face mesh on the demo's curated clips: x -0.09 … -0.02, y 0.20 … 0.30), and its width.
+MOUTH_CENTRE, MOUTH_SIGMA_GRID = (0.0, 0.25), 0.15
+MOUTH_STRETCH = 2 * 12 - 1  # the coarse coefficient (y axis, mouth window × y) that parts the lips
 
 
-def flow_basis(size: int, device=None) -> torch.Tensor:
+def flow_basis(size: int, device=None, mouth: bool = False) -> torch.Tensor:
     """(9, size, size) smooth fields on the [-1, 1] grid: 1, x, y, x², xy, y², and a centred Gaussian window g times
-    1, x, y (a face moving against its surround: what a turn of the head does to a crop)."""
+    1, x, y (a face moving against its surround: what a turn of the head does to a crop). With ``mouth``, 12: also a
+    window on the mouth times 1, x, y about its centre (the jaw dropping, the lips parting)."""
     t = torch.linspace(-1, 1, size, device=device)
     y, x = torch.meshgrid(t, t, indexing="ij")
     g = torch.exp(-(x * x + y * y) / (2 * WINDOW_SIGMA ** 2))
-    return torch.stack([torch.ones_like(x), x, y, x * x, x * y, y * y, g, g * x, g * y])
+    fields = [torch.ones_like(x), x, y, x * x, x * y, y * y, g, g * x, g * y]
+    if mouth:
+        mx, my = x - MOUTH_CENTRE[0], y - MOUTH_CENTRE[1]
+        m = torch.exp(-(mx * mx + my * my) / (2 * MOUTH_SIGMA_GRID ** 2))
+        fields += [m, m * mx / MOUTH_SIGMA_GRID, m * my / MOUTH_SIGMA_GRID]
+    return torch.stack(fields)
 
 
 class CoarseFlow(nn.Module):
     """Motion-code change (B, motion_dim) → (B, 2, r, r): per axis, a linear combination of the ``flow_basis`` fields
     whose coefficients are linear in the change (no bias: no change, no flow; zero at init)."""
 
-    def __init__(self, motion_dim: int):
+    def __init__(self, motion_dim: int, mouth: bool = False):
         super().__init__()
-        self.coef = nn.Linear(motion_dim, 2 * 9, bias=False)
+        self.mouth = mouth
+        self.fields = 12 if mouth else 9
+        self.coef = nn.Linear(motion_dim, 2 * self.fields, bias=False)
         nn.init.zeros_(self.coef.weight)
 
     def forward(self, delta: torch.Tensor, size: int) -> torch.Tensor:
-        c = self.coef(delta.float()).view(-1, 2, 9)
-        return torch.einsum("bak,khw->bahw", c, flow_basis(size, delta.device))
+        c = self.coef(delta.float()).view(-1, 2, self.fields)
+        return torch.einsum("bak,khw->bahw", c, flow_basis(size, delta.device, self.mouth))
 
 
 class ToFlow(nn.Module):
@@ -254,7 +270,7 @@ class WarpingSynthesis(nn.Module):
         self.directions = MotionDirections(cfg.style_dim, cfg.motion_dim)
         self.input = nn.Parameter(torch.randn(1, cfg.channels(4), 4, 4))
         self.conv1 = StyledConv(cfg.channels(4), cfg.channels(4), 3, cfg.style_dim)
-        self.coarse = CoarseFlow(cfg.motion_dim) if cfg.coarse_flow else None
+        self.coarse = CoarseFlow(cfg.motion_dim, cfg.coarse_mouth) if cfg.coarse_flow else None
         self.up_convs, self.convs, self.to_flows, self.to_rgbs = (nn.ModuleList() for _ in range(4))
         in_ch = cfg.channels(4)
         for i in range(3, int(math.log2(cfg.size)) + 1):

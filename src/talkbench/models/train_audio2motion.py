@@ -129,18 +129,20 @@ class SpeechMotionWindows(Dataset):
         parts = [(transform(c[key]) if transform else c[key]).double() for c in self.clips]
         return torch.cat([x - x.mean(0) for x in parts])
 
-    def mouth_direction(self, normalize) -> tuple[torch.Tensor, float]:
+    def mouth_direction(self, normalize, fixed: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """(unit (D,) vector, train r): the least-squares probe from the normalised motion codes to the lip gap, both
         centred per clip (so identity offsets do not enter), and its correlation with the lip gap on the train
-        frames."""
+        frames. ``fixed`` (D,): use this direction instead of fitting one (signed so that it grows with the gap)."""
         missing = [c["clip_id"] for c in self.clips if c["lip_gap"] is None]
         if missing:
             raise ManifestError(f"the targets file has no lip_gap for clips {missing[:3]} (written by an older "
                                 "extract-targets); re-run talkbench extract-targets to use --mouth-weight or a "
                                 "mouth_stretch preset (tiny-talk)")
         codes, gap = self.centred("motion", normalize), self.centred("lip_gap")
-        w = torch.linalg.lstsq(codes, gap[:, None]).solution[:, 0]
+        w = torch.linalg.lstsq(codes, gap[:, None]).solution[:, 0] if fixed is None else fixed.double()
         r = float(torch.corrcoef(torch.stack([codes @ w, gap]))[0, 1])
+        if r < 0:
+            w, r = -w, -r
         return (w / w.norm()).float(), r
 
     def pose_to_motion(self) -> dict:
@@ -177,11 +179,21 @@ def check_motion_checkpoint(motion_checkpoint: str | Path, model_cfg) -> tuple[s
     found = MotionConfig.from_dict(ckpt["cfg"]["model"]).to_dict()
     wanted = motion_config(model_cfg.motion_preset).to_dict()
     if found != wanted:
-        raise ConfigError(f"{motion_checkpoint}: a stage-1 model of another preset (style_dim "
-                          f"{found.get('style_dim')}, size {found.get('size')}); this audio2motion preset reads the "
-                          f"{model_cfg.motion_preset!r} stage-1 preset (style_dim {wanted['style_dim']}, "
-                          f"size {wanted['size']})")
+        differ = ", ".join(f"{k} {found.get(k)} not {wanted[k]}" for k in wanted if found.get(k) != wanted[k])
+        raise ConfigError(f"{motion_checkpoint}: a stage-1 model of another preset ({differ}); this audio2motion "
+                          f"preset reads the {model_cfg.motion_preset!r} stage-1 preset")
     return hashlib_file(motion_checkpoint), found
+
+
+def mouth_stretch_row(motion_checkpoint) -> torch.Tensor | None:
+    """(motion_dim,) the stage-1 coarse flow's weights from the code change to the vertical stretch about the mouth
+    (``motion.MOUTH_STRETCH``), or None where the renderer has no mouth window."""
+    from .motion import MOUTH_STRETCH, MotionConfig
+
+    ckpt = checkpoints.load(motion_checkpoint)
+    if not MotionConfig.from_dict(ckpt["cfg"]["model"]).coarse_mouth:
+        return None
+    return ckpt["ema"]["synthesis.coarse.coef.weight"][MOUTH_STRETCH].float()
 
 
 def hashlib_file(path) -> str:
@@ -250,9 +262,15 @@ def main(cfg: TrainConfig) -> dict:
     loss_kw: dict = {}
     if cfg.mouth_weight > 0 or model_cfg.mouth_stretch:
         # the probe in the per-dimension-normalised space (before any stretch: fit_stretch is called below)
-        direction, probe_r = data.mouth_direction(lambda x: model.diffusion.normalize(x.to(device)).cpu())
+        # A stage 1 with a mouth window (tiny-lips) draws the mouth from one line of the code change: its coarse
+        # flow's lip stretch. That line, in the normalised space, is the direction; otherwise the probe is fitted.
+        row = mouth_stretch_row(cfg.motion_checkpoint)
+        fixed = None if row is None else row.to(device) * model.diffusion.data_scale
+        direction, probe_r = data.mouth_direction(lambda x: model.diffusion.normalize(x.to(device)).cpu(),
+                                                  None if fixed is None else fixed.cpu())
         full_cfg["mouth_direction"] = {"direction": direction.tolist(), "train_r": probe_r,
-                                       "weight": cfg.mouth_weight}
+                                       "weight": cfg.mouth_weight,
+                                       "source": "lip-gap probe" if row is None else "renderer's lip stretch"}
         if model_cfg.mouth_stretch:
             proj = model.diffusion.normalize(fitted) @ direction.to(device)
             full_cfg["mouth_direction"]["gain"] = model.diffusion.fit_stretch(direction.to(device), proj)

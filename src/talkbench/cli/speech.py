@@ -18,8 +18,10 @@ def train_audio2motion(
     manifest: Path = typer.Option(..., help="clips.parquet (train-split clips are used; test clips are never read)"),
     motion_checkpoint: Path = typer.Option(..., help="the stage-1 motion checkpoint the latents were extracted with"),
     out: Path = typer.Option(..., help="run folder: last.pt, log.jsonl, tb/ (TensorBoard)"),
-    preset: Optional[str] = typer.Option(None, help="paper (AniTalker sizes, MFCC) | paper-hubert | tiny (CPU) "
-                                                    "[default: TrainConfig.preset, paper]"),
+    preset: Optional[str] = typer.Option(None, help="paper (AniTalker sizes, MFCC) | paper-hubert | tiny (CPU) | "
+                                                    "tiny-* (CPU variants; `talkbench models summary audio2motion "
+                                                    "--preset P` names the stage-1 preset each reads) [default: "
+                                                    "TrainConfig.preset, paper]"),
     latents: Optional[Path] = typer.Option(None, help="motion_latents.parquet (default: beside the manifest)"),
     targets: Optional[Path] = typer.Option(None, help="motion_targets.parquet (default: beside the manifest)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many steps, counted across resumes "

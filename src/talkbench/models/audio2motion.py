@@ -134,7 +134,6 @@ PRESETS["tiny-turn"] = replace(PRESETS["tiny-talk"], motion_preset="tiny-turn", 
 # tiny-talk on the stage-1 "tiny-lips" preset (tiny-turn + the coarse flow's mouth window: the tiny renderer that
 # draws the mouth), modelling the absolute codes as tiny-talk does (issue 10's rendered learning test)
 PRESETS["tiny-lips"] = replace(PRESETS["tiny-talk"], motion_preset="tiny-lips")
-PRESETS["tiny-lips-rel"] = replace(PRESETS["tiny-lips"], relative=True)
 
 
 def get_config(preset: str) -> Audio2MotionConfig:

@@ -226,16 +226,23 @@ def rendered_correlations(stage2: Path, stage1: Path, data: Path, portraits: lis
     model, renderer, _ = load(stage2, stage1)
     clips = held_out(data)
     out = {"ours": [], "reversed": [], "other": [], "static": []}
+    speeches = distinct_speech(clips)
     for portrait in portraits:
-        for c in distinct_speech(clips):
-            def gap(speech):
+        gaps = {}  # (clip index, reversed) → lip gap: a clip's "other" speech is often another kept clip's own
+
+        def gap(k, backwards=False):
+            if (k, backwards) not in gaps:
+                speech = clips[k]["audio"][::-1].copy() if backwards else clips[k]["audio"]
                 frames = np.concatenate(list(speech_frames(model, renderer, portrait, speech, steps=DDIM_STEPS,
                                                            guidance=GUIDANCE, seed=SEED)))
-                return lip_gap(mesh_landmarks(frames))
+                gaps[k, backwards] = lip_gap(mesh_landmarks(frames))
+            return gaps[k, backwards]
 
-            out["ours"].append(corr(gap(c["audio"]), c["envelope"]))
-            out["reversed"].append(corr(gap(c["audio"][::-1].copy()), c["envelope"]))
-            out["other"].append(corr(gap(clips[c["other"]]["audio"]), c["envelope"]))
+        for c in speeches:
+            k = clips.index(c)
+            out["ours"].append(corr(gap(k), c["envelope"]))
+            out["reversed"].append(corr(gap(k, backwards=True), c["envelope"]))
+            out["other"].append(corr(gap(c["other"]), c["envelope"]))
             static = np.repeat(lip_gap(mesh_landmarks(portrait[None])), len(c["envelope"]))
             out["static"].append(corr(static, c["envelope"]))
     return out
